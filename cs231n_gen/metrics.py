@@ -1,0 +1,167 @@
+r"""Sample-quality metrics for point clouds, and the excess loss over the oracle.
+
+- :func:`wasserstein2`: exact W2 between two empirical distributions (optimal
+  transport via POT's network simplex). Finite samples put a floor under it, so
+  lectures report :func:`wasserstein2_ratio`: W2(samples, data) / W2(fresh data, data),
+  which is about 1 for a perfect sampler.
+- :func:`sliced_wasserstein`: the average 1D W2 over random projections; cheap.
+- :func:`mmd`: squared maximum mean discrepancy with a sum of RBF kernels.
+- :func:`excess_loss`: how far a velocity model is above the best possible loss.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._validate import as_time, check_int, check_points, check_real
+from .runtime import device_of
+
+
+def _pair(a, b):
+    a = check_points("a", a)
+    b = check_points("b", b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
+    return a, b
+
+
+def wasserstein2(a: torch.Tensor, b: torch.Tensor) -> float:
+    r"""Exact W2 between the uniform empirical measures on ``a`` (n, d) and ``b`` (m, d).
+
+    :math:`W_2 = \big(\min_\gamma \sum_{ij} \gamma_{ij} \|a_i - b_j\|^2\big)^{1/2}`,
+    solved exactly (POT ``emd2``); cost O(n m) memory, about 0.5 s for 2000 x 2000.
+    """
+    import ot
+
+    a, b = _pair(a, b)
+    a_np = a.detach().to("cpu", torch.float64).numpy()
+    b_np = b.detach().to("cpu", torch.float64).numpy()
+    cost = ot.dist(a_np, b_np, metric="sqeuclidean")
+    wa = np.full(len(a_np), 1.0 / len(a_np))
+    wb = np.full(len(b_np), 1.0 / len(b_np))
+    value = ot.emd2(wa, wb, cost, numItermax=10_000_000)
+    return float(np.sqrt(max(float(value), 0.0)))
+
+
+def _as_sets(name: str, value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor) and value.ndim == 3:
+        return [check_points(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name} must hold at least one point set")
+        return [check_points(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return [check_points(name, value)]
+
+
+def wasserstein2_ratio(samples, data, fresh) -> float:
+    r"""W2(samples, data) / W2(fresh, data): about 1 means "as close as new real data".
+
+    Finite samples put a floor under W2: two independent draws of 2000 points from
+    the same 8-mode mixture are about 0.2 apart, mostly because the modes receive
+    slightly different counts. That floor is itself noisy (a single ratio of a perfect
+    sampler spreads by about +-30%), so each argument may be R point sets, given as an
+    (R, n, d) tensor or a list, and the ratio is taken of the means over the R pairs:
+    mean_r W2(samples_r, data_r) / mean_r W2(fresh_r, data_r). ``data`` may also be a
+    single (n, d) set shared by all pairs.
+    """
+    s_sets = _as_sets("samples", samples)
+    f_sets = _as_sets("fresh", fresh)
+    d_sets = _as_sets("data", data)
+    if len(s_sets) != len(f_sets):
+        raise ValueError(
+            f"samples and fresh must hold the same number of sets, got {len(s_sets)} and {len(f_sets)}"
+        )
+    if len(d_sets) not in (1, len(s_sets)):
+        raise ValueError(f"data must hold 1 or {len(s_sets)} sets, got {len(d_sets)}")
+    if len(d_sets) == 1:
+        d_sets = d_sets * len(s_sets)
+    num = sum(wasserstein2(s, d) for s, d in zip(s_sets, d_sets))
+    den = sum(wasserstein2(f, d) for f, d in zip(f_sets, d_sets))
+    if den <= 0:
+        raise ValueError("fresh and data are identical point sets: the W2 baseline is 0")
+    return num / den
+
+
+def sliced_wasserstein(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    n_projections: int = 256,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Sliced W2: sqrt of the mean over random unit directions of the 1D squared W2.
+
+    Unequal sample sizes are compared through 256 matched quantiles.
+    """
+    a, b = _pair(a, b)
+    n_projections = check_int("n_projections", n_projections, minimum=1)
+    a = a.detach().float().cpu()
+    b = b.detach().float().cpu()
+    dirs = torch.randn(a.shape[1], n_projections, generator=generator)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa, pb = (a @ dirs).sort(0).values, (b @ dirs).sort(0).values
+    if pa.shape[0] != pb.shape[0]:
+        q = torch.linspace(0, 1, 256)
+        pa, pb = torch.quantile(pa, q, dim=0), torch.quantile(pb, q, dim=0)
+    return float((pa - pb).square().mean().sqrt())
+
+
+def mmd(a: torch.Tensor, b: torch.Tensor, bandwidths=(0.1, 0.3, 1.0, 3.0)) -> float:
+    r"""Squared MMD (biased V-statistic) with k(x, y) = sum_h exp(-|x - y|^2 / (2 h^2))."""
+    a, b = _pair(a, b)
+    hs = [check_real("bandwidths", h, minimum=0.0, strict_min=True) for h in bandwidths]
+    if not hs:
+        raise ValueError("bandwidths must hold at least one value")
+    a = a.detach().double().cpu()
+    b = b.detach().double().cpu()
+
+    def k(u, v):
+        d2 = torch.cdist(u, v).square()
+        return sum(torch.exp(-d2 / (2 * h * h)) for h in hs)
+
+    return float(k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean())
+
+
+@torch.no_grad()
+def excess_loss(
+    model,
+    mixture,
+    n: int = 16384,
+    t=None,
+    generator: torch.Generator | None = None,
+    batch_size: int = 8192,
+) -> dict:
+    r"""How much a velocity model's training loss exceeds the oracle's.
+
+    The loss splits exactly as
+    E||f - (z - x)||^2 = E||f - v*||^2 + E tr Var(z - x | x_t), where v* is the oracle
+    velocity. The second term is the irreducible loss; the first, the *excess*, is
+    estimated here directly (low variance) over t ~ U[0, 1] (or the given t).
+
+    Returns a dict with ``excess``, ``oracle`` (irreducible loss) and ``ratio``
+    (excess / oracle).
+    """
+    from . import oracle as _oracle
+
+    n = check_int("n", n, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    device = device_of(model)
+    mix = mixture.to(device)
+    excess = torch.zeros((), device=device, dtype=torch.float64)
+    irreducible = torch.zeros((), device=device, dtype=torch.float64)
+    done = 0
+    while done < n:
+        m = min(batch_size, n - done)
+        x = mix.sample(m, generator=generator)
+        z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+        if t is None:
+            tt = torch.rand(m, generator=generator, device=device, dtype=x.dtype)
+        else:
+            tt = as_time("t", t, m, x)
+        xt = (1 - tt)[:, None] * x + tt[:, None] * z
+        f = model(xt, tt)
+        excess += (f - _oracle.velocity(mix, xt, tt)).square().sum(1).double().sum()
+        irreducible += _oracle.conditional_variance(mix, xt, tt).double().sum()
+        done += m
+    excess, irreducible = float(excess) / n, float(irreducible) / n
+    return {"excess": excess, "oracle": irreducible, "ratio": excess / irreducible}
+

@@ -1,0 +1,4 @@
+"""Model families, one a file."""
+from .mlp import FourierTimeEmbedding, TimeMLP
+
+__all__ = ["TimeMLP", "FourierTimeEmbedding"]

@@ -1,0 +1,88 @@
+"""Device choice, seeding and the quick/full budget switch every lecture uses."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from ._validate import check_int
+
+QUICK_ENV = "CS231N_GEN_QUICK"
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU.
+
+    ``prefer`` ("cpu", "cuda", "mps") forces a choice; asking for one that is not
+    available raises ``ValueError``.
+    """
+    if prefer is not None:
+        if prefer not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"prefer must be 'cpu', 'cuda' or 'mps', got {prefer!r}")
+        if prefer == "cuda" and not torch.cuda.is_available():
+            raise ValueError("prefer='cuda' but no CUDA device is available")
+        if prefer == "mps" and not _mps_available():
+            raise ValueError("prefer='mps' but no MPS device is available")
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python, NumPy and PyTorch (all devices) so a lecture reruns identically.
+
+    Returns the seed. On the CPU the same seed gives the same numbers; GPU kernels
+    may still differ in the last bits.
+    """
+    seed = check_int("seed", seed, minimum=0)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return seed
+
+
+def is_quick() -> bool:
+    """True when ``CS231N_GEN_QUICK`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def budget(full, quick):
+    """Pick a budget: ``full`` for students, ``quick`` for CI and graders.
+
+    Quick mode is on when the environment variable ``CS231N_GEN_QUICK=1``. Both values
+    must be of the same kind (two ints, two floats, ...); ints must be >= 1.
+    """
+    if type(full) is not type(quick):
+        raise ValueError(
+            f"full and quick must be of the same type, got {type(full).__name__} "
+            f"and {type(quick).__name__}"
+        )
+    if isinstance(full, int) and not isinstance(full, bool):
+        check_int("full", full, minimum=1)
+        check_int("quick", quick, minimum=1)
+    return quick if is_quick() else full
+
+
+def device_of(model) -> torch.device:
+    """The device a model (or an oracle holding a ``mixture``) computes on; CPU otherwise."""
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+        mixture = getattr(model, "mixture", None)
+        if mixture is not None:
+            return mixture.device
+    return torch.device("cpu")

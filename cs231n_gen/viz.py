@@ -1,0 +1,154 @@
+"""Matplotlib figures for the 2D lectures.
+
+Every function draws onto an ``ax`` you pass (or makes its own figure) and returns the
+figure or axes, so a notebook cell can compose panels. Colours follow one rule: data
+is blue, noise is grey, generated samples are orange, the oracle is green.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ._validate import check_int, check_points, check_real, check_tensor
+from .runtime import device_of
+
+DATA = "#1f77b4"
+NOISE = "#7f7f7f"
+MODEL = "#ff7f0e"
+ORACLE = "#2ca02c"
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def _square(ax, lim: float) -> None:
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def scatter(ax, points, color=MODEL, lim: float = 3.5, title: str | None = None, s: float = 2.0, alpha=0.5, **kw):
+    """A square scatter plot of (n, 2) points."""
+    pts = _np(check_points("points", points, 2))
+    ax.scatter(pts[:, 0], pts[:, 1], s=s, color=color, alpha=alpha, linewidths=0, **kw)
+    _square(ax, lim)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_density(ax, mixture, lim: float = 3.5, resolution: int = 200, cmap="Blues"):
+    """Filled contours of a mixture's density on [-lim, lim]^2."""
+    resolution = check_int("resolution", resolution, minimum=8)
+    g = torch.linspace(-lim, lim, resolution)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1).to(mixture.device)
+    dens = mixture.log_prob(pts).exp().reshape(resolution, resolution)
+    ax.contourf(_np(xx), _np(yy), _np(dens), levels=12, cmap=cmap)
+    _square(ax, lim)
+    return ax
+
+
+def plot_samples(panels: dict, lim: float = 3.5, size: float = 3.0, colors=None):
+    """One square panel per entry of ``{title: points}``; returns the figure."""
+    if not panels:
+        raise ValueError("panels must hold at least one {title: points} entry")
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
+    palette = colors or [DATA, NOISE, MODEL, ORACLE]
+    for i, (ax, (title, pts)) in enumerate(zip(axes[0], panels.items())):
+        scatter(ax, pts, color=palette[i % len(palette)], lim=lim, title=title)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def plot_field(ax, field, t: float, lim: float = 3.5, n: int = 17, color="k", background=None, scale=None):
+    """Arrows of -v(x, t) on an n x n grid: the way a sample moves as t decreases.
+
+    ``field`` is any callable ``field(x, t)`` (a trained model or an oracle).
+    """
+    t = check_real("t", t, minimum=0.0, maximum=1.0)
+    n = check_int("n", n, minimum=2)
+    if background is not None:
+        scatter(ax, background, color=NOISE, lim=lim, alpha=0.25)
+    g = torch.linspace(-lim * 0.9, lim * 0.9, n)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    dev = device_of(field)
+    v = field(pts.to(dev), torch.full((pts.shape[0],), t, device=dev)).cpu()
+    move = -v
+    ax.quiver(_np(pts[:, 0]), _np(pts[:, 1]), _np(move[:, 0]), _np(move[:, 1]), color=color,
+              angles="xy", scale_units="xy", scale=scale or 4.0, width=0.004)
+    _square(ax, lim)
+    return ax
+
+
+def compare_fields(fields: dict, times, lim: float = 3.5, n: int = 15, background=None, size: float = 2.6):
+    """A grid of quiver plots: one row per ``{name: field}``, one column per time."""
+    times = [check_real("times", t, minimum=0.0, maximum=1.0) for t in times]
+    if not fields or not times:
+        raise ValueError("fields and times must both be non-empty")
+    fig, axes = plt.subplots(len(fields), len(times), figsize=(size * len(times), size * len(fields)), squeeze=False)
+    colors = [ORACLE, MODEL, "k"]
+    for r, (name, field) in enumerate(fields.items()):
+        for c, t in enumerate(times):
+            ax = axes[r, c]
+            bg = background[c] if isinstance(background, (list, tuple)) else background
+            plot_field(ax, field, t, lim=lim, n=n, color=colors[r % len(colors)], background=bg)
+            if r == 0:
+                ax.set_title(f"t = {t:g}", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trajectories(ax, trajectory, n_show: int = 300, lim: float = 3.5, reference=None):
+    """Paths of ``n_show`` particles from noise (grey dots) to samples (orange dots)."""
+    traj = check_tensor("trajectory", trajectory, ndim=3)
+    n_show = min(check_int("n_show", n_show, minimum=1), traj.shape[1])
+    tr = _np(traj[:, :n_show])
+    if reference is not None:
+        scatter(ax, reference, color=DATA, lim=lim, alpha=0.15)
+    ax.plot(tr[:, :, 0], tr[:, :, 1], color="k", alpha=0.15, lw=0.6)
+    ax.scatter(tr[0, :, 0], tr[0, :, 1], s=4, color=NOISE, zorder=3)
+    ax.scatter(tr[-1, :, 0], tr[-1, :, 1], s=4, color=MODEL, zorder=3)
+    _square(ax, lim)
+    return ax
+
+
+def plot_snapshots(trajectory, times, at=(1.0, 0.75, 0.5, 0.25, 0.0), lim: float = 3.5, reference=None,
+                   size: float = 2.6, title: str | None = None):
+    """Particles at several times of a sampling trajectory (nearest grid point to each)."""
+    traj = check_tensor("trajectory", trajectory, ndim=3)
+    times = check_tensor("times", times, ndim=1)
+    if times.shape[0] != traj.shape[0]:
+        raise ValueError(f"times must have {traj.shape[0]} entries (one per frame), got {times.shape[0]}")
+    fig, axes = plt.subplots(1, len(at), figsize=(size * len(at), size), squeeze=False)
+    for ax, t in zip(axes[0], at):
+        i = int((times.cpu() - t).abs().argmin())
+        if reference is not None:
+            scatter(ax, reference, color=DATA, lim=lim, alpha=0.15)
+        scatter(ax, traj[i], color=MODEL, lim=lim, title=f"t = {float(times[i]):.2f}")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss(history, ax=None, window: int = 100, label: str | None = None):
+    """The training loss (raw, faint) and its running mean over ``window`` steps."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(history.loss, color=MODEL, alpha=0.25, lw=0.5)
+    ax.plot(history.smoothed(window), color=MODEL, lw=1.5, label=label or f"running mean ({window})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    return ax

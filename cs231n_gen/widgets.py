@@ -1,0 +1,140 @@
+"""Interactive explorers built from core ipywidgets (they render in JupyterLab,
+Classic Notebook, VS Code and Colab without extra front-end packages).
+
+Each explorer precomputes what its slider scrubs through, renders frames to PNG on
+first view (cached afterwards) and shows them in an ``ipywidgets.Image``, so dragging
+only swaps pictures. Each ``*_explorer``/``*_player`` function also draws a static
+figure first, so the notebook still tells its story where widgets do not run
+(GitHub, nbval, a PDF export).
+"""
+from __future__ import annotations
+
+import io
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from . import viz
+from ._validate import check_int, check_points, check_tensor
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+class FramePlayer:
+    """A Play button and a slider over ``n_frames`` frames drawn by ``draw(ax, i)``."""
+
+    def __init__(self, n_frames: int, draw, label, size=(4.2, 4.2), interval: int = 120):
+        import ipywidgets as W
+
+        self.n_frames = check_int("n_frames", n_frames, minimum=1)
+        self._draw, self._label, self._size = draw, label, size
+        self._cache: dict[int, bytes] = {}
+        self.image = W.Image(format="png", value=self.frame_png(0))
+        self.play = W.Play(min=0, max=n_frames - 1, step=1, value=0, interval=interval,
+                           description="play", layout=W.Layout(width="auto"))
+        self.slider = W.IntSlider(min=0, max=n_frames - 1, step=1, value=0, readout=False,
+                                  continuous_update=True, layout=W.Layout(width="320px"))
+        self.caption = W.Label(value=label(0))
+        W.jslink((self.play, "value"), (self.slider, "value"))
+        self.slider.observe(self._on_change, names="value")
+        self.widget = W.VBox([W.HBox([self.play, self.slider, self.caption]), self.image])
+
+    def frame_png(self, i: int) -> bytes:
+        if i not in self._cache:
+            fig = Figure(figsize=self._size)
+            ax = fig.add_subplot(1, 1, 1)
+            self._draw(ax, i)
+            fig.tight_layout()
+            self._cache[i] = _png(fig)
+        return self._cache[i]
+
+    def show_frame(self, i: int) -> None:
+        i = check_int("i", i, minimum=0)
+        if i >= self.n_frames:
+            raise ValueError(f"i must be < {self.n_frames}, got {i}")
+        self.image.value = self.frame_png(i)
+        self.caption.value = self._label(i)
+
+    def _on_change(self, change) -> None:
+        self.show_frame(change["new"])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def flow_player(trajectory, times, reference=None, lim: float = 3.5, n_show: int = 1000, static: bool = True):
+    """Particles flowing from noise (t = 1) to data (t = 0); press play or drag.
+
+    Args:
+        trajectory: (frames, n, 2) states from :func:`cs231n_gen.sampling.euler`
+            with ``return_trajectory=True``.
+        times: (frames,) the time of each frame.
+        reference: optional data points drawn faintly behind the particles.
+        static: also draw a strip of snapshots (the figure that stays in the notebook).
+    """
+    traj = check_tensor("trajectory", trajectory, ndim=3, last_dim=2)
+    times = check_tensor("times", times, ndim=1)
+    if times.shape[0] != traj.shape[0]:
+        raise ValueError(f"times must have {traj.shape[0]} entries (one per frame), got {times.shape[0]}")
+    pts = traj[:, :n_show].detach().cpu()
+    ts = times.detach().cpu()
+    ref = check_points("reference", reference, 2).detach().cpu() if reference is not None else None
+
+    def draw(ax, i):
+        if ref is not None:
+            viz.scatter(ax, ref, color=viz.DATA, lim=lim, alpha=0.12, s=3)
+        if i > 0:  # a short tail shows where each particle came from
+            j = max(0, i - 3)
+            seg = pts[j:i + 1].numpy()
+            ax.plot(seg[:, :200, 0], seg[:, :200, 1], color="k", alpha=0.25, lw=0.6)
+        viz.scatter(ax, pts[i], color=viz.MODEL, lim=lim, alpha=0.7, s=4)
+        ax.set_title(f"t = {float(ts[i]):.2f}", fontsize=11)
+
+    if static:
+        viz.plot_snapshots(pts, ts, lim=lim, reference=ref,
+                           title="Sampling: particles flow from noise (t = 1) to data (t = 0)")
+        plt.show()
+    return FramePlayer(traj.shape[0], draw, lambda i: f"t = {float(ts[i]):.2f}")
+
+
+def interpolation_explorer(x, z, n_frames: int = 21, lim: float = 3.5, n_pairs: int = 12, static: bool = True):
+    """x_t = (1 - t) x + t z as t slides from 0 (data) to 1 (noise).
+
+    Shows the cloud of x_t and, for ``n_pairs`` pairs, the straight segment from x to z
+    with the current x_t on it.
+    """
+    x = check_points("x", x, 2).detach().cpu()
+    z = check_points("z", z, 2).detach().cpu()
+    if x.shape != z.shape:
+        raise ValueError(f"z must have the shape of x {tuple(x.shape)}, got {tuple(z.shape)}")
+    n_frames = check_int("n_frames", n_frames, minimum=2)
+    ts = torch.linspace(0, 1, n_frames)
+
+    def draw(ax, i):
+        t = float(ts[i])
+        xt = (1 - t) * x + t * z
+        viz.scatter(ax, xt, color=viz.MODEL, lim=lim, alpha=0.5, s=3)
+        k = min(n_pairs, x.shape[0])
+        for a, b in zip(x[:k].numpy(), z[:k].numpy()):
+            ax.plot([a[0], b[0]], [a[1], b[1]], color="k", lw=0.6, alpha=0.5)
+        ax.scatter(x[:k, 0], x[:k, 1], s=14, color=viz.DATA, zorder=3, label="x (data)")
+        ax.scatter(z[:k, 0], z[:k, 1], s=14, color=viz.NOISE, zorder=3, label="z (noise)")
+        ax.scatter(xt[:k, 0], xt[:k, 1], s=22, color="k", marker="x", zorder=4, label="x_t")
+        ax.legend(loc="lower right", fontsize=7)
+        ax.set_title(f"x_t = (1 - t) x + t z,  t = {t:.2f}", fontsize=10)
+
+    if static:
+        fig, axes = plt.subplots(1, 5, figsize=(13, 2.8))
+        for ax, t in zip(axes, (0.0, 0.25, 0.5, 0.75, 1.0)):
+            viz.scatter(ax, (1 - t) * x + t * z, color=viz.MODEL, lim=lim, title=f"t = {t:g}")
+        fig.suptitle("Corrupting data: x_t = (1 - t) x + t z", fontsize=11)
+        fig.tight_layout()
+        plt.show()
+    return FramePlayer(n_frames, draw, lambda i: f"t = {float(ts[i]):.2f}", interval=150)

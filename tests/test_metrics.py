@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from cs231n_gen import metrics, oracle
+from cs231n_gen.data import eight_gaussians
+from cs231n_gen.nn import TimeMLP
+
+
+def test_wasserstein2_known_values():
+    a = torch.randn(300, 2)
+    assert metrics.wasserstein2(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = torch.tensor([3.0, 4.0])
+    assert metrics.wasserstein2(a, a + shift) == pytest.approx(5.0, rel=1e-4)
+    # a permutation of the same points is the same measure
+    assert metrics.wasserstein2(a, a[torch.randperm(300)]) == pytest.approx(0.0, abs=1e-6)
+    # unequal sizes: two points vs their four copies
+    p = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    assert metrics.wasserstein2(p, p.repeat(2, 1)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_wasserstein2_ratio_separates_good_from_bad():
+    mix = eight_gaussians()
+    g = torch.Generator().manual_seed(0)
+    sets = lambda: [mix.sample(1000, generator=g) for _ in range(3)]  # noqa: E731
+    data, fresh, same = sets(), sets(), sets()
+    good = metrics.wasserstein2_ratio(same, data, fresh)
+    assert 0.7 < good < 1.4
+    collapsed = [s[s[:, 0] > 0] for s in sets()]  # only half the modes
+    assert metrics.wasserstein2_ratio(collapsed, data, fresh) > 3
+    with pytest.raises(ValueError, match="fresh"):
+        metrics.wasserstein2_ratio(same, data, fresh[:2])
+
+
+def test_sliced_wasserstein_and_mmd():
+    a = torch.randn(2000, 2)
+    b = torch.randn(2000, 2)
+    far = b + 2
+    g = torch.Generator().manual_seed(0)
+    assert metrics.sliced_wasserstein(a, b, generator=g) < 0.1
+    # a shift by (2, 2) projects to 2 * (u1 + u2); its mean square over directions is 4
+    assert metrics.sliced_wasserstein(a, far, n_projections=2000, generator=g) == pytest.approx(2.0, rel=0.1)
+    assert metrics.mmd(a, b) < 0.01 < metrics.mmd(a, far)
+    with pytest.raises(ValueError, match="bandwidths"):
+        metrics.mmd(a, b, bandwidths=[0.0])
+
+
+def test_excess_loss_of_oracle_is_zero_and_of_untrained_net_is_large():
+    mix = eight_gaussians()
+    g = torch.Generator().manual_seed(1)
+    r = metrics.excess_loss(oracle.VelocityOracle(mix), mix, n=20000, generator=g)
+    assert r["excess"] < 1e-10
+    assert r["oracle"] == pytest.approx(3.59, rel=0.02)
+    torch.manual_seed(0)
+    bad = metrics.excess_loss(TimeMLP(), mix, n=4096, generator=g)
+    assert bad["ratio"] > 0.3
+    assert bad["oracle"] == pytest.approx(r["oracle"], rel=0.05)
+
+
+def test_metrics_reject_bad_input():
+    a = torch.randn(10, 2)
+    with pytest.raises(ValueError, match="b"):
+        metrics.wasserstein2(a, torch.randn(10, 3))
+    with pytest.raises(ValueError, match="a"):
+        metrics.wasserstein2(torch.full((3, 2), float("nan")), a)
+    with pytest.raises(ValueError, match="n_projections"):
+        metrics.sliced_wasserstein(a, a, n_projections=0)
+    with pytest.raises(ValueError, match="n"):
+        metrics.excess_loss(oracle.VelocityOracle(eight_gaussians()), eight_gaussians(), n=0)

@@ -1,0 +1,45 @@
+"""Each lecture's .py (jupytext percent, the source) and .ipynb must say the same thing.
+
+Fix a failure with ``jupytext --sync lectures/*.py`` (or ``--to ipynb``), then commit both.
+The .ipynb is committed without outputs.
+"""
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+LECTURES = Path(__file__).resolve().parent.parent / "lectures"
+SOURCES = sorted(LECTURES.glob("[0-9][0-9]_*.py"))
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def test_there_are_lectures():
+    assert SOURCES, f"no lecture sources found in {LECTURES}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_pair_is_in_sync_and_clean(source):
+    ipynb = source.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} is missing: run jupytext --sync {source}"
+    from_py = jupytext.read(source)
+    from_nb = nbformat.read(ipynb, as_version=4)
+    assert _cells(from_py) == _cells(from_nb), f"{source.name} and {ipynb.name} differ: run jupytext --sync"
+    for cell in from_nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{ipynb.name} has outputs: clear them"
+    formats = from_nb.metadata.get("jupytext", {}).get("formats", "")
+    assert "py:percent" in formats, f"{ipynb.name} is not paired with a percent .py"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_exercise_cells_are_well_formed(source):
+    nb = jupytext.read(source)
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    for i, cell in enumerate(nb.cells):
+        if "exercise" in tags[i]:
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
+            assert i + 1 < len(nb.cells) and "check" in tags[i + 1], "an exercise cell must be followed by a check cell"

@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from cs231n_gen.data import eight_gaussians
+from cs231n_gen.nn import TimeMLP
+from cs231n_gen.paths import rectified_flow_loss
+from cs231n_gen.train import TrainingDivergedError, fit
+
+KW = dict(batch_size=64, lr=1e-3, progress=False, device="cpu", log_every=10)
+
+
+def _model():
+    torch.manual_seed(0)
+    return TimeMLP(hidden=32, depth=2)
+
+
+def test_fit_reduces_the_loss_and_records_history():
+    model = _model()
+    h = fit(model, rectified_flow_loss, eight_gaussians(), steps=300, **KW)
+    assert h.steps == 300 and len(h.lr) == 300 and h.steps_run == 300
+    assert sum(h.loss[-50:]) / 50 < 0.9 * sum(h.loss[:20]) / 20
+    assert h.lr[0] == pytest.approx(1e-3) and h.lr[-1] < 1e-5  # cosine decay
+    assert h.steps_per_second > 0 and not model.training
+
+
+def test_resume_gives_exactly_the_uninterrupted_parameters(tmp_path):
+    data = eight_gaussians()
+    full = _model()
+    fit(full, rectified_flow_loss, data, steps=120, **KW)
+
+    ckpt = tmp_path / "run.pt"
+    calls = {"n": 0}
+
+    def interrupted(model, batch, generator):
+        calls["n"] += 1
+        if calls["n"] == 75:
+            raise KeyboardInterrupt  # the student pressed stop
+        return rectified_flow_loss(model, batch, generator)
+
+    part = _model()
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, interrupted, data, steps=120, checkpoint=ckpt, checkpoint_every=30, **KW)
+    assert torch.load(ckpt, weights_only=False)["step"] == 60
+    assert not (tmp_path / "run.pt.tmp").exists()
+
+    resumed = _model()
+    h = fit(resumed, rectified_flow_loss, data, steps=120, checkpoint=ckpt, checkpoint_every=30, **KW)
+    assert h.steps == 120 and h.steps_run == 60
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+    with pytest.raises(ValueError, match="settings"):
+        fit(_model(), rectified_flow_loss, data, steps=200, checkpoint=ckpt, **KW)
+
+
+def test_nan_guard_names_the_step():
+    def exploding(model, batch, generator):
+        loss = rectified_flow_loss(model, batch, generator)
+        return loss * float("nan") if exploding.step >= 17 else loss + 0 * exploding.tick()
+
+    exploding.step = 0
+
+    def tick():
+        exploding.step += 1
+        return 0.0
+
+    exploding.tick = tick
+    with pytest.raises(TrainingDivergedError, match=r"step 17.*smaller lr"):
+        fit(_model(), exploding, eight_gaussians(), steps=50, **KW)
+
+
+def test_fit_accepts_tensor_data_and_callables():
+    pts = eight_gaussians().sample(500)
+    fit(_model(), rectified_flow_loss, pts, steps=5, **KW)
+    fit(_model(), rectified_flow_loss, lambda n, g: pts[:n], steps=5, **KW)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(steps=0), "steps"),
+        (dict(steps=5, lr=-1.0), "lr"),
+        (dict(steps=5, lr=float("nan")), "lr"),
+        (dict(steps=5, batch_size=0), "batch_size"),
+        (dict(steps=5, lr_schedule="linear"), "lr_schedule"),
+        (dict(steps=5, checkpoint_every=2), "checkpoint"),
+        (dict(steps=5, grad_clip=0.0), "grad_clip"),
+    ],
+)
+def test_fit_rejects_bad_settings(kwargs, name):
+    base = dict(KW)
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        fit(_model(), rectified_flow_loss, eight_gaussians(), **base)
+
+
+def test_fit_rejects_bad_data_and_model():
+    with pytest.raises(ValueError, match="data"):
+        fit(_model(), rectified_flow_loss, torch.tensor([[float("nan"), 0.0]]), steps=2, **KW)
+    with pytest.raises(ValueError, match="data"):
+        fit(_model(), rectified_flow_loss, "moons", steps=2, **KW)
+    with pytest.raises(ValueError, match="model"):
+        fit(lambda x: x, rectified_flow_loss, eight_gaussians(), steps=2, **KW)

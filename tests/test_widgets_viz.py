@@ -1,0 +1,55 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from cs231n_gen import oracle, viz, widgets  # noqa: E402
+from cs231n_gen.data import eight_gaussians  # noqa: E402
+from cs231n_gen.sampling import euler  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_flow_player_scrubs_precomputed_frames():
+    mix = eight_gaussians()
+    _, traj, times = euler(oracle.VelocityOracle(mix), torch.randn(200, 2), 10, return_trajectory=True)
+    player = widgets.flow_player(traj, times, reference=mix.sample(100))
+    assert player.slider.max == 10 and player.play.max == 10
+    first = player.image.value
+    assert first[:4] == b"\x89PNG"
+    player.slider.value = 10  # what dragging does
+    assert player.image.value != first and player.caption.value == "t = 0.00"
+    player.slider.value = 0
+    assert player.image.value == first  # cached frame
+    with pytest.raises(ValueError, match="times"):
+        widgets.flow_player(traj, times[:-1])
+    with pytest.raises(ValueError, match="trajectory"):
+        widgets.flow_player(traj[..., :1], times)
+
+
+def test_interpolation_explorer_moves_points():
+    x, z = torch.randn(50, 2), torch.randn(50, 2)
+    ex = widgets.interpolation_explorer(x, z, n_frames=5, static=False)
+    before = ex.image.value
+    ex.slider.value = 4
+    assert ex.image.value != before and ex.caption.value == "t = 1.00"
+    with pytest.raises(ValueError, match="z"):
+        widgets.interpolation_explorer(x, z[:10])
+
+
+def test_figures_build():
+    mix = eight_gaussians()
+    fig = viz.compare_fields({"oracle": oracle.VelocityOracle(mix)}, [1.0, 0.5], n=5)
+    assert len(fig.axes) == 2
+    fig = viz.plot_samples({"a": mix.sample(50), "b": torch.randn(50, 2)})
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match="t"):
+        viz.plot_field(plt.gca(), oracle.VelocityOracle(mix), 2.0)
+    with pytest.raises(ValueError, match="panels"):
+        viz.plot_samples({})
