@@ -66,3 +66,25 @@ def test_metrics_reject_bad_input():
         metrics.sliced_wasserstein(a, a, n_projections=0)
     with pytest.raises(ValueError, match="n"):
         metrics.excess_loss(oracle.VelocityOracle(eight_gaussians()), eight_gaussians(), n=0)
+
+
+def test_mode_coverage_counts_distinct_modes_and_quality():
+    from cs231n_gen.data import ring_gaussians
+
+    mix = ring_gaussians(8, radius=2.0, std=0.02)
+    g = torch.Generator().manual_seed(0)
+    x = mix.sample(2500, generator=g)
+    r = metrics.mode_coverage(x, mix.means, 0.02)
+    assert r["covered"] == 8 and r["high_quality"] > 0.98 and sum(r["counts"]) == round(2500 * r["high_quality"])
+    # collapse onto 3 modes, plus junk between modes
+    collapsed = torch.cat([x[torch.isin(torch.cdist(x, mix.means).argmin(1), torch.tensor([0, 1, 2]))],
+                           torch.zeros(100, 2)])
+    r = metrics.mode_coverage(collapsed, mix.means, 0.02)
+    assert r["covered"] == 3 and r["high_quality"] < 0.95
+    # modes closer than 3 std are not "really distinct": a sample covers only its nearest
+    one = metrics.mode_coverage(mix.means[:1], mix.means, 0.02)
+    assert one["covered"] == 1
+    with pytest.raises(ValueError, match="std"):
+        metrics.mode_coverage(x, mix.means, 0.0)
+    with pytest.raises(ValueError, match="means"):
+        metrics.mode_coverage(x, torch.zeros(3, 3), 0.1)
