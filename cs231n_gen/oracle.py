@@ -71,9 +71,9 @@ def noise_mean(mixture: GaussianMixture, x_t: torch.Tensor, t) -> torch.Tensor:
     return (r[:, :, None] * ez).sum(1)
 
 
-def velocity(mixture: GaussianMixture, x_t: torch.Tensor, t) -> torch.Tensor:
+def velocity(mixture: GaussianMixture, x_t: torch.Tensor, t, *, check_values: bool = True) -> torch.Tensor:
     """v*(x_t, t) = E[z - x | x_t]: the best any velocity network can do, shape (n, D)."""
-    r, ex, ez, *_ = _per_component(mixture, x_t, t)
+    r, ex, ez, *_ = _per_component(mixture, x_t, t, check_values=check_values)
     return (r[:, :, None] * (ez - ex)).sum(1)
 
 
@@ -127,8 +127,7 @@ class VelocityOracle(torch.nn.Module):
         self.mixture = _check_mixture(mixture)
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        r, ex, ez, *_ = _per_component(self.mixture, x_t, t, check_values=False)
-        return (r[:, :, None] * (ez - ex)).sum(1)
+        return velocity(self.mixture, x_t, t, check_values=False)
 
 
 def affine_loss(
