@@ -166,7 +166,6 @@ def excess_loss(
     return {"excess": excess, "oracle": irreducible, "ratio": excess / irreducible}
 
 
-
 def mode_coverage(samples: torch.Tensor, means, std: float, radius: float = 3.0) -> dict:
     """The standard mode-coverage protocol for mixtures of narrow Gaussians.
 

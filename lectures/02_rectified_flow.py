@@ -356,13 +356,14 @@ SWEEP_REPEATS = budget(full=4, quick=1)
 ratios = {"learned": [], "oracle": []}
 on_mode = {"learned": [], "oracle": []}
 grids = {}
-real = metrics.mode_coverage(fresh_sets[0], data.means, std=0.1)["high_quality"]
+MODE_STD = float(data.stds[0])
+real = metrics.mode_coverage(fresh_sets[0], data.means, std=MODE_STD)["high_quality"]
 print(f"fresh real data: {100 * real:.1f}% of points within 3 std of a mode")
 for steps in STEP_COUNTS:
     for name, field in (("learned", model), ("oracle", oracle_model)):
         outs = [euler(field, z, steps) for z in noise_sets[:SWEEP_REPEATS]]
         ratios[name].append(metrics.wasserstein2_ratio(outs, data_sets[:SWEEP_REPEATS], fresh_sets[:SWEEP_REPEATS]))
-        on_mode[name].append(metrics.mode_coverage(torch.cat(outs), data.means, std=0.1)["high_quality"])
+        on_mode[name].append(metrics.mode_coverage(torch.cat(outs), data.means, std=MODE_STD)["high_quality"])
         grids[name, steps] = outs[0]
     print(f"{steps:3d} steps: W2 ratio learned {ratios['learned'][-1]:5.2f}, oracle {ratios['oracle'][-1]:5.2f}"
           f"  |  on a mode: learned {100 * on_mode['learned'][-1]:5.1f}%, oracle {100 * on_mode['oracle'][-1]:5.1f}%")
@@ -414,12 +415,13 @@ print("One oracle step sends every sample to the data mean: checked.")
 # points sit *between* modes, where they cheaply absorb the random imbalance in mode
 # counts that dominates W2 for 2000 points (which is also why these ratios wobble by
 # about +-0.15). The fraction of samples that land on a mode catches what W2 misses.
-# No single number tells the whole story; look at the samples too. The learned model tracks
-# the oracle's W2 at every step count, but it leaves a few percent more samples between
-# the modes: its remaining error lives where the optimal field is sharpest (small $t$,
-# the $t = 0.25$ column in section 6), and more training or a schedule that spends more
-# effort there (next lectures) shrinks it. Making few-step sampling work is what **distillation** and
-# straighter paths are for.
+# No single number tells the whole story; look at the samples too.
+#
+# The learned model tracks the oracle's W2 at every step count, but it leaves a few
+# percent more samples between the modes: its remaining error lives where the optimal
+# field is sharpest (small $t$, the $t = 0.25$ column in section 6), and more training
+# or a schedule that spends more effort there (next lectures) shrinks it. Making
+# few-step sampling work is what **distillation** and straighter paths are for.
 #
 # ## Exercises
 #

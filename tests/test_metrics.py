@@ -81,7 +81,7 @@ def test_mode_coverage_counts_distinct_modes_and_quality():
                            torch.zeros(100, 2)])
     r = metrics.mode_coverage(collapsed, mix.means, 0.02)
     assert r["covered"] == 3 and r["high_quality"] < 0.95
-    # modes closer than 3 std are not "really distinct": a sample covers only its nearest
+    # a single sample covers exactly one mode (its nearest), never its neighbours
     one = metrics.mode_coverage(mix.means[:1], mix.means, 0.02)
     assert one["covered"] == 1
     with pytest.raises(ValueError, match="std"):
