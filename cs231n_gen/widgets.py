@@ -19,9 +19,12 @@ from . import viz
 from ._validate import check_int, check_points, check_tensor
 
 
+FRAME_DPI = 110
+
+
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=FRAME_DPI)
     return buf.getvalue()
 
 
@@ -34,7 +37,11 @@ class FramePlayer:
         self.n_frames = check_int("n_frames", n_frames, minimum=1)
         self._draw, self._label, self._size = draw, label, size
         self._cache: dict[int, bytes] = {}
-        self.image = W.Image(format="png", value=self.frame_png(0))
+        # Shown at its own pixel size: left alone, JupyterLab stretches an Image to the
+        # output's full width, which blurs the frame and pushes the slider off screen.
+        width, height = (round(v * FRAME_DPI) for v in size)
+        self.image = W.Image(format="png", value=self.frame_png(0),
+                             layout=W.Layout(width=f"{width}px", height=f"{height}px"))
         self.play = W.Play(min=0, max=n_frames - 1, step=1, value=0, interval=interval,
                            description="play", layout=W.Layout(width="auto"))
         self.slider = W.IntSlider(min=0, max=n_frames - 1, step=1, value=0, readout=False,

@@ -1,0 +1,171 @@
+"""A throwaway JupyterLab server for browser tests, and a way to find a browser.
+
+``LabServer`` starts ``jupyter lab`` from the interpreter running the tests (so the
+kernels it starts use the environment under test), on 127.0.0.1 with a free port and
+a random token, serving a private copy of the lectures (running cells in the browser
+must never write outputs into the repository's notebooks). Its settings, workspaces
+and runtime files live in a temporary folder too, so a person's own JupyterLab setup
+cannot change what the test sees. ``stop()`` shuts the server down and then kills
+whatever it started that is still alive (kernels included): no stray processes even
+when a test fails half way.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+BROWSER_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+# User settings the tests rely on: every cell stays in the DOM (JupyterLab 4 may
+# otherwise leave off-screen cells unrendered), and no news/update toasts on top.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
+def find_browser() -> str | None:
+    """Path of a Chromium-family browser: $CS231N_GEN_BROWSER, then the usual names."""
+    explicit = os.environ.get("CS231N_GEN_BROWSER")
+    if explicit:
+        return explicit if Path(explicit).exists() else None
+    for name in BROWSER_CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LabServer:
+    def __init__(self, notebooks: list[Path], workdir: Path, env: dict[str, str] | None = None):
+        self.workdir = Path(workdir)
+        self.root = self.workdir / "lectures"
+        self.root.mkdir(parents=True)
+        for nb in notebooks:
+            shutil.copy2(nb, self.root / nb.name)
+        settings = self.workdir / "settings"
+        for rel, value in LAB_SETTINGS.items():
+            path = settings / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(value))
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.workdir / "jupyterlab.log"
+        run_env = dict(os.environ)
+        run_env.update(env or {})
+        run_env["JUPYTER_RUNTIME_DIR"] = str(self.workdir / "runtime")
+        run_env["JUPYTER_CONFIG_DIR"] = str(self.workdir / "config")
+        self._cmd = [
+            sys.executable, "-m", "jupyterlab",
+            "--no-browser", "--allow-root",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={self.workdir / 'workspaces'}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.expose_app_in_browser=True",
+        ]
+        self._env = run_env
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, timeout: float = 90.0) -> "LabServer":
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self._cmd, cwd=self.root, env=self._env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with code {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                self.api("GET", "/api/status")
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.3)
+        raise RuntimeError(f"jupyter lab did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> list[int]:
+        """Shut everything down; returns the pids that had to be killed by force."""
+        if self.proc is None:
+            return []
+        tree = []
+        try:
+            tree = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        if self.proc.poll() is None:
+            try:  # the polite way: the server shuts its kernels down itself
+                self.api("POST", "/api/shutdown", timeout=5)
+            except Exception:
+                pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        forced = []
+        for p in alive:  # kernels live in sessions of their own: kill them one by one
+            try:
+                p.kill()
+                forced.append(p.pid)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        if self._log is not None:
+            self._log.close()
+        self.children_at_stop = tree
+        return forced
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- helpers ---------------------------------------------------------------
+    def api(self, method: str, path: str, timeout: float = 5.0):
+        req = urllib.request.Request(self.url + path, method=method,
+                                     headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read()
+        return json.loads(body) if body else None
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-n:])
+        except OSError:
+            return "(no log)"
