@@ -129,3 +129,79 @@ def check_euler_sampler(student_fn) -> None:
         _fail(f"euler_sample with num_steps={steps} does not match the reference Euler sampler "
               f"(your model calls were at t = {[round(c, 3) for c in calls]}, expected {[round(c, 3) for c in grid]}).")
     print("euler_sample is correct (matches the reference for 4, 10 and 1 steps).")
+
+
+def check_nonsaturating_loss(student_fn) -> None:
+    """Check ``nonsaturating_loss(fake_logits) -> scalar``: -mean(log D(G(z))), D = sigmoid(logit)."""
+    from . import gan
+
+    probes = {
+        "typical logits": torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0]),
+        "a confident discriminator (logit -200: D(G(z)) ~ 1e-87)": torch.tensor([-200.0, -120.0, -30.0]),
+        "a fooled discriminator (logit +40)": torch.tensor([40.0, 25.0]),
+    }
+    for what, logits in probes.items():
+        x = logits.clone().requires_grad_(True)
+        try:
+            got = student_fn(x)
+        except Exception as err:
+            _fail(f"nonsaturating_loss raised {type(err).__name__} on {what}: {err}")
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            _fail(f"nonsaturating_loss must return a scalar tensor, got {got!r}")
+        want = gan.nonsaturating_generator_loss(logits)
+        if not torch.isfinite(got):
+            _fail(f"the loss is {float(got.detach())} on {what}: log(sigmoid(l)) underflows for very negative l. "
+                  "Write -log D = softplus(-l) (torch.nn.functional.softplus), which is exact and stable.")
+        if _close(got.detach(), want, tol=1e-4):
+            continue
+        lo = logits.double()
+        hints = [
+            (-_softplus(lo).mean(), "this is the minimax loss log(1 - D(G(z))): the non-saturating one is -log D(G(z))."),
+            (_softplus(lo).mean(), "this is -log(1 - D(G(z))): the generator wants D(G(z)) -> 1, so use -log D(G(z))."),
+            (-_softplus(-lo).mean(), "the sign is flipped: the loss to minimise is -log D(G(z)) (positive), not log D(G(z))."),
+            (_softplus(-lo).sum(), "the loss is summed over the batch: take the mean."),
+            ((1 - torch.sigmoid(lo)).mean(), "this is 1 - D(G(z)), not its log: use -log D(G(z))."),
+        ]
+        for value, hint in hints:
+            if _close(got.detach(), value, tol=1e-4):
+                _fail(f"On {what}: {hint}")
+        _fail(f"On {what}: expected {float(want):.6f}, got {float(got.detach()):.6f}.")
+    x = torch.tensor([-8.0, -6.0]).requires_grad_(True)
+    try:
+        student_fn(x).backward()
+    except RuntimeError:
+        pass  # no graph to differentiate: reported just below
+    if x.grad is None or not torch.allclose(x.grad, -(1 - torch.sigmoid(x.detach())) / 2, atol=1e-4):
+        _fail("the value is right but the gradient is not: compute the loss with differentiable torch "
+              "operations on the logits (no .item(), no .detach()).")
+    print("nonsaturating_loss is correct, finite for very confident discriminators, and has the "
+          "gradient -(1 - D) / n per logit.")
+
+
+def check_optimal_discriminator(student_fn) -> None:
+    """Check ``optimal_d(p_data, p_g) -> D*``: elementwise p_data / (p_data + p_g) from density values."""
+    p = torch.tensor([0.5, 0.1, 0.0, 0.3, 2.0])
+    q = torch.tensor([0.5, 0.3, 0.2, 0.0, 1.0])
+    try:
+        got = student_fn(p.clone(), q.clone())
+    except Exception as err:
+        _fail(f"optimal_d raised {type(err).__name__}: {err}")
+    if not isinstance(got, torch.Tensor) or got.shape != p.shape:
+        _fail(f"optimal_d must return a tensor with one value per point (shape {tuple(p.shape)}), got {got!r}")
+    want = p / (p + q)
+    if _close(got, want):
+        print("optimal_d is correct: 1/2 where the densities agree, 1 where only data lives, 0 where only G does.")
+        return
+    hints = [
+        (q / (p + q), "this is 1 - D*: D* is the probability that x is REAL, p_data / (p_data + p_G)."),
+        (p / q.clamp(min=1e-12), "this is the density ratio p_data / p_G; D* divides by the sum p_data + p_G."),
+        (p / (p + q) / 2, "D* has no factor 1/2: where p_data = p_G it equals 1/2 already."),
+    ]
+    for value, hint in hints:
+        if _close(got, value):
+            _fail(hint)
+    _fail(f"expected {want.tolist()}, got {got.tolist()}.")
+
+
+def _softplus(x):
+    return torch.nn.functional.softplus(x)

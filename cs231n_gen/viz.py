@@ -152,3 +152,47 @@ def plot_loss(history, ax=None, window: int = 100, label: str | None = None):
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_decision(ax, decision, lim: float, alpha: float = 0.85):
+    """D(x) on a square grid (rows = y, from :class:`cs231n_gen.gan.Snapshot`) as a heat map.
+
+    Blue where D says "real" (D near 1), red where it says "fake" (D near 0), white at 1/2.
+    """
+    dec = check_tensor("decision", decision, ndim=2)
+    im = ax.imshow(_np(dec), origin="lower", extent=(-lim, lim, -lim, lim), cmap="RdBu",
+                   vmin=0.0, vmax=1.0, alpha=alpha, interpolation="bilinear")
+    _square(ax, lim)
+    return im
+
+
+def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: int = 1000, title: str | None = None):
+    """One moment of a 2D GAN game: D's decision surface, the data, the generator's samples."""
+    if snapshot.decision is not None:
+        plot_decision(ax, snapshot.decision, lim)
+    if reference is not None:
+        scatter(ax, reference, color="k", lim=lim, alpha=0.25, s=2)
+    scatter(ax, snapshot.samples[:n_show], color=MODEL, lim=lim, alpha=0.8, s=4)
+    ax.set_title(title if title is not None else f"step {snapshot.step}", fontsize=10)
+    return ax
+
+
+def image_grid(ax, images, per_row: int | None = None, title: str | None = None, pad: int = 1):
+    """Show (n, 1, h, w) images in [-1, 1] as one grayscale mosaic (ink dark on white)."""
+    imgs = check_tensor("images", images, ndim=4).detach().float().cpu().clamp(-1, 1)
+    n, c, h, w = imgs.shape
+    if c != 1:
+        raise ValueError(f"images must have 1 channel, got shape {tuple(imgs.shape)}")
+    ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(n))), minimum=1)
+    nrows = int(np.ceil(n / ncol))
+    canvas = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad))
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = \
+            (1 - imgs[i, 0].numpy()) / 2
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

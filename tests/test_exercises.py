@@ -71,3 +71,27 @@ def test_correct_sampler_passes(capsys):
 def test_sampler_mistakes_are_named(fn, hint):
     with pytest.raises(AssertionError, match=hint):
         check_euler_sampler(fn)
+
+
+def test_gan_exercises_pass_and_name_mistakes(capsys):
+    import torch.nn.functional as F
+
+    from cs231n_gen.exercises import check_nonsaturating_loss, check_optimal_discriminator
+
+    check_nonsaturating_loss(lambda l: F.softplus(-l).mean())
+    check_optimal_discriminator(lambda p, q: p / (p + q))
+    assert "correct" in capsys.readouterr().out
+    mistakes = [
+        (lambda l: -F.softplus(l).mean(), "minimax"),
+        (lambda l: -torch.log(torch.sigmoid(l)).mean(), "underflows"),
+        (lambda l: F.softplus(-l).sum(), "mean"),
+        (lambda l: F.softplus(l).mean(), "D\\(G\\(z\\)\\) -> 1"),
+        (lambda l: F.softplus(-l).mean().detach(), "gradient"),
+    ]
+    for fn, hint in mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_nonsaturating_loss(fn)
+    for fn, hint in [(lambda p, q: q / (p + q), "REAL"), (lambda p, q: p / q.clamp(min=1e-12), "ratio"),
+                     (lambda p, q: p / (p + q) / 2, "1/2")]:
+        with pytest.raises(AssertionError, match=hint):
+            check_optimal_discriminator(fn)

@@ -53,3 +53,48 @@ def test_figures_build():
         viz.plot_field(plt.gca(), oracle.VelocityOracle(mix), 2.0)
     with pytest.raises(ValueError, match="panels"):
         viz.plot_samples({})
+
+
+def test_gan_training_player_scrubs_snapshots():
+    from cs231n_gen import gan
+    from cs231n_gen.nn import MLPDiscriminator, MLPGenerator
+
+    mix = eight_gaussians()
+    h = gan.train_gan(MLPGenerator(4, 2, 16, 1), MLPDiscriminator(2, 16, 1), mix, steps=20, device="cpu",
+                      progress=False, snapshot_every=10, snapshot_n=50, snapshot_grid=(3.0, 12))
+    player = widgets.gan_training_player(h, reference=mix.sample(100))
+    assert player.slider.max == 2 and player.caption.value == "step 0"
+    first = player.image.value
+    player.slider.value = 2
+    assert player.image.value != first and player.caption.value == "step 20"
+    h.snapshots = []
+    with pytest.raises(ValueError, match="snapshots"):
+        widgets.gan_training_player(h)
+
+
+def test_latent_interpolation_walks_between_images():
+    from cs231n_gen.nn.dcgan import DCGenerator
+
+    G = DCGenerator(z_dim=4, size=8, width=4)
+    z0, z1 = torch.randn(3, 4), torch.randn(3, 4)
+    player = widgets.latent_interpolation(G, z0, z1, n_frames=5)
+    assert player.slider.max == 4 and player.caption.value == "t = 0.00"
+    first = player.image.value
+    player.slider.value = 4
+    assert player.image.value != first and player.caption.value == "t = 1.00"
+    with pytest.raises(ValueError, match="z1"):
+        widgets.latent_interpolation(G, z0, z1[:2])
+
+
+def test_image_grid_and_decision_map():
+    fig, ax = plt.subplots()
+    imgs = -torch.ones(5, 1, 4, 4)
+    imgs[:, :, 1:3, 1:3] = 1.0  # ink in the middle
+    viz.image_grid(ax, imgs, per_row=3)
+    canvas = ax.images[0].get_array()
+    assert canvas.shape == (2 * 5 + 1, 3 * 5 + 1)
+    assert canvas[1, 1] == 1.0 and canvas[2, 2] == 0.0  # background white, ink black
+    with pytest.raises(ValueError, match="channel"):
+        viz.image_grid(ax, torch.zeros(2, 3, 4, 4))
+    im = viz.plot_decision(ax, torch.rand(6, 6), lim=2.0)
+    assert im.get_extent() == [-2.0, 2.0, -2.0, 2.0]

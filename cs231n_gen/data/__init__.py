@@ -1,4 +1,5 @@
-"""Datasets: 2D toys (offline, procedural)."""
+"""Datasets, all offline: 2D toys (procedural) and small images (scikit-learn digits)."""
+from .images import digits
 from .toy2d import (
     Checkerboard,
     GaussianMixture,
@@ -13,6 +14,7 @@ from .toy2d import (
 )
 
 __all__ = [
+    "digits",
     "GaussianMixture",
     "TwoMoons",
     "Checkerboard",

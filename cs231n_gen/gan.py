@@ -1,0 +1,462 @@
+r"""Generative adversarial networks: the losses, the optimal discriminator, a training loop.
+
+The game (Goodfellow et al. 2014), with D(x) = sigmoid(l(x)) and l the discriminator's
+logit:
+
+.. math::  \min_G \max_D V(G, D), \qquad
+           V(G, D) = E_{x \sim p_{data}}[\log D(x)] + E_{z \sim p(z)}[\log(1 - D(G(z)))].
+
+Everything here works on logits, where the logs are stable:
+``log D = -softplus(-l)`` and ``log(1 - D) = -softplus(l)``.
+
+- The discriminator ascends V, i.e. minimises the binary cross-entropy
+  :func:`discriminator_loss` = -V (real labelled 1, fake labelled 0).
+- The generator descends V: :func:`minimax_generator_loss` = E[log(1 - D(G(z)))].
+  Its gradient with respect to the fake logit is -D(G(z)), which vanishes exactly when
+  D confidently rejects the fakes, as it does at the start of training (saturation).
+- The fix from the same paper: :func:`nonsaturating_generator_loss` = -E[log D(G(z))],
+  whose gradient -(1 - D(G(z))) is largest exactly then. Same fixed point, better
+  gradients.
+- For a fixed generator the best discriminator is
+  :func:`optimal_discriminator` D*(x) = p_data / (p_data + p_G), and then
+  V(G, D*) = -log 4 + 2 JSD(p_data || p_G) (:func:`optimal_value`): minimising over G
+  minimises the Jensen-Shannon divergence, at p_G = p_data where V = -log 4.
+
+:func:`train_gan` is the alternating loop (``d_steps`` discriminator ascents per
+generator descent) with the plumbing of :func:`cs231n_gen.train.fit`: device, seeded
+randomness, progress bar, a NaN guard, atomic checkpoints with exact resume, plus
+snapshots of the generator (and of D's decision surface on 2D data) for widgets.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ._validate import check_int, check_real, check_tensor
+from .runtime import get_device
+from .train import TrainingDivergedError, _atomic_save, _batch_source, _lr_factor
+
+GENERATOR_LOSSES = ("nonsaturating", "minimax")
+LOG4 = math.log(4.0)
+
+
+# ----------------------------------------------------------------------------- losses
+def _logits(name: str, value) -> torch.Tensor:
+    value = check_tensor(name, value)
+    if value.ndim == 2 and value.shape[1] == 1:
+        value = value[:, 0]
+    if value.ndim != 1 or value.shape[0] == 0:
+        raise ValueError(f"{name} must be logits of shape (n,) or (n, 1), got {tuple(value.shape)}")
+    return value
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-V: -E[log D(x)] - E[log(1 - D(G(z)))] (binary cross-entropy, real = 1, fake = 0)."""
+    real, fake = _logits("real_logits", real_logits), _logits("fake_logits", fake_logits)
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The game's value V = E[log D(x)] + E[log(1 - D(G(z)))] (<= 0; -log 4 at D = 1/2)."""
+    return -discriminator_loss(real_logits, fake_logits)
+
+
+def minimax_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """E[log(1 - D(G(z)))], the generator's part of V (descend it). Saturates when D(G(z)) -> 0."""
+    return -F.softplus(_logits("fake_logits", fake_logits)).mean()
+
+
+def nonsaturating_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-E[log D(G(z))]: same optimum as the minimax loss, strong gradients when D(G(z)) -> 0."""
+    return F.softplus(-_logits("fake_logits", fake_logits)).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
+    """The generator loss named ``kind`` ("nonsaturating" or "minimax")."""
+    if kind == "nonsaturating":
+        return nonsaturating_generator_loss(fake_logits)
+    if kind == "minimax":
+        return minimax_generator_loss(fake_logits)
+    raise ValueError(f"kind must be one of {GENERATOR_LOSSES}, got {kind!r}")
+
+
+# ------------------------------------------------------------ the optimal discriminator
+def optimal_discriminator(log_p_data: torch.Tensor, log_p_model: torch.Tensor) -> torch.Tensor:
+    """D*(x) = p_data(x) / (p_data(x) + p_G(x)), from the two log densities at the same x.
+
+    Computed as sigmoid(log p_data - log p_G), which is exact and stable far in the
+    tails. Where both densities are 0 (both logs -inf) D* is undefined; 1/2 is returned.
+    """
+    a = check_tensor("log_p_data", log_p_data, finite=False)
+    b = check_tensor("log_p_model", log_p_model, finite=False)
+    if a.shape != b.shape:
+        raise ValueError(f"log_p_model must have the shape of log_p_data {tuple(a.shape)}, got {tuple(b.shape)}")
+    for name, v in (("log_p_data", a), ("log_p_model", b)):
+        if bool(torch.isnan(v).any()) or bool((v == float("inf")).any()):
+            raise ValueError(f"{name} must be finite log densities (or -inf for zero density), got NaN or +inf")
+    both_zero = torch.isinf(a) & torch.isinf(b)
+    d = torch.sigmoid(torch.where(both_zero, torch.zeros_like(a), a - b))
+    return d
+
+
+def _check_density(name: str, dist) -> None:
+    if not (hasattr(dist, "sample") and hasattr(dist, "log_prob")):
+        raise ValueError(f"{name} must have .sample(n, generator=...) and .log_prob(x), got {type(dist).__name__}")
+
+
+@torch.no_grad()
+def js_divergence(p, q, n: int = 20000, generator: torch.Generator | None = None) -> float:
+    r"""Monte-Carlo Jensen-Shannon divergence (in nats, between 0 and log 2).
+
+    JSD(p || q) = 1/2 E_p[log(2p / (p + q))] + 1/2 E_q[log(2q / (p + q))], with both
+    expectations estimated from ``n`` samples. ``p`` and ``q`` need ``.sample`` and
+    ``.log_prob`` (a :class:`~cs231n_gen.data.GaussianMixture`, a
+    :class:`~cs231n_gen.nn.GaussianGenerator`).
+    """
+    _check_density("p", p)
+    _check_density("q", q)
+    n = check_int("n", n, minimum=2)
+
+    def half(a, b):
+        x = a.sample(n, generator=generator)
+        la, lb = a.log_prob(x), b.log_prob(x)
+        return (math.log(2.0) + la - torch.logaddexp(la, lb)).mean()
+
+    return max(0.0, float(0.5 * half(p, q) + 0.5 * half(q, p)))  # the estimate can dip below 0
+
+
+def optimal_value(p_data, p_model, n: int = 20000, generator: torch.Generator | None = None) -> float:
+    """V(G, D*) = -log 4 + 2 JSD(p_data || p_G): the value when D is the best it can be."""
+    return -LOG4 + 2.0 * js_divergence(p_data, p_model, n=n, generator=generator)
+
+
+# ------------------------------------------------------------------------- sampling
+def _z_dim(generator_net) -> int:
+    z_dim = getattr(generator_net, "z_dim", None)
+    if not isinstance(z_dim, int) or z_dim < 1:
+        raise ValueError(f"the generator network must have an integer attribute z_dim >= 1, got {z_dim!r}")
+    return z_dim
+
+
+def sample_latents(generator_net, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """z ~ N(0, I) of shape (n, generator_net.z_dim)."""
+    n = check_int("n", n, minimum=1)
+    if device is None:
+        device = next(generator_net.parameters()).device
+    return torch.randn(n, _z_dim(generator_net), generator=generator, device=device)
+
+
+@torch.no_grad()
+def sample(generator_net, n: int, generator: torch.Generator | None = None, batch_size: int = 4096) -> torch.Tensor:
+    """x = G(z) for n fresh latents, in eval mode, in batches."""
+    n = check_int("n", n, minimum=1)
+    was_training = generator_net.training
+    generator_net.eval()
+    out = [generator_net(sample_latents(generator_net, min(batch_size, n - i), generator))
+           for i in range(0, n, batch_size)]
+    generator_net.train(was_training)
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------- training loop
+@dataclass
+class Snapshot:
+    """The game at one step: G(z) for fixed latents and, on 2D data, D on a grid."""
+
+    step: int
+    samples: torch.Tensor
+    decision: torch.Tensor | None = None  # D(x) on the grid, shape (res, res), rows = y
+
+
+@dataclass
+class GANHistory:
+    """What happened during :func:`train_gan` (one entry per logged step for the curves).
+
+    ``value`` is V on each discriminator batch (= -d_loss); ``d_real`` and ``d_fake``
+    are the mean D(x) on real and generated batches; ``g_grad`` is the norm of the
+    generator's gradient (all parameters) at that step; ``snapshots`` holds
+    :class:`Snapshot` objects every ``snapshot_every`` steps (and at step 0).
+    """
+
+    step: list = field(default_factory=list)
+    d_loss: list = field(default_factory=list)
+    g_loss: list = field(default_factory=list)
+    value: list = field(default_factory=list)
+    d_real: list = field(default_factory=list)
+    d_fake: list = field(default_factory=list)
+    g_grad: list = field(default_factory=list)
+    snapshots: list = field(default_factory=list)
+    grid: tuple | None = None  # (lim, res) of the decision surfaces
+    seconds: float = 0.0
+    steps_run: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.step[-1] if self.step else 0
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_run / self.seconds if self.seconds > 0 else float("nan")
+
+
+def decision_grid(lim: float, res: int, device=None) -> torch.Tensor:
+    """The (res * res, 2) points of a square grid over [-lim, lim]^2, row-major in y."""
+    ticks = torch.linspace(-lim, lim, res, device=device)
+    yy, xx = torch.meshgrid(ticks, ticks, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+def train_gan(
+    generator_net: torch.nn.Module,
+    discriminator_net: torch.nn.Module,
+    data,
+    *,
+    steps: int,
+    batch_size: int = 256,
+    lr_g: float = 2e-4,
+    lr_d: float = 2e-4,
+    betas: tuple = (0.5, 0.999),
+    lr_schedule: str = "constant",
+    d_steps: int = 1,
+    d_warmup: int = 0,
+    train_generator: bool = True,
+    g_loss: str = "nonsaturating",
+    r1_gamma: float = 0.0,
+    seed: int = 0,
+    device=None,
+    snapshot_every: int | None = None,
+    snapshot_n: int = 1000,
+    snapshot_grid: tuple | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    log_every: int = 50,
+    desc: str = "GAN",
+) -> GANHistory:
+    """Alternating gradient updates: ``d_steps`` D ascents on V, then one G step.
+
+    Args:
+        generator_net: maps z of shape (n, generator_net.z_dim) to samples.
+        discriminator_net: maps samples to logits of shape (n,) or (n, 1).
+        data: a tensor of examples, an object with ``.sample(n, generator=...)``, or a
+            callable ``draw(n, generator)`` (as for :func:`~cs231n_gen.train.fit`).
+        steps: generator steps in all (including those in a resumed checkpoint).
+        lr_g, lr_d, betas: Adam settings of each player (DCGAN's 2e-4, (0.5, 0.999)).
+        lr_schedule: "constant" or "cosine" (both learning rates decay to 0 by the last
+            step, which lets the samples settle onto the modes at the end).
+        d_steps: discriminator steps per generator step (k in Goodfellow et al.).
+        d_warmup: discriminator-only steps before the first generator step: D starts
+            the game already able to tell the initial G's samples from data (the
+            situation in which the minimax loss saturates).
+        train_generator: False freezes G and trains only D (against a fixed p_G, e.g. to
+            compare D with the exact optimum); the history still logs both losses.
+        g_loss: "nonsaturating" (-log D(G(z))) or "minimax" (log(1 - D(G(z)))).
+        r1_gamma: weight of the R1 penalty (gamma / 2) E||grad_x l(x)||^2 on real data
+            (Mescheder et al. 2018), which keeps D from sharpening without bound around
+            the data and damps the oscillations of the game; 0 turns it off.
+        snapshot_every: keep G(z) for ``snapshot_n`` fixed latents every this many
+            steps (and at step 0); with ``snapshot_grid=(lim, res)`` on 2D data also D
+            on a res x res grid over [-lim, lim]^2.
+        checkpoint, checkpoint_every, resume: as in :func:`~cs231n_gen.train.fit`.
+        log_every: steps between host syncs (progress, NaN check, history entries).
+
+    Returns:
+        A :class:`GANHistory`. Raises :class:`~cs231n_gen.train.TrainingDivergedError`
+        when a loss turns NaN or infinite.
+    """
+    for name, net in (("generator_net", generator_net), ("discriminator_net", discriminator_net)):
+        if not isinstance(net, torch.nn.Module):
+            raise ValueError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
+    z_dim = _z_dim(generator_net)
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=2)
+    lr_g = check_real("lr_g", lr_g, minimum=0.0, strict_min=True)
+    lr_d = check_real("lr_d", lr_d, minimum=0.0, strict_min=True)
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    betas = tuple(check_real(f"betas[{i}]", b, minimum=0.0, maximum=0.9999) for i, b in enumerate(betas))
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+    d_steps = check_int("d_steps", d_steps, minimum=1)
+    d_warmup = check_int("d_warmup", d_warmup, minimum=0)
+    if g_loss not in GENERATOR_LOSSES:
+        raise ValueError(f"g_loss must be one of {GENERATOR_LOSSES}, got {g_loss!r}")
+    r1_gamma = check_real("r1_gamma", r1_gamma, minimum=0.0)
+    seed = check_int("seed", seed, minimum=0)
+    log_every = check_int("log_every", log_every, minimum=1)
+    if snapshot_every is not None:
+        snapshot_every = check_int("snapshot_every", snapshot_every, minimum=1)
+    snapshot_n = check_int("snapshot_n", snapshot_n, minimum=1)
+    if snapshot_grid is not None:
+        if not (isinstance(snapshot_grid, (tuple, list)) and len(snapshot_grid) == 2):
+            raise ValueError(f"snapshot_grid must be (lim, res), got {snapshot_grid!r}")
+        snapshot_grid = (check_real("snapshot_grid[0] (lim)", snapshot_grid[0], minimum=0.0, strict_min=True),
+                         check_int("snapshot_grid[1] (res)", snapshot_grid[1], minimum=2))
+    if checkpoint_every is not None:
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+        if checkpoint is None:
+            raise ValueError("checkpoint_every was given but checkpoint (a file path) was not")
+    device = torch.device(device) if device is not None else get_device()
+
+    G, D = generator_net.to(device), discriminator_net.to(device)
+    draw = _batch_source(data, device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=betas)
+    rng = torch.Generator(device=device)
+    rng.manual_seed(seed)
+    snap_rng = torch.Generator(device=device)
+    snap_rng.manual_seed(seed + 1)
+    z_fixed = torch.randn(snapshot_n, z_dim, generator=snap_rng, device=device)
+    grid = decision_grid(*snapshot_grid, device=device) if snapshot_grid is not None else None
+    history = GANHistory(grid=snapshot_grid)
+    settings = {"steps": steps, "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "betas": betas,
+                "lr_schedule": lr_schedule, "d_steps": d_steps, "d_warmup": d_warmup, "train_generator": bool(train_generator), "g_loss": g_loss, "r1_gamma": r1_gamma, "seed": seed}
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    start = 0
+
+    lists = ("step", "d_loss", "g_loss", "value", "d_real", "d_fake", "g_grad")
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("settings") != settings:
+            raise ValueError(f"checkpoint {ckpt_path} was written with settings {state.get('settings')}, "
+                             f"but this call uses {settings}; pass resume=False to start over")
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        rng.set_state(state["rng"])
+        for name in lists:
+            setattr(history, name, list(state["history"][name]))
+        history.snapshots = list(state["snapshots"])
+        start = state["step"]
+
+    def save(step):
+        _atomic_save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
+                      "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "step": step,
+                      "history": {name: getattr(history, name) for name in lists},
+                      "snapshots": history.snapshots, "settings": settings}, ckpt_path)
+
+    @torch.no_grad()
+    def snapshot(step):
+        G.eval()
+        D.eval()
+        samples = G(z_fixed).detach().cpu()
+        decision = None
+        if grid is not None and samples.ndim == 2 and samples.shape[1] == 2:
+            res = snapshot_grid[1]
+            decision = torch.sigmoid(D(grid).reshape(-1)).reshape(res, res).cpu()
+        history.snapshots.append(Snapshot(step, samples, decision))
+        G.train()
+        D.train()
+
+    bar = None
+    if progress and start < steps:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=desc, mininterval=0.5, leave=True)
+
+    pending: list[torch.Tensor] = []  # rows of (d_loss, g_loss, d_real, d_fake, |grad G|)
+    pending_steps: list[int] = []
+
+    def flush():
+        if not pending:
+            return
+        rows = torch.stack(pending).float().cpu().tolist()
+        for s, (dl, gl, dr, df, gg) in zip(pending_steps, rows):
+            if not (math.isfinite(dl) and math.isfinite(gl)):
+                raise TrainingDivergedError(
+                    f"a GAN loss became non-finite by step {s} (D loss {dl}, G loss {gl}). Things to "
+                    "try: smaller learning rates, the non-saturating loss, and checking the data for NaN.")
+            history.step.append(s)
+            history.d_loss.append(dl)
+            history.g_loss.append(gl)
+            history.value.append(-dl)
+            history.d_real.append(dr)
+            history.d_fake.append(df)
+            history.g_grad.append(gg)
+        if bar is not None:
+            bar.update(pending_steps[-1] - bar.n)
+            bar.set_postfix(V=f"{-rows[-1][0]:.3f}", D_real=f"{rows[-1][2]:.2f}",
+                            D_fake=f"{rows[-1][3]:.2f}", refresh=False)
+        pending.clear()
+        pending_steps.clear()
+
+    def d_step():
+        real = draw(batch_size, rng)
+        with torch.no_grad():
+            fake = G(torch.randn(batch_size, z_dim, generator=rng, device=device))
+        if r1_gamma:
+            real.requires_grad_(True)
+        real_logits = D(real).reshape(-1)
+        fake_logits = D(fake).reshape(-1)
+        d_loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        total = d_loss
+        if r1_gamma:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            total = d_loss + 0.5 * r1_gamma * grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+        opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        opt_d.step()
+        return d_loss, real_logits, fake_logits
+
+    G.train()
+    D.train()
+    if snapshot_every is not None and start == 0 and not history.snapshots:
+        snapshot(0)
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, steps):
+            factor = _lr_factor(lr_schedule, step, steps, 0)
+            for opt, base in ((opt_g, lr_g), (opt_d, lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
+            # Discriminator: ascend V (descend the cross-entropy) on fresh real and fake batches.
+            D.requires_grad_(True)
+            for _ in range(d_steps + (d_warmup if step == 0 else 0)):
+                d_loss, real_logits, fake_logits = d_step()
+            # Generator: descend its loss through a frozen D.
+            D.requires_grad_(False)
+            logits = D(G(torch.randn(batch_size, z_dim, generator=rng, device=device))).reshape(-1)
+            if g_loss == "nonsaturating":
+                loss_g = F.softplus(-logits).mean()
+            else:
+                loss_g = -F.softplus(logits).mean()
+            if train_generator:
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+
+            done = step + 1
+            history.steps_run += 1
+            if done % log_every == 0 or done == steps:
+                with torch.no_grad():
+                    grads = [p.grad.norm() for p in G.parameters() if p.grad is not None]
+                    g_grad = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros((), device=device)
+                    pending.append(torch.stack([d_loss.detach(), loss_g.detach(),
+                                                torch.sigmoid(real_logits).mean(),
+                                                torch.sigmoid(fake_logits).mean(), g_grad]))
+                pending_steps.append(done)
+                flush()
+            if snapshot_every is not None and done % snapshot_every == 0:
+                snapshot(done)
+            if checkpoint_every is not None and done % checkpoint_every == 0:
+                flush()
+                save(done)
+        flush()
+        if ckpt_path is not None and history.steps_run:
+            save(steps)
+    finally:
+        D.requires_grad_(True)
+        history.seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        G.eval()
+        D.eval()
+    return history

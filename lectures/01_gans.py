@@ -1,0 +1,517 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Generative adversarial networks
+#
+# *CS231n Lecture 14, "Generative Models 2": GANs.*
+#
+# Autoregressive models maximise the likelihood of the data; VAEs maximise a lower bound
+# on it. **Generative adversarial networks give up on modelling p(x) at all** and keep only
+# what we usually want from a generative model: samples.
+#
+# - Draw a latent $z \sim p(z) = \mathcal N(0, I)$ and map it through a **generator**
+#   network: $x = G(z)$. The samples follow the *generator distribution* $p_G$; we want
+#   $p_G = p_{data}$.
+# - We cannot compare $p_G$ with $p_{data}$ directly (neither density is available), so we
+#   train a second network, the **discriminator** $D(x) \in (0, 1)$, to tell real from
+#   fake, and train $G$ to fool it.
+#
+# This notebook plays the game on 2D data, where we can see both players, on 1D data,
+# where we can compute the best possible discriminator exactly, and on small images of
+# digits. Cells that make a claim check it with an `assert`.
+
+# %%
+# Setup: install the course library when it is missing (Colab), then import it.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("cs231n_gen") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "cs231n-gen @ git+https://github.com/cs231n-gen/cs231n-gen"])
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from cs231n_gen import budget, gan, get_device, metrics, seed_everything, viz, widgets
+from cs231n_gen.data import GaussianMixture, grid_gaussians, ring_gaussians
+from cs231n_gen.data.images import digits
+from cs231n_gen.image_metrics import DigitJudge
+from cs231n_gen.nn import GaussianGenerator, MLPDiscriminator, MLPGenerator
+from cs231n_gen.nn.dcgan import AdaIN, DCDiscriminator, DCGenerator, adain
+
+device = get_device()
+seed_everything(0)
+QUICK = budget(full=False, quick=True)
+print(f"device: {device}, quick mode: {QUICK}")
+
+# %% [markdown]
+# ## 1. An implicit density: samples without p(x)
+#
+# Our data: 8 narrow Gaussians on a ring. The generator is an MLP from a 16-d latent to
+# the plane. Before training it maps the Gaussian blob of latents to another blob. Note
+# what we *can* do with $G$ (draw as many samples as we like) and what we cannot
+# (evaluate $p_G(x)$ at a point: that would need to invert and differentiate $G$).
+
+# %%
+ring = ring_gaussians(8, radius=2.0, std=0.1)
+MODE_STD = float(ring.stds[0])
+x_ring = ring.sample(2500, generator=torch.Generator().manual_seed(1))
+
+G0 = MLPGenerator(z_dim=16, out_dim=2, hidden=128, depth=3).to(device)
+with torch.no_grad():
+    x_fake = G0(torch.randn(2500, 16, device=device))
+viz.plot_samples({"data (p_data)": x_ring, "G(z) before training (p_G)": x_fake},
+                 colors=[viz.DATA, viz.MODEL])
+plt.show()
+
+# %% [markdown]
+# ## 2. The minimax game
+#
+# $$\min_G \max_D \; V(G, D) = E_{x \sim p_{data}}[\log D(x)] + E_{z \sim p(z)}[\log(1 - D(G(z)))]$$
+#
+# $D$ wants $D(x) \to 1$ on real data and $D(G(z)) \to 0$ on fakes; $G$ wants the
+# opposite for its fakes. Training alternates gradient steps (the slide's loop):
+#
+# ```
+# while True:
+#     D = D + alpha_D * dV/dD      # k times: ascend V
+#     G = G - alpha_G * dV/dG      # once: descend V
+# ```
+#
+# In code, D is a network that outputs a **logit** $\ell(x)$ with $D = \sigma(\ell)$, and the
+# logs are computed stably as $\log D = -\mathrm{softplus}(-\ell)$,
+# $\log(1 - D) = -\mathrm{softplus}(\ell)$. Ascending V is then exactly minimising the
+# binary cross-entropy with labels real = 1, fake = 0. Here is one round of the loop,
+# written out once; after that `gan.train_gan` runs it for us, with a progress bar,
+# snapshots and a NaN guard.
+
+# %%
+D0 = MLPDiscriminator(in_dim=2, hidden=128, depth=3).to(device)
+opt_g = torch.optim.Adam(G0.parameters(), lr=1e-3, betas=(0.5, 0.9))
+opt_d = torch.optim.Adam(D0.parameters(), lr=1e-3, betas=(0.5, 0.9))
+
+x_real = ring.to(device).sample(256)
+z = torch.randn(256, 16, device=device)
+# D ascends V: minimise -V = BCE(real -> 1, fake -> 0); G's output is detached.
+d_loss = gan.discriminator_loss(D0(x_real), D0(G0(z).detach()))
+opt_d.zero_grad(); d_loss.backward(); opt_d.step()
+# G descends its loss through D (here the non-saturating loss of section 4).
+g_loss = gan.nonsaturating_generator_loss(D0(G0(torch.randn(256, 16, device=device))))
+opt_g.zero_grad(); g_loss.backward(); opt_g.step()
+print(f"V after one round = {-float(d_loss):.3f}  (D at chance everywhere would give -log 4 = {-math.log(4):.3f})")
+
+# %% [markdown]
+# Now the real run. `snapshot_every` keeps the generator's samples for 1000 fixed latents
+# and D's decision surface on a grid, so we can replay the game. The settings (Adam
+# 1e-3, betas (0.5, 0.9), and an **R1 penalty** that keeps D smooth around the data;
+# section 6 explains why) are a configuration that works here; section 6 shows one that
+# does not.
+
+# %%
+RING_STEPS = budget(full=3000, quick=1000)
+GOOD = dict(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.9), r1_gamma=0.1, batch_size=256)
+
+seed_everything(0)
+G_ring = MLPGenerator(16, 2, hidden=128, depth=3)
+D_ring = MLPDiscriminator(2, hidden=128, depth=3)
+hist_ring = gan.train_gan(G_ring, D_ring, ring, steps=RING_STEPS, **GOOD, device=device,
+                          snapshot_every=RING_STEPS // 30, snapshot_grid=(3.5, 90), desc="GAN on the ring")
+print(f"{hist_ring.steps_per_second:.0f} generator steps / s")
+
+# %% [markdown]
+# **Replay the game.** The background is $D(x)$: blue where D says "real", red where it
+# says "fake". Watch the orange samples slide down D's gradient towards the blue, D
+# redraw its boundary, and the colours fade towards white ($D = 1/2$) as the samples
+# land on the modes. Press play or drag the slider.
+
+# %%
+widgets.gan_training_player(hist_ring, reference=x_ring[:1500])
+
+# %%
+samples_ring = gan.sample(G_ring, 2500, generator=torch.Generator(device=device).manual_seed(2))
+cov_ring = metrics.mode_coverage(samples_ring, ring.means, MODE_STD)
+print(f"modes covered: {cov_ring['covered']}/8, high-quality samples: {cov_ring['high_quality']:.1%}")
+print("samples per mode:", cov_ring["counts"])
+if QUICK:
+    assert cov_ring["covered"] >= 7 and cov_ring["high_quality"] >= 0.6, cov_ring
+else:
+    assert cov_ring["covered"] == 8 and cov_ring["high_quality"] >= 0.8, cov_ring
+
+# %% [markdown]
+# ## 3. "No loss curve to look at"
+#
+# We are not minimising any single loss. $V$ is what D maximises and G minimises, so when
+# both improve it need not move at all. Below: $V$ over training (with $-\log 4$, its value
+# when D is at chance) next to two real measures of quality computed on the snapshots,
+# W2 to the data (lower is better) and the fraction of samples on a mode.
+
+# %%
+ref = ring.sample(1000, generator=torch.Generator().manual_seed(3))
+snap_steps = [s.step for s in hist_ring.snapshots]
+snap_w2 = [metrics.wasserstein2(s.samples, ref) for s in hist_ring.snapshots]
+snap_hq = [metrics.mode_coverage(s.samples, ring.means, MODE_STD)["high_quality"] for s in hist_ring.snapshots]
+
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.3))
+axes[0].plot(hist_ring.step, hist_ring.value, color=viz.MODEL, lw=1)
+axes[0].axhline(-math.log(4), color="k", ls="--", lw=0.8, label="-log 4")
+axes[0].set(title="V(G, D) on each batch", xlabel="step"); axes[0].legend()
+axes[1].plot(hist_ring.step, hist_ring.d_real, label="D(x), real"); axes[1].plot(hist_ring.step, hist_ring.d_fake, label="D(G(z)), fake")
+axes[1].set(title="what D says", xlabel="step", ylim=(0, 1)); axes[1].legend()
+axes[2].plot(snap_steps, snap_w2, "o-", color=viz.DATA, ms=3, label="W2 to data")
+ax2 = axes[2].twinx(); ax2.plot(snap_steps, snap_hq, "s-", color=viz.ORACLE, ms=3, label="on-mode fraction")
+axes[2].set(title="quality: W2 (blue, lower = better), on-mode (green)",
+            xlabel="step", ylabel="W2"); ax2.set_ylabel("on-mode fraction")
+fig.tight_layout(); plt.show()
+
+flat_from = next(st for st, v in zip(hist_ring.step, hist_ring.value) if abs(v + math.log(4)) < 0.02)
+v_after = [v for st, v in zip(hist_ring.step, hist_ring.value) if st >= flat_from]
+hq_after = [q for st, q in zip(snap_steps, snap_hq) if st >= flat_from]
+print(f"from step {flat_from} on, V stays in [{min(v_after):.3f}, {max(v_after):.3f}] "
+      f"while the on-mode fraction moves between {min(hq_after):.2f} and {max(hq_after):.2f}")
+assert max(v_after) - min(v_after) < 0.05 < max(hq_after) - min(hq_after)
+assert snap_w2[-1] < 0.5 * snap_w2[0], "quality must improve over training"
+
+# %% [markdown]
+# Early in training V and the samples both change, so V can pass for a loss curve. It is
+# not one: once the game reaches $V \approx -\log 4$ (both players matched), V is flat
+# while the on-mode fraction keeps moving, up as samples settle and sometimes down as
+# the game wobbles. The value of the game tells you who is winning *right now*, not how
+# good the samples are. That is why GAN papers report sample metrics, and why
+# this course always measures quality with a separate function.
+#
+# ## 4. Saturation at the start of training
+#
+# Early on, G is bad and D easily rejects its samples: $D(G(z)) \approx 0$. Look at the
+# generator's gradient as a function of D's logit $\ell$ on a fake:
+#
+# - minimax loss $\log(1 - \sigma(\ell))$: derivative $-\sigma(\ell)$, which **vanishes**
+#   as $\ell \to -\infty$, exactly when G most needs a signal;
+# - non-saturating loss $-\log \sigma(\ell)$: derivative $-(1 - \sigma(\ell))$, which is
+#   **largest** there. Both push $D(G(z))$ up; the fixed point is the same.
+
+# %%
+logit = torch.linspace(-8, 8, 401, requires_grad=True)
+curves = {}
+for kind in ("minimax", "nonsaturating"):
+    (grad,) = torch.autograd.grad(gan.generator_loss(logit, kind) * logit.numel(), logit)
+    curves[kind] = grad.detach()
+d_of_logit = torch.sigmoid(logit.detach())
+fig, ax = plt.subplots(figsize=(6, 3.3))
+ax.plot(d_of_logit, curves["minimax"].abs(), label="minimax: |d/dl log(1 - D)| = D")
+ax.plot(d_of_logit, curves["nonsaturating"].abs(), label="non-saturating: |d/dl -log D| = 1 - D")
+ax.set(xlabel="D(G(z))", ylabel="|gradient| w.r.t. D's logit", title="Where G starts (D(G(z)) ~ 0), minimax gives nothing")
+ax.legend(fontsize=8); plt.show()
+assert curves["minimax"][0].abs() < 1e-3 < 0.99 < curves["nonsaturating"][0].abs()
+
+# %% [markdown]
+# Now the real thing. We let D train alone for 300 steps first (`d_warmup`), so it starts
+# the game confidently rejecting G's samples, then train G with each loss. Plotted: the
+# norm of G's gradient (log scale) and what D says about the fakes.
+
+# %%
+SAT_STEPS = budget(full=1500, quick=600)
+sat = {}
+for kind in ("minimax", "nonsaturating"):
+    seed_everything(0)
+    G_s, D_s = MLPGenerator(16, 2, 128, 3), MLPDiscriminator(2, 128, 3)
+    h = gan.train_gan(G_s, D_s, ring, steps=SAT_STEPS, g_loss=kind, d_warmup=300, lr_g=1e-3, lr_d=1e-3,
+                      betas=(0.5, 0.9), log_every=10, device=device, desc=kind)
+    s = gan.sample(G_s, 2500, generator=torch.Generator(device=device).manual_seed(2))
+    sat[kind] = (h, metrics.mode_coverage(s, ring.means, MODE_STD))
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+for kind, (h, _) in sat.items():
+    axes[0].semilogy(h.step, h.g_grad, label=kind)
+    axes[1].plot(h.step, h.d_fake, label=kind)
+axes[0].set(title="|grad of G's loss|", xlabel="generator step"); axes[0].legend()
+axes[1].set(title="D(G(z)) on fakes", xlabel="generator step", ylim=(0, 1)); axes[1].legend()
+fig.tight_layout(); plt.show()
+
+first = {k: h.g_grad[0] for k, (h, _) in sat.items()}
+stuck = next((st for st, d in zip(sat["minimax"][0].step, sat["minimax"][0].d_fake) if d > 0.05), None)
+print(f"first logged gradient norm: minimax {first['minimax']:.1e}, non-saturating {first['nonsaturating']:.1e}")
+print(f"minimax G stays at D(G(z)) < 0.05 until step {stuck}")
+for kind, (_, cov) in sat.items():
+    print(f"{kind:>14}: {cov['covered']}/8 modes, {cov['high_quality']:.0%} on a mode after {SAT_STEPS} steps")
+assert first["nonsaturating"] > 1e4 * first["minimax"]
+
+# %% [markdown]
+# The minimax generator starts with a gradient many orders of magnitude smaller and
+# sits still while D's confidence is high. Here it is eventually rescued: Adam divides
+# each update by the gradient's running scale, so even tiny gradients move the weights,
+# and D drifts. With plain SGD or a stronger D it would stay stuck. The non-saturating
+# loss simply never has the problem, which is why everyone uses it.
+#
+# ## 5. Why this is a good objective: the optimal discriminator
+#
+# For a **fixed** G, the inner maximisation has a closed form. Pointwise, $D(x)$ maximises
+# $p_{data}(x)\log D + p_G(x)\log(1 - D)$, whose maximum is at
+#
+# $$D^*_G(x) = \frac{p_{data}(x)}{p_{data}(x) + p_G(x)}.$$
+#
+# In 1D with a Gaussian generator we know both densities, so we can train a real
+# discriminator against a frozen G and put it next to $D^*$.
+
+# %%
+data_1d = GaussianMixture(torch.tensor([[-1.5], [1.5]]), 0.4, weights=torch.tensor([0.3, 0.7]))
+seed_everything(0)
+G_1d = GaussianGenerator(dim=1, mean=0.0, std=1.0)
+D_1d = MLPDiscriminator(in_dim=1, hidden=64, depth=2)
+gan.train_gan(G_1d, D_1d, data_1d, steps=budget(full=2000, quick=1500), batch_size=512, lr_d=1e-3,
+              train_generator=False, device=device, desc="D against a frozen G")
+
+xs = torch.linspace(-4, 4, 401, device=device)[:, None]
+with torch.no_grad():
+    p_data, p_g = data_1d.to(device).log_prob(xs).exp(), G_1d.log_prob(xs).exp()
+    d_learned = torch.sigmoid(D_1d(xs))
+    d_star = gan.optimal_discriminator(data_1d.to(device).log_prob(xs), G_1d.log_prob(xs))
+has_mass = (p_data + p_g) / 2 > 0.05
+max_err = float((d_learned - d_star).abs()[has_mass].max())
+
+fig, ax = plt.subplots(figsize=(7, 3.3))
+ax.fill_between(xs[:, 0].cpu(), p_data.cpu(), alpha=0.3, color=viz.DATA, label="p_data")
+ax.fill_between(xs[:, 0].cpu(), p_g.cpu(), alpha=0.3, color=viz.MODEL, label="p_G (frozen)")
+ax.plot(xs[:, 0].cpu(), d_star.cpu(), "k--", lw=2, label="D* = p_data / (p_data + p_G)")
+ax.plot(xs[:, 0].cpu(), d_learned.cpu(), color=viz.ORACLE, lw=1.5, label="trained D")
+ax.set(xlabel="x", title=f"Trained D vs the exact optimum (max gap where there is mass: {max_err:.3f})")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0)); plt.show()
+assert max_err <= 0.05, max_err
+
+# %% [markdown]
+# Plug $D^*$ back in and the generator's objective becomes a divergence:
+#
+# $$V(G, D^*_G) = -\log 4 + 2\,\mathrm{JSD}(p_{data} \,\|\, p_G),$$
+#
+# the Jensen-Shannon divergence, which is $\ge 0$ and $= 0$ only at $p_G = p_{data}$. So
+# the best G makes the two distributions equal, and there $V = -\log 4$ and
+# $D^* = 1/2$ everywhere. Check it: a learnable Gaussian G against Gaussian data, now
+# training both players.
+
+# %%
+data_match = GaussianMixture(torch.tensor([[1.0]]), 0.5)
+seed_everything(0)
+G_m = GaussianGenerator(dim=1, mean=-1.0, std=1.0)
+D_m = MLPDiscriminator(in_dim=1, hidden=64, depth=2)
+h_m = gan.train_gan(G_m, D_m, data_match, steps=budget(full=2000, quick=1000), batch_size=512, lr_g=5e-3,
+                    lr_d=2e-3, device=device, desc="Gaussian G vs Gaussian data")
+tail = h_m.value[-10:]
+v_end = sum(tail) / len(tail)
+jsd = gan.js_divergence(data_match.to(device), G_m, generator=torch.Generator(device=device).manual_seed(0))
+print(f"G learned mu = {float(G_m.mu):.3f} (data 1.0), sigma = {float(G_m.sigma):.3f} (data 0.5)")
+print(f"V at the end = {v_end:.3f}, -log 4 = {-math.log(4):.3f};  JSD(p_data || p_G) = {jsd:.4f} nats")
+print(f"V(G, D*) = -log 4 + 2 JSD = {gan.optimal_value(data_match.to(device), G_m):.3f}")
+assert abs(float(G_m.mu) - 1.0) < 0.1 and abs(float(G_m.sigma) - 0.5) < 0.1
+assert abs(v_end + math.log(4)) < 0.05 and jsd < 0.01
+
+# %% [markdown]
+# The slide's caveats matter, though: this argument assumes D can represent $D^*$ and
+# is trained to optimality at every step, with infinite data. Real training does
+# neither, and the next section is what happens then.
+#
+# ## 6. Failure modes: mode collapse
+#
+# The 25-mode grid (std 0.05, spacing 2) is a standard stress test. First a **bad
+# configuration**: the generator learns 10 times faster than the discriminator. D can
+# never map the whole data distribution; G keeps jumping to wherever D is currently weak,
+# and all its samples end up in the same place. Then the **good configuration** from
+# section 2: balanced learning rates and the R1 penalty
+# $\frac{\gamma}{2} E\|\nabla_x \ell(x)\|^2$ on real data (Mescheder et al. 2018), which
+# stops D from building cliffs around the data that G's gradients then bounce off.
+
+# %%
+grid = grid_gaussians(5, spacing=2.0, std=0.05)
+GRID_STD = float(grid.stds[0])
+GRID_STEPS = budget(full=8000, quick=1500)
+configs = {
+    "bad: lr_G = 10 x lr_D": dict(lr_g=1e-3, lr_d=1e-4, betas=(0.5, 0.999)),
+    "good: balanced + R1": GOOD,
+}
+grid_results = {}
+for name, cfg in configs.items():
+    seed_everything(0)
+    G_g, D_g = MLPGenerator(16, 2, 128, 3), MLPDiscriminator(2, 128, 3)
+    gan.train_gan(G_g, D_g, grid, steps=GRID_STEPS, **cfg, device=device, desc=name)
+    s = gan.sample(G_g, 2500, generator=torch.Generator(device=device).manual_seed(2))
+    grid_results[name] = (s, metrics.mode_coverage(s, grid.means, GRID_STD))
+
+x_grid = grid.sample(2500, generator=torch.Generator().manual_seed(1))
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+viz.scatter(axes[0], x_grid, color=viz.DATA, lim=6, title="data: 25 modes")
+for ax, (name, (s, cov)) in zip(axes[1:], grid_results.items()):
+    viz.scatter(ax, x_grid, color="k", lim=6, alpha=0.15)
+    viz.scatter(ax, s, color=viz.MODEL, lim=6, s=3, title=f"{name}\n{cov['covered']}/25 modes, {cov['high_quality']:.0%} on a mode")
+fig.tight_layout(); plt.show()
+
+bad, good = grid_results["bad: lr_G = 10 x lr_D"][1], grid_results["good: balanced + R1"][1]
+assert bad["covered"] <= 10, bad
+assert good["covered"] >= (15 if QUICK else 20), good
+assert good["covered"] >= bad["covered"] + 10
+if not QUICK:
+    assert good["high_quality"] >= 0.4, good
+
+# %% [markdown]
+# The metric that shows collapse is **coverage**, not sample quality: a collapsed G can
+# put every sample right on a mode. Read the two numbers together, though: the good
+# run covers the modes but still leaves many samples on the lines between them (a
+# GAN's samples form a continuous image of the latent Gaussian, so it must pass
+# *between* the modes somewhere; longer training thins those bridges). Other failure modes from the slide: instability (V
+# and the samples oscillate; try `lr_d=1e-2` above) and NaNs (`train_gan` stops with a
+# `TrainingDivergedError` that says what to try).
+#
+# ## 7. Architectures: DCGAN on digits
+#
+# DCGAN (Radford et al. 2016) was the first GAN architecture that worked on real images:
+# strided transposed convolutions up, strided convolutions down, batch norm in G,
+# LeakyReLU in D, tanh output. We train one on scikit-learn's 1,438 training digits,
+# upsampled to 16 x 16.
+
+# %%
+x_digits, y_digits = digits(size=16, split="train")
+seed_everything(0)
+G_dc = DCGenerator(z_dim=32, size=16, width=32)
+D_dc = DCDiscriminator(size=16, width=32)
+hist_dc = gan.train_gan(G_dc, D_dc, x_digits, steps=budget(full=3000, quick=800), batch_size=64,
+                        device=device, desc="DCGAN on digits")
+fake_digits = gan.sample(G_dc, 1000, generator=torch.Generator(device=device).manual_seed(0))
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+viz.image_grid(axes[0], x_digits[:64], per_row=8, title="real digits")
+viz.image_grid(axes[1], fake_digits[:64], per_row=8, title="DCGAN samples")
+plt.show()
+
+# %% [markdown]
+# **Are they any good?** We judge images with a classifier trained on the real digits
+# (trained once, then cached; its test accuracy is printed). It reports how many of the
+# 10 classes the samples cover, how confident it is on them, and a Frechet distance in
+# its feature space, next to the same distance for held-out real digits.
+
+# %%
+judge = DigitJudge(size=16, device=device)
+report = judge.evaluate(fake_digits)
+print(f"judge test accuracy: {judge.test_accuracy:.1%}")
+print(f"classes covered: {report['classes_covered']}/10, samples per class: {report['class_counts']}")
+print(f"mean confidence: {report['confidence']:.2f}")
+print(f"Frechet distance: generated {report['frechet']:.1f} vs real held-out digits {report['frechet_real']:.1f}")
+assert judge.test_accuracy >= 0.97
+assert report["classes_covered"] >= (6 if QUICK else 8), report
+
+# %% [markdown]
+# ### Latent space interpolation
+#
+# A well-trained generator's latent space is smooth: walking in a straight line
+# $z_t = t z_0 + (1 - t) z_1$ morphs one sample into another, $x_t = G(z_t)$. Drag $t$.
+
+# %%
+g = torch.Generator(device=device).manual_seed(5)
+z0 = torch.randn(8, 32, generator=g, device=device)
+z1 = torch.randn(8, 32, generator=g, device=device)
+widgets.latent_interpolation(G_dc, z0, z1, n_frames=11)
+
+# %% [markdown]
+# ### StyleGAN's AdaIN
+#
+# StyleGAN injects a "style" at every layer by predicting a scale $w$ and a shift $b$ per
+# channel and applying adaptive instance normalisation:
+#
+# $$\mathrm{AdaIN}(x, w, b)_i = w_i\,\frac{x_i - \mu(x_i)}{\sigma(x_i)} + b_i.$$
+#
+# Each channel is normalised to zero mean and unit variance over its pixels, then given
+# mean $b_i$ and standard deviation $w_i$: the input keeps its *pattern*, the style sets
+# its *statistics*. First the claim, checked; then AdaIN on the three colour channels of
+# a photograph, with the style taken from another photograph's channel statistics.
+
+# %%
+x_feat = torch.randn(4, 8, 5, 5) * 3 + 7
+w_style, b_style = torch.rand(4, 8) + 0.5, torch.randn(4, 8)
+y_feat = adain(x_feat, w_style, b_style)
+print("output channel means = b:", torch.allclose(y_feat.mean((2, 3)), b_style, atol=1e-4))
+print("output channel stds  = w:", torch.allclose(y_feat.std((2, 3), unbiased=False), w_style, atol=1e-3))
+assert torch.allclose(y_feat.mean((2, 3)), b_style, atol=1e-4)
+
+from sklearn.datasets import load_sample_images  # noqa: E402  (offline: shipped with scikit-learn)
+
+photos = [torch.tensor(im, dtype=torch.float32).permute(2, 0, 1)[None] / 255 for im in load_sample_images().images]
+content, style = photos[0][..., ::2, ::2], photos[1][..., ::2, ::2]
+styled = adain(content, style.std((2, 3), unbiased=False), style.mean((2, 3))).clamp(0, 1)
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+for ax, im, title in zip(axes, (content, style, styled), ("content", "style (its channel statistics)", "AdaIN(content; style)")):
+    ax.imshow(im[0].permute(1, 2, 0)); ax.set_title(title); ax.axis("off")
+plt.show()
+
+style_layer = AdaIN(channels=8, style_dim=16)  # what StyleGAN uses: (w, b) predicted from a style vector
+print("AdaIN module output:", tuple(style_layer(x_feat, torch.randn(4, 16)).shape))
+
+# %% [markdown]
+# ## Exercises
+#
+# ### Exercise 1: the non-saturating generator loss
+#
+# Write `nonsaturating_loss(fake_logits)`: given D's logits on a batch of fakes, return
+# $-\frac1n\sum_i \log D(G(z_i))$ with $D = \sigma(\ell)$. It must stay finite when D is
+# extremely confident (logit -200). Hint: $-\log\sigma(\ell) = \mathrm{softplus}(-\ell)$.
+
+# %% tags=["exercise"]
+import torch.nn.functional as F  # noqa: E402
+
+
+def nonsaturating_loss(fake_logits):
+    ### BEGIN SOLUTION
+    return F.softplus(-fake_logits).mean()
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from cs231n_gen.exercises import check_nonsaturating_loss  # noqa: E402
+
+check_nonsaturating_loss(nonsaturating_loss)
+
+# %% [markdown]
+# ### Exercise 2: the optimal discriminator
+#
+# Write `optimal_d(p_data, p_g)`: given the two densities evaluated at the same points,
+# return $D^*$ at each point.
+
+# %% tags=["exercise"]
+def optimal_d(p_data, p_g):
+    ### BEGIN SOLUTION
+    return p_data / (p_data + p_g)
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from cs231n_gen.exercises import check_optimal_discriminator  # noqa: E402
+
+check_optimal_discriminator(optimal_d)
+
+# %% [markdown]
+# ## Summary
+#
+# | slide | what you saw here |
+# |---|---|
+# | implicit density: $x = G(z)$, no $p(x)$ | section 1: samples only |
+# | minimax game, alternating updates | section 2: one round by hand, then `train_gan`; the replay widget |
+# | "no loss curve to look at" | section 3: V flat near $-\log 4$ while W2 and on-mode fraction improve |
+# | saturation; train G on $-\log D(G(z))$ | section 4: gradients $10^{4}$+ times larger for the non-saturating loss |
+# | $D^* = p_{data} / (p_{data} + p_G)$; optimum at $p_G = p_{data}$ | section 5: trained D within 0.05 of $D^*$; $V \to -\log 4$, JSD $\to 0$ |
+# | caveats; unstable training, mode collapse | section 6: 25-grid collapse vs the good configuration |
+# | DCGAN, StyleGAN AdaIN, latent interpolation | section 7: digits judged by a classifier; AdaIN statistics; the $t$ slider |
+#
+# GANs give sharp samples from a single forward pass, but there is no loss to watch and
+# the game is brittle. Next: **diffusion models**, which replace the game with plain
+# regression (lecture 02, rectified flow).
