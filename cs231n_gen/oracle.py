@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import as_time, check_int, check_points
+from ._validate import as_time, check_int, check_points, check_real
 from .data.toy2d import GaussianMixture
 
 
@@ -158,3 +158,39 @@ def affine_loss(
         coef = torch.linalg.lstsq(a_fit.double(), v_fit.double()).solution
         out.append((a_test.double() @ coef - v_test.double()).square().sum(1).mean().to(x.dtype))
     return torch.stack(out)
+
+
+def class_velocity(labelled, x_t: torch.Tensor, t, y) -> torch.Tensor:
+    """v*(x_t, t | y): the optimal conditional velocity, each row under its own class.
+
+    ``labelled`` is a :class:`~cs231n_gen.data.LabelledMixture`; ``y`` an int or (n,) labels.
+    """
+    from .data.toy2d import LabelledMixture
+
+    if not isinstance(labelled, LabelledMixture):
+        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
+    x_t = check_points("x_t", x_t, labelled.dim)
+    n = x_t.shape[0]
+    if isinstance(y, int) and not isinstance(y, bool):
+        y = torch.full((n,), y, dtype=torch.long)
+    if not isinstance(y, torch.Tensor) or y.reshape(-1).shape[0] != n:
+        raise ValueError(f"y must be an int or {n} labels, got {y!r}")
+    y = y.reshape(-1).to(x_t.device)
+    if bool(((y < 0) | (y >= labelled.n_classes)).any()):
+        raise ValueError(f"y must lie in 0..{labelled.n_classes - 1}")
+    t = as_time("t", t, n, x_t)
+    out = torch.empty_like(x_t)
+    for c in range(labelled.n_classes):
+        rows = y == c
+        if bool(rows.any()):
+            out[rows] = velocity(labelled.class_mixture(c).to(x_t.device), x_t[rows], t[rows])
+    return out
+
+
+def guided_velocity(labelled, x_t: torch.Tensor, t, y, w: float) -> torch.Tensor:
+    """(1 + w) v*(x_t, t | y) - w v*(x_t, t): classifier-free guidance with exact fields."""
+    w = check_real("w", w, minimum=0.0)
+    v_cond = class_velocity(labelled, x_t, t, y)
+    if w == 0.0:
+        return v_cond
+    return (1 + w) * v_cond - w * velocity(labelled.mixture.to(x_t.device), x_t, t)

@@ -1,13 +1,30 @@
-"""Where in time to train and where to step when sampling.
+r"""Where in time to train and where to step when sampling.
 
-Training draws t per example (uniform here; later lectures add logit-normal and
-shifted samplers). Sampling walks a decreasing grid from t = 1 (noise) to t = 0 (data).
+Training draws t per example: uniformly, or from a **logit-normal**
+t = sigmoid(m + s n), n ~ N(0, 1) (Esser et al. 2024), which concentrates effort on the
+middle noise levels where the loss is hardest, optionally followed by the **shift**
+
+.. math::  t' = \frac{s\,t}{1 + (s - 1)\,t},
+
+which moves every t towards noise for s > 1 (and fixes 0 and 1). Sampling walks a
+decreasing grid from t = 1 (noise) to t = 0 (data); the same shift applied to the grid
+spends more steps at high noise.
+
+Why the shift, and why s = sqrt(pixel-count ratio): for x_t = (1 - t) x + t z the
+signal-to-noise ratio is SNR(t) = (1 - t)^2 / t^2 per pixel. Upsampling an image by k in
+each direction adds no information, and averaging a k x k block of x_t recovers the
+low-resolution pixel with the noise's standard deviation divided by k: the
+high-resolution image is k^2 times *less* noisy than its SNR(t) suggests. Matching the
+low-resolution SNR, k^2 (1 - t')^2 / t'^2 = (1 - t)^2 / t^2, gives exactly the shift
+above with s = k (:func:`snr_matching_shift`).
 """
 from __future__ import annotations
 
 import torch
 
-from ._validate import check_int
+import math
+
+from ._validate import check_int, check_real, check_tensor
 
 
 def uniform_t(n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -26,3 +43,53 @@ def time_grid(steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """
     steps = check_int("steps", steps, minimum=1)
     return torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
+
+
+def logit_normal_t(n: int, m: float = 0.0, s: float = 1.0, generator: torch.Generator | None = None,
+                   device=None) -> torch.Tensor:
+    """n training times t = sigmoid(m + s n), n ~ N(0, 1): median sigmoid(m), mass in the middle."""
+    n = check_int("n", n, minimum=1)
+    m = check_real("m", m)
+    s = check_real("s", s, minimum=0.0, strict_min=True)
+    return torch.sigmoid(m + s * torch.randn(n, generator=generator, device=device))
+
+
+def logit_normal_density(t: torch.Tensor, m: float = 0.0, s: float = 1.0) -> torch.Tensor:
+    """The density of t = sigmoid(m + s n) at t in (0, 1) (for plotting samplers)."""
+    t = check_tensor("t", t)
+    m = check_real("m", m)
+    s = check_real("s", s, minimum=0.0, strict_min=True)
+    if bool(((t <= 0) | (t >= 1)).any()):
+        raise ValueError("t must lie strictly inside (0, 1) for the logit-normal density")
+    logit = torch.log(t / (1 - t))
+    return torch.exp(-0.5 * ((logit - m) / s) ** 2) / (s * math.sqrt(2 * math.pi) * t * (1 - t))
+
+
+def shift_time(t, shift: float) -> torch.Tensor:
+    """t' = shift * t / (1 + (shift - 1) t): towards noise for shift > 1; fixes 0 and 1."""
+    shift = check_real("shift", shift, minimum=0.0, strict_min=True)
+    t = check_tensor("t", torch.as_tensor(t, dtype=torch.get_default_dtype()) if not isinstance(t, torch.Tensor) else t)
+    if bool(((t < 0) | (t > 1)).any()):
+        raise ValueError("t must lie in [0, 1]")
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def shifted_time_grid(steps: int, shift: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """:func:`time_grid` with every point shifted: more of the steps at high noise."""
+    return shift_time(time_grid(steps, device=device, dtype=dtype), shift)
+
+
+def snr(t) -> torch.Tensor:
+    """Per-pixel signal-to-noise ratio of x_t = (1 - t) x + t z: (1 - t)^2 / t^2."""
+    t = check_tensor("t", torch.as_tensor(t, dtype=torch.get_default_dtype()) if not isinstance(t, torch.Tensor) else t)
+    if bool(((t <= 0) | (t > 1)).any()):
+        raise ValueError("t must lie in (0, 1]")
+    return ((1 - t) / t) ** 2
+
+
+def snr_matching_shift(low_pixels: int, high_pixels: int) -> float:
+    """The shift s that gives a high-resolution image the SNR its low-resolution version
+    has at the unshifted t: s = sqrt(high_pixels / low_pixels) (= k for k-fold upsampling)."""
+    low = check_int("low_pixels", low_pixels, minimum=1)
+    high = check_int("high_pixels", high_pixels, minimum=1)
+    return math.sqrt(high / low)

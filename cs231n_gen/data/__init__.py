@@ -3,12 +3,14 @@ from .images import digits
 from .toy2d import (
     Checkerboard,
     GaussianMixture,
+    LabelledMixture,
     Spiral,
     TwoMoons,
     checkerboard,
     eight_gaussians,
     grid_gaussians,
     moons,
+    overlapping_classes,
     ring_gaussians,
     spiral,
 )
@@ -16,6 +18,8 @@ from .toy2d import (
 __all__ = [
     "digits",
     "GaussianMixture",
+    "LabelledMixture",
+    "overlapping_classes",
     "TwoMoons",
     "Checkerboard",
     "Spiral",

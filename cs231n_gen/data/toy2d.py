@@ -246,3 +246,89 @@ def checkerboard(side: float = 2.0) -> Checkerboard:
 def spiral(turns: float = 1.5, radius: float = 2.5, noise: float = 0.08) -> Spiral:
     """Two spiral arms."""
     return Spiral(turns=turns, radius=radius, noise=noise)
+
+
+class LabelledMixture:
+    r"""A Gaussian mixture whose components belong to classes (for conditional models).
+
+    p(x, y) = sum over the components k of class y of pi_k N(x; mu_k, s_k^2 I). Gives
+    the exact class posterior p(y | x) (the "perfect classifier" that scores guided
+    samples) and each class-conditional p(x | y) as a :class:`GaussianMixture`.
+
+    Args:
+        mixture: the :class:`GaussianMixture` over all components.
+        component_classes: (K,) class of each component, values 0..C-1, every class used.
+    """
+
+    def __init__(self, mixture: GaussianMixture, component_classes):
+        if not isinstance(mixture, GaussianMixture):
+            raise ValueError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
+        classes = torch.as_tensor(component_classes)
+        if classes.dtype not in (torch.int32, torch.int64) or classes.shape != (mixture.n_components,):
+            raise ValueError(f"component_classes must be {mixture.n_components} integers, got {component_classes!r}")
+        classes = classes.long().to(mixture.device)
+        n_classes = int(classes.max()) + 1
+        if int(classes.min()) < 0 or torch.unique(classes).numel() != n_classes:
+            raise ValueError(f"component_classes must use every class 0..C-1, got {classes.tolist()}")
+        self.mixture = mixture
+        self.component_classes = classes
+        self.n_classes = n_classes
+
+    @property
+    def dim(self) -> int:
+        return self.mixture.dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.mixture.device
+
+    @property
+    def class_weights(self) -> torch.Tensor:
+        """p(y), shape (C,)."""
+        return torch.zeros(self.n_classes, device=self.device).index_add_(0, self.component_classes,
+                                                                          self.mixture.weights)
+
+    def to(self, device=None, dtype=None) -> "LabelledMixture":
+        return LabelledMixture(self.mixture.to(device, dtype), self.component_classes.to(device))
+
+    def _check_class(self, y: int) -> int:
+        if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < self.n_classes:
+            raise ValueError(f"y must be a class in 0..{self.n_classes - 1}, got {y!r}")
+        return y
+
+    def class_mixture(self, y: int) -> GaussianMixture:
+        """p(x | y) as a :class:`GaussianMixture` (the class's components, renormalised)."""
+        keep = self.component_classes == self._check_class(y)
+        m = self.mixture
+        return GaussianMixture(m.means[keep], m.stds[keep], m.weights[keep])
+
+    def sample(self, n: int, generator: torch.Generator | None = None):
+        """(x, y): n points with their class labels."""
+        x, k = self.mixture.sample(n, generator=generator, return_labels=True)
+        return x, self.component_classes[k]
+
+    def sample_class(self, y: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n points from p(x | y)."""
+        return self.class_mixture(y).sample(n, generator=generator)
+
+    def class_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        """p(y | x), shape (n, C): the Bayes-optimal classifier."""
+        post = self.mixture.posterior(x)
+        out = torch.zeros(post.shape[0], self.n_classes, device=post.device, dtype=post.dtype)
+        return out.index_add_(1, self.component_classes.to(post.device), post)
+
+
+def overlapping_classes(std: float = 0.65) -> LabelledMixture:
+    """Three classes that overlap: each a pair of Gaussians, arranged around the origin.
+
+    Class c has components at angles 120 c and 120 c + 40 degrees (radius 1.5 and 1.0).
+    Neighbouring classes share a lot of mass, so a conditional model has something to
+    be unsure about and guidance has something to sharpen.
+    """
+    means, classes = [], []
+    for c in range(3):
+        for angle, radius in ((120.0 * c, 1.5), (120.0 * c + 40.0, 1.0)):
+            a = math.radians(angle)
+            means.append([radius * math.cos(a), radius * math.sin(a)])
+            classes.append(c)
+    return LabelledMixture(GaussianMixture(torch.tensor(means), std), classes)

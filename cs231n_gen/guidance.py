@@ -1,0 +1,130 @@
+r"""Classifier-free guidance (Ho and Salimans 2022) for rectified-flow models.
+
+One network learns both the conditional velocity v(x_t, y, t) and the unconditional
+one v(x_t, null, t): during training each label is replaced by the null label with
+probability ``p_uncond`` (:func:`drop_labels`, :func:`conditional_rf_loss`). At sampling
+time the two are combined at every step,
+
+.. math::  v_{cfg} = (1 + w)\, v(x_t, y, t) - w\, v(x_t, \varnothing, t),
+
+which for w = 0 is the plain conditional model and for w > 0 extrapolates away from
+the unconditional prediction. Since v is an affine function of the score, this is the
+velocity of the sharpened distribution p(x | y)^{1+w} / p(x)^{w} ∝ p(x) p(y | x)^{1+w}
+at each noise level: guidance does not sample p(x | y), it pushes samples towards
+where the class is unambiguous (and loses diversity as w grows).
+
+:func:`cfg_velocity` evaluates both branches in **one** batched forward pass of 2B
+rows, which costs far less than two calls on a GPU and the same arithmetic on a CPU.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._validate import as_time, check_points, check_real
+from .paths import interpolate, velocity_target
+
+
+def _null_label(model, null_label):
+    if null_label is None:
+        null_label = getattr(model, "null_label", None)
+    if null_label is None or isinstance(null_label, bool) or not isinstance(null_label, int):
+        raise ValueError("null_label must be an int (or the model must have an integer .null_label), "
+                         f"got {null_label!r}")
+    return null_label
+
+
+def _labels(name: str, y, n: int, null_label: int | None, device) -> torch.Tensor:
+    if isinstance(y, int) and not isinstance(y, bool):
+        y = torch.full((n,), y, dtype=torch.long, device=device)
+    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"{name} must be an int or an integer tensor of shape ({n},), got {y!r}")
+    y = y.reshape(-1).to(device=device, dtype=torch.long)
+    if y.shape[0] != n:
+        raise ValueError(f"{name} must have {n} labels (one per row of x), got {y.shape[0]}")
+    if null_label is not None and bool(((y < 0) | (y > null_label)).any()):
+        raise ValueError(f"{name} must lie in 0..{null_label} ({null_label} is the null label), "
+                         f"got values in {int(y.min())}..{int(y.max())}")
+    return y
+
+
+def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each label by ``null_label`` with probability ``p_uncond`` (a copy)."""
+    p_uncond = check_real("p_uncond", p_uncond, minimum=0.0, maximum=1.0)
+    null_label = _null_label(None, null_label)
+    y = _labels("y", y, y.numel() if isinstance(y, torch.Tensor) else 1, null_label,
+                y.device if isinstance(y, torch.Tensor) else None)
+    drop = torch.rand(y.shape[0], generator=generator, device=y.device) < p_uncond
+    return torch.where(drop, torch.full_like(y, null_label), y)
+
+
+def conditional_rf_loss(model, x: torch.Tensor, y: torch.Tensor, p_uncond: float = 0.5,
+                        generator: torch.Generator | None = None, *, null_label: int | None = None,
+                        z: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+    """The rectified-flow loss with labels dropped to null with probability ``p_uncond``.
+
+    ``model(x_t, t, y)`` predicts v = z - x; the loss is E||model(x_t, t, y') - v||^2
+    with y' = y or null. ``z`` and ``t`` default to fresh N(0, I) noise and U[0, 1] times.
+    """
+    x = check_points("x", x)
+    null_label = _null_label(model, null_label)
+    y = _labels("y", y, x.shape[0], null_label, x.device)
+    y_in = drop_labels(y, p_uncond, null_label, generator)
+    if z is None:
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if t is None:
+        t = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    t = as_time("t", t, x.shape[0], x)
+    x_t = interpolate(x, z, t)
+    return (model(x_t, t, y_in) - velocity_target(x, z)).square().sum(dim=1).mean()
+
+
+def cfg_velocity(model, x_t: torch.Tensor, t, y, w: float, *, null_label: int | None = None) -> torch.Tensor:
+    """v_cfg = (1 + w) v(x_t, y, t) - w v(x_t, null, t), from one forward pass of 2B rows.
+
+    ``w = 0`` skips the unconditional branch (one pass of B rows).
+    """
+    w = check_real("w", w, minimum=0.0)
+    null_label = _null_label(model, null_label)
+    n = x_t.shape[0]
+    y = _labels("y", y, n, null_label, x_t.device)
+    t = as_time("t", t, n, x_t, check_values=False)
+    return _combine(model, x_t, t, y, w, null_label)
+
+
+def _combine(model, x_t, t, y, w, null_label):
+    """The guided velocity without input checks (samplers call this every step)."""
+    if w == 0.0:
+        return model(x_t, t, y)
+    n = x_t.shape[0]
+    both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
+    return (1 + w) * both[:n] - w * both[n:]
+
+
+class Guided(nn.Module):
+    """``Guided(model, y, w)(x_t, t)``: the guided velocity as a plain field, for samplers.
+
+    >>> x0 = euler(Guided(model, y=labels, w=2.0), torch.randn(n, 2), steps=50)
+    """
+
+    def __init__(self, model, y, w: float, null_label: int | None = None):
+        super().__init__()
+        self.model = model
+        self.w = check_real("w", w, minimum=0.0)
+        self.null_label = _null_label(model, null_label)
+        if isinstance(y, torch.Tensor):  # checked once here, not at every sampling step
+            y = _labels("y", y, y.numel(), self.null_label, y.device)
+        elif not (isinstance(y, int) and not isinstance(y, bool) and 0 <= y <= self.null_label):
+            raise ValueError(f"y must be an int in 0..{self.null_label} or an integer tensor, got {y!r}")
+        self.y = y
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        n = x_t.shape[0]
+        y = self.y
+        if isinstance(y, int):
+            y = torch.full((n,), y, dtype=torch.long, device=x_t.device)
+        elif y.shape[0] != n:
+            raise ValueError(f"x_t has {n} rows but Guided was built with {y.shape[0]} labels")
+        t = as_time("t", t, n, x_t, check_values=False)
+        return _combine(self.model, x_t, t, y.to(x_t.device), self.w, self.null_label)
