@@ -124,3 +124,22 @@ def as_time(
             f"[{t.min().item():.4g}, {t.max().item():.4g}]"
         )
     return t
+
+
+def check_labels(name: str, value, n: int, n_labels: int, device=None) -> torch.Tensor:
+    """Class labels as an (n,) long tensor with values in 0..n_labels-1.
+
+    ``value`` may be one int (the same label for all n rows) or an integer tensor of n
+    labels (any shape with n elements).
+    """
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = torch.full((n,), int(value), dtype=torch.long, device=device)
+    if not isinstance(value, torch.Tensor) or value.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                                    torch.uint8):
+        raise ValueError(f"{name} must be an int or an integer tensor of {n} labels, got {_describe(value)}")
+    value = value.reshape(-1).to(device=device if device is not None else value.device, dtype=torch.long)
+    if value.shape[0] != n:
+        raise ValueError(f"{name} must have {n} labels (one per row), got {value.shape[0]}")
+    if n and bool(((value < 0) | (value >= n_labels)).any()):
+        raise ValueError(f"{name} must lie in 0..{n_labels - 1}, got values in {int(value.min())}..{int(value.max())}")
+    return value

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from ._validate import check_int, check_real, check_tensor
 from .runtime import get_device
-from .train import TrainingDivergedError, _atomic_save, _batch_source, _lr_factor
+from .train import TrainingDivergedError, _atomic_save, _batch_source, _lr_factor, _read_checkpoint, _restore_rng
 
 GENERATOR_LOSSES = ("nonsaturating", "minimax")
 LOG4 = math.log(4.0)
@@ -323,18 +323,16 @@ def train_gan(
 
     lists = ("step", "d_loss", "g_loss", "value", "d_real", "d_fake", "g_grad")
     if ckpt_path is not None and resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("settings") != settings:
-            raise ValueError(f"checkpoint {ckpt_path} was written with settings {state.get('settings')}, "
-                             f"but this call uses {settings}; pass resume=False to start over")
+        state = _read_checkpoint(ckpt_path, settings, device)
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        rng.set_state(state["rng"])
+        _restore_rng(rng, state["rng"])
         for name in lists:
             setattr(history, name, list(state["history"][name]))
-        history.snapshots = list(state["snapshots"])
+        history.snapshots = [Snapshot(s.step, s.samples.cpu(), None if s.decision is None else s.decision.cpu())
+                             for s in state["snapshots"]]
         start = state["step"]
 
     def save(step):

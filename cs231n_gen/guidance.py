@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import as_time, check_points, check_real
+from ._validate import as_time, check_labels, check_points, check_real
 from .paths import interpolate, velocity_target
 
 
@@ -34,18 +34,9 @@ def _null_label(model, null_label):
     return null_label
 
 
-def _labels(name: str, y, n: int, null_label: int | None, device) -> torch.Tensor:
-    if isinstance(y, int) and not isinstance(y, bool):
-        y = torch.full((n,), y, dtype=torch.long, device=device)
-    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"{name} must be an int or an integer tensor of shape ({n},), got {y!r}")
-    y = y.reshape(-1).to(device=device, dtype=torch.long)
-    if y.shape[0] != n:
-        raise ValueError(f"{name} must have {n} labels (one per row of x), got {y.shape[0]}")
-    if null_label is not None and bool(((y < 0) | (y > null_label)).any()):
-        raise ValueError(f"{name} must lie in 0..{null_label} ({null_label} is the null label), "
-                         f"got values in {int(y.min())}..{int(y.max())}")
-    return y
+def _labels(name: str, y, n: int, null_label: int, device) -> torch.Tensor:
+    """Labels 0..null_label (the null label included)."""
+    return check_labels(name, y, n, null_label + 1, device)
 
 
 def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int,
@@ -115,8 +106,8 @@ class Guided(nn.Module):
         self.null_label = _null_label(model, null_label)
         if isinstance(y, torch.Tensor):  # checked once here, not at every sampling step
             y = _labels("y", y, y.numel(), self.null_label, y.device)
-        elif not (isinstance(y, int) and not isinstance(y, bool) and 0 <= y <= self.null_label):
-            raise ValueError(f"y must be an int in 0..{self.null_label} or an integer tensor, got {y!r}")
+        else:
+            _labels("y", y, 1, self.null_label, None)
         self.y = y
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_int, check_real, check_tensor
+from ._validate import check_int, check_labels, check_real, check_tensor
 from .data.images import N_CLASSES, digits
 from .runtime import get_device
 from .train import _atomic_save
@@ -236,11 +236,7 @@ class DigitJudge:
         min_fraction = check_real("min_fraction", min_fraction, minimum=0.0, maximum=1.0)
         confidence = check_real("confidence", confidence, minimum=0.0, maximum=1.0)
         if labels is not None:
-            labels = labels.detach().cpu().long().reshape(-1)
-            if labels.shape[0] != images.shape[0]:
-                raise ValueError(f"labels must have one entry per image ({images.shape[0]}), got {labels.shape[0]}")
-            if bool(((labels < 0) | (labels >= N_CLASSES)).any()):
-                raise ValueError(f"labels must lie in 0..{N_CLASSES - 1}")
+            labels = check_labels("labels", labels, images.shape[0], N_CLASSES, "cpu")
         feats, probs = self._run(images)
         top, pred = probs.max(dim=1)
         sure = top >= confidence

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import as_time, check_int, check_points, check_real
+from ._validate import as_time, check_int, check_labels, check_points, check_real
 from .data.toy2d import GaussianMixture
 
 
@@ -171,13 +171,7 @@ def class_velocity(labelled, x_t: torch.Tensor, t, y) -> torch.Tensor:
         raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
     x_t = check_points("x_t", x_t, labelled.dim)
     n = x_t.shape[0]
-    if isinstance(y, int) and not isinstance(y, bool):
-        y = torch.full((n,), y, dtype=torch.long)
-    if not isinstance(y, torch.Tensor) or y.reshape(-1).shape[0] != n:
-        raise ValueError(f"y must be an int or {n} labels, got {y!r}")
-    y = y.reshape(-1).to(x_t.device)
-    if bool(((y < 0) | (y >= labelled.n_classes)).any()):
-        raise ValueError(f"y must lie in 0..{labelled.n_classes - 1}")
+    y = check_labels("y", y, n, labelled.n_classes, x_t.device)
     t = as_time("t", t, n, x_t)
     out = torch.empty_like(x_t)
     for c in range(labelled.n_classes):

@@ -105,6 +105,22 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _read_checkpoint(path: Path, settings: dict, device) -> dict:
+    """Load a checkpoint written by this module, refusing one made with other settings."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("settings") != settings:
+        raise ValueError(
+            f"checkpoint {path} was written with settings {state.get('settings')}, "
+            f"but this call uses {settings}; pass resume=False to start over"
+        )
+    return state
+
+
+def _restore_rng(generator: torch.Generator, saved: torch.Tensor) -> None:
+    """Generators take their state as a CPU byte tensor, whatever device they draw on."""
+    generator.set_state(saved.cpu())
+
+
 def fit(
     model: torch.nn.Module,
     loss_fn,
@@ -188,15 +204,10 @@ def fit(
                 "warmup": warmup, "seed": seed}
 
     if ckpt_path is not None and resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("settings") != settings:
-            raise ValueError(
-                f"checkpoint {ckpt_path} was written with settings {state.get('settings')}, "
-                f"but this call uses {settings}; pass resume=False to start over"
-            )
+        state = _read_checkpoint(ckpt_path, settings, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].to("cpu") if device.type != "cpu" else state["generator"])
+        _restore_rng(generator, state["generator"])
         history.loss, history.lr = list(state["loss"]), list(state["lr"])
         start = state["step"]
 
