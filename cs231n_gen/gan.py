@@ -56,10 +56,17 @@ def _logits(name: str, value) -> torch.Tensor:
     return value
 
 
+def _d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def _g_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
+    return F.softplus(-fake).mean() if kind == "nonsaturating" else -F.softplus(fake).mean()
+
+
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """-V: -E[log D(x)] - E[log(1 - D(G(z)))] (binary cross-entropy, real = 1, fake = 0)."""
-    real, fake = _logits("real_logits", real_logits), _logits("fake_logits", fake_logits)
-    return F.softplus(-real).mean() + F.softplus(fake).mean()
+    return _d_loss(_logits("real_logits", real_logits), _logits("fake_logits", fake_logits))
 
 
 def value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -69,12 +76,12 @@ def value(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
 
 def minimax_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """E[log(1 - D(G(z)))], the generator's part of V (descend it). Saturates when D(G(z)) -> 0."""
-    return -F.softplus(_logits("fake_logits", fake_logits)).mean()
+    return _g_loss(_logits("fake_logits", fake_logits), "minimax")
 
 
 def nonsaturating_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """-E[log D(G(z))]: same optimum as the minimax loss, strong gradients when D(G(z)) -> 0."""
-    return F.softplus(-_logits("fake_logits", fake_logits)).mean()
+    return _g_loss(_logits("fake_logits", fake_logits), "nonsaturating")
 
 
 def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
@@ -394,7 +401,7 @@ def train_gan(
             real.requires_grad_(True)
         real_logits = D(real).reshape(-1)
         fake_logits = D(fake).reshape(-1)
-        d_loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        d_loss = _d_loss(real_logits, fake_logits)  # unchecked: no host sync per step
         total = d_loss
         if r1_gamma:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
@@ -422,10 +429,7 @@ def train_gan(
             # Generator: descend its loss through a frozen D.
             D.requires_grad_(False)
             logits = D(G(torch.randn(batch_size, z_dim, generator=rng, device=device))).reshape(-1)
-            if g_loss == "nonsaturating":
-                loss_g = F.softplus(-logits).mean()
-            else:
-                loss_g = -F.softplus(logits).mean()
+            loss_g = _g_loss(logits, g_loss)
             if train_generator:
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()

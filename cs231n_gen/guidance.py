@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._validate import as_time, check_labels, check_points, check_real
-from .paths import interpolate, velocity_target
+from .paths import rectified_flow_loss
 
 
 def _null_label(model, null_label):
@@ -62,13 +62,7 @@ def conditional_rf_loss(model, x: torch.Tensor, y: torch.Tensor, p_uncond: float
     null_label = _null_label(model, null_label)
     y = _labels("y", y, x.shape[0], null_label, x.device)
     y_in = drop_labels(y, p_uncond, null_label, generator)
-    if z is None:
-        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    if t is None:
-        t = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-    t = as_time("t", t, x.shape[0], x)
-    x_t = interpolate(x, z, t)
-    return (model(x_t, t, y_in) - velocity_target(x, z)).square().sum(dim=1).mean()
+    return rectified_flow_loss(lambda x_t, t_: model(x_t, t_, y_in), x, generator, z=z, t=t)
 
 
 def cfg_velocity(model, x_t: torch.Tensor, t, y, w: float, *, null_label: int | None = None) -> torch.Tensor:

@@ -65,10 +65,17 @@ def logit_normal_density(t: torch.Tensor, m: float = 0.0, s: float = 1.0) -> tor
     return torch.exp(-0.5 * ((logit - m) / s) ** 2) / (s * math.sqrt(2 * math.pi) * t * (1 - t))
 
 
+def _times(t) -> torch.Tensor:
+    """A number or a tensor of times as a floating tensor (values checked by the caller)."""
+    if not isinstance(t, torch.Tensor):
+        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
+    return check_tensor("t", t)
+
+
 def shift_time(t, shift: float) -> torch.Tensor:
     """t' = shift * t / (1 + (shift - 1) t): towards noise for shift > 1; fixes 0 and 1."""
     shift = check_real("shift", shift, minimum=0.0, strict_min=True)
-    t = check_tensor("t", torch.as_tensor(t, dtype=torch.get_default_dtype()) if not isinstance(t, torch.Tensor) else t)
+    t = _times(t)
     if bool(((t < 0) | (t > 1)).any()):
         raise ValueError("t must lie in [0, 1]")
     return shift * t / (1 + (shift - 1) * t)
@@ -81,7 +88,7 @@ def shifted_time_grid(steps: int, shift: float, device=None, dtype=torch.float32
 
 def snr(t) -> torch.Tensor:
     """Per-pixel signal-to-noise ratio of x_t = (1 - t) x + t z: (1 - t)^2 / t^2."""
-    t = check_tensor("t", torch.as_tensor(t, dtype=torch.get_default_dtype()) if not isinstance(t, torch.Tensor) else t)
+    t = _times(t)
     if bool(((t <= 0) | (t > 1)).any()):
         raise ValueError("t must lie in (0, 1]")
     return ((1 - t) / t) ** 2
