@@ -7,6 +7,8 @@ it with the library's reference, and on a mismatch names the usual mistake it ma
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .paths import rectified_flow_loss
@@ -205,3 +207,172 @@ def check_optimal_discriminator(student_fn) -> None:
 
 def _softplus(x):
     return torch.nn.functional.softplus(x)
+
+
+class _ProbeConditional(torch.nn.Module):
+    """A fixed field v(x, t, y) with labels 0..2 and null label 3; records each call's batch size."""
+
+    null_label = 3
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(4321)
+        self.A = torch.randn(2, 2, generator=g) * 0.5
+        self.emb = torch.randn(4, 2, generator=g)
+        self.calls: list[int] = []
+
+    def forward(self, x, t, y):
+        t = torch.as_tensor(t, dtype=x.dtype).reshape(-1).expand(x.shape[0])
+        self.calls.append(int(x.shape[0]))
+        return x @ self.A.T + torch.cos(2 * t)[:, None] * self.emb[y] + t[:, None]
+
+
+def check_cfg_velocity(student_fn) -> None:
+    """Check ``guided_velocity(model, x, t, y, w, null_label)``: (1 + w) v_y - w v_null, one batched call."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(16, 2, generator=g)
+    t = torch.rand(16, generator=g)
+    y = torch.randint(0, 3, (16,), generator=g)
+    for w in (2.0, 0.5, 0.0):
+        model = _ProbeConditional()
+        try:
+            got = student_fn(model, x.clone(), t.clone(), y.clone(), w, 3)
+        except Exception as err:
+            _fail(f"guided_velocity raised {type(err).__name__}: {err}")
+        if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+            _fail(f"guided_velocity must return a tensor of shape {tuple(x.shape)}, got {got!r}")
+        with torch.no_grad():
+            reference = _ProbeConditional()  # the same field; keeps model.calls the student's alone
+            v_y, v_null = reference(x, t, y), reference(x, t, torch.full_like(y, 3))
+        got = got.detach()
+        want = (1 + w) * v_y - w * v_null
+        if not _close(got, want, 1e-4):
+            hints = [
+                ((1 + w) * v_null - w * v_y, "the two predictions are swapped: weight (1 + w) goes to the "
+                                             "conditional v_y and -w to the unconditional v_null."),
+                (w * v_y + (1 - w) * v_null, "that is the other convention, v_null + w (v_y - v_null), in which "
+                                             "w = 1 means no guidance. The lecture's w is one less: use "
+                                             "(1 + w) v_y - w v_null, so w = 0 is the plain conditional model."),
+                ((1 + w) * v_y + w * v_null, "the unconditional prediction must be subtracted: -w v_null."),
+                (v_y + w * v_null, "guidance extrapolates from v_null through v_y: (1 + w) v_y - w v_null."),
+            ]
+            for value, hint in hints:
+                if _close(got, value, 1e-4):
+                    _fail(f"with w = {w}: {hint}")
+            _fail(f"with w = {w} guided_velocity does not match (1 + w) v_y - w v_null "
+                  f"(largest difference {float((got - want).abs().max()):.4g}).")
+        if w > 0 and model.calls != [2 * x.shape[0]]:
+            _fail(f"the values are right, but the model was called with batches of {model.calls} rows. "
+                  f"Evaluate both predictions in ONE call of {2 * x.shape[0]} rows: stack x with itself "
+                  "(torch.cat) and the labels y with a batch of null labels, then split the output in two.")
+    print("guided_velocity is correct: (1 + w) v_y - w v_null from one batched forward pass.")
+
+
+def check_cfg_loss(student_fn) -> None:
+    """Check ``cfg_loss(model, x, y, z, t, u, p_uncond, null_label)``: the RF loss with labels dropped where u < p."""
+    g = torch.Generator().manual_seed(6)
+    n = 64
+    x = torch.randn(n, 2, generator=g) * 2
+    y = torch.randint(0, 3, (n,), generator=g)
+    z = torch.randn(n, 2, generator=g)
+    t = torch.rand(n, generator=g)
+    u = torch.rand(n, generator=g)
+
+    def loss(labels):
+        model = _ProbeConditional()
+        tt = t[:, None]
+        return (model((1 - tt) * x + tt * z, t, labels) - (z - x)).square().sum(1).mean()
+
+    null = torch.full_like(y, 3)
+    for p in (0.5, 0.2, 0.0, 1.0):
+        y_in = y.clone()
+        try:
+            got = student_fn(_ProbeConditional(), x.clone(), y_in, z.clone(), t.clone(), u.clone(), p, 3)
+        except Exception as err:
+            _fail(f"cfg_loss raised {type(err).__name__}: {err}")
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            _fail(f"cfg_loss must return a scalar tensor, got {got!r}")
+        if not torch.equal(y_in, y):
+            _fail("cfg_loss changed the labels it was given (in place): the caller's y must stay intact. "
+                  "Build the dropped labels with torch.where(...) instead of assigning into y.")
+        got = got.detach().reshape(())
+        want = loss(torch.where(u < p, null, y))
+        if _close(got, want, 1e-5):
+            continue
+        hints = [
+            (loss(torch.where(u >= p, null, y)), "labels are dropped where u >= p_uncond, i.e. with probability "
+                                                 "1 - p_uncond. Drop them where u < p_uncond."),
+            (loss(y), "no label was dropped: replace y by null_label where u < p_uncond."),
+            (loss(null), "every label was dropped: only those with u < p_uncond become null_label."),
+        ]
+        for value, hint in hints:
+            if _close(got, value, 1e-5):
+                _fail(f"with p_uncond = {p}: {hint}")
+        _fail(f"with p_uncond = {p}: expected {float(want):.5f}, got {float(got):.5f}. Check x_t = (1 - t) x + t z, "
+              "the target z - x, and the reduction (sum over coordinates, mean over the batch).")
+    print("cfg_loss is correct: labels dropped exactly where u < p_uncond, for p_uncond = 0, 0.2, 0.5 and 1.")
+
+
+def check_logit_normal_sampler(student_fn) -> None:
+    """Check ``logit_normal(n, m, s, generator) -> t``: n draws of sigmoid(m + s * N(0, 1))."""
+    from statistics import NormalDist
+
+    qs = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
+    for m, s in ((0.0, 1.0), (0.8, 0.5), (-1.0, 1.5)):
+        try:
+            got = student_fn(50_000, m, s, torch.Generator().manual_seed(0))
+        except Exception as err:
+            _fail(f"logit_normal raised {type(err).__name__}: {err}")
+        if not isinstance(got, torch.Tensor) or got.shape != (50_000,):
+            _fail(f"logit_normal(n=50000, ...) must return a tensor of shape (50000,), got {got!r}")
+        got = got.detach().double()
+        if not bool(torch.isfinite(got).all()):
+            _fail("logit_normal returned NaN or infinite values.")
+        if bool((got < 0).any()) or bool((got > 1).any()):
+            _fail(f"with m = {m}, s = {s} some draws lie outside [0, 1]: squash m + s n with torch.sigmoid.")
+        want = torch.tensor([1 / (1 + math.exp(-(m + s * NormalDist().inv_cdf(float(q))))) for q in qs],
+                            dtype=torch.float64)
+        have = torch.quantile(got, qs.double())
+        if torch.allclose(have, want, atol=0.01):
+            continue
+        sq = torch.tensor([1 / (1 + math.exp(-(m + s * s * NormalDist().inv_cdf(float(q))))) for q in qs],
+                          dtype=torch.float64)
+        hint = ""
+        if abs(s - 1.0) > 0.1 and torch.allclose(have, sq, atol=0.01):
+            hint = " The spread looks like s^2: s is the standard deviation, multiply n ~ N(0, 1) by s."
+        elif torch.allclose(have, qs.double(), atol=0.02):
+            hint = " These look uniform: draw n from torch.randn, not torch.rand."
+        elif torch.allclose(have, 1 - want.flip(0), atol=0.01):
+            hint = " The location has the wrong sign: t = sigmoid(m + s n), so m > 0 moves t towards 1 (noise)."
+        _fail(f"with m = {m}, s = {s} the quantiles {[round(v, 3) for v in qs.tolist()]} of your draws are "
+              f"{[round(v, 3) for v in have.tolist()]}; a logit-normal gives {[round(v, 3) for v in want.tolist()]}."
+              + hint)
+    print("logit_normal is correct: its quantiles match sigmoid(m + s n) for three (m, s) settings.")
+
+
+def check_shift(student_fn) -> None:
+    """Check ``shift(t, s) -> t'``: s t / (1 + (s - 1) t), elementwise."""
+    t = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], dtype=torch.float64)
+    for s in (3.0, 0.5, 1.0):
+        try:
+            got = student_fn(t.clone(), s)
+        except Exception as err:
+            _fail(f"shift raised {type(err).__name__}: {err}")
+        if not isinstance(got, torch.Tensor) or got.shape != t.shape:
+            _fail(f"shift must return a tensor shaped like t {tuple(t.shape)}, got {got!r}")
+        got = got.detach().double()
+        want = s * t / (1 + (s - 1) * t)
+        if _close(got, want, 1e-6):
+            continue
+        hints = [
+            (t / (s - (s - 1) * t), "this is the inverse shift (the shift with 1 / s): it moves t towards the "
+                                    "data for s > 1, but the shift must move it towards noise "
+                                    "(shift(0.5, 3) = 0.75)."),
+            (s * t / (1 + s * t), "the denominator is 1 + (s - 1) t, so that t = 1 stays 1."),
+            ((s * t).clamp(max=1.0), "scaling t by s and clipping is not the shift: use s t / (1 + (s - 1) t)."),
+        ]
+        for value, hint in hints:
+            if _close(got, value, 1e-6):
+                _fail(f"with s = {s}: {hint}")
+        _fail(f"with s = {s}: expected {[round(v, 4) for v in want.tolist()]}, got {[round(v, 4) for v in got.tolist()]}.")
+    print("shift is correct: shift(0.5, 3) = 0.75, it fixes 0 and 1, and s = 1 changes nothing.")

@@ -218,8 +218,9 @@ class DigitJudge:
         ``class_counts`` (confident predictions per class), ``classes_covered``
         (classes with at least ``min_fraction`` of the images, confidently),
         ``accuracy`` (when ``labels`` are given, else None), ``frechet`` (features of
-        the first ``n_ref`` images vs the real train split) and ``frechet_real`` (the
-        held-out real test split vs the same reference, same ``n_ref`` images).
+        ``n_ref`` of the images, a fixed random subset, vs the real train split) and
+        ``frechet_real`` (the held-out real test split vs the same reference, same
+        ``n_ref`` images). ``n_ref`` is the smaller of n and the test split's size.
         """
         images = self._check_images(images)
         min_fraction = check_real("min_fraction", min_fraction, minimum=0.0, maximum=1.0)
@@ -232,13 +233,15 @@ class DigitJudge:
         counts = torch.bincount(pred[sure], minlength=N_CLASSES)
         n = images.shape[0]
         n_ref = min(n, self._test_features.shape[0])
+        # A fixed random subset, so the order of the images (sorted by class, say) does not matter.
+        subset = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:n_ref]
         return {
             "n": n,
             "confidence": float(top.mean()),
             "class_counts": counts.tolist(),
             "classes_covered": int((counts >= max(1, min_fraction * n)).sum()),
             "accuracy": float((pred == labels).float().mean()) if labels is not None else None,
-            "frechet": frechet_distance(feats[:n_ref], self._ref_features),
+            "frechet": frechet_distance(feats[subset], self._ref_features),
             "frechet_real": frechet_distance(self._test_features[:n_ref], self._ref_features),
             "n_ref": n_ref,
         }

@@ -7,13 +7,18 @@ r"""Sample-quality metrics for point clouds, and the excess loss over the oracle
 - :func:`sliced_wasserstein`: the average 1D W2 over random projections; cheap.
 - :func:`mmd`: squared maximum mean discrepancy with a sum of RBF kernels.
 - :func:`excess_loss`: how far a velocity model is above the best possible loss.
+- :func:`mode_coverage`: modes hit and the fraction of samples on a mode.
+- :func:`class_conditional_scores`: class-conditional samples of a labelled mixture
+  against the exact classifier and the true p(x | y) (accuracy, W2, spread).
+- :func:`branch_errors`: both branches of a classifier-free-guidance model against the
+  exact conditional and unconditional fields.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ._validate import as_time, check_int, check_points, check_real
+from ._validate import as_time, check_int, check_labels, check_points, check_real
 from .runtime import device_of
 
 
@@ -192,3 +197,101 @@ def mode_coverage(samples: torch.Tensor, means, std: float, radius: float = 3.0)
         "high_quality": float(good.float().mean()),
         "counts": counts.cpu().tolist(),
     }
+
+
+def _check_labelled(labelled):
+    from .data.toy2d import LabelledMixture
+
+    if not isinstance(labelled, LabelledMixture):
+        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
+    return labelled
+
+
+def class_conditional_scores(labelled, samples: torch.Tensor, labels, generator: torch.Generator | None = None) -> dict:
+    r"""How well samples asked to be of class y match p(x | y), for a labelled mixture.
+
+    - ``accuracy``: the fraction the exact (Bayes) classifier assigns to the asked-for
+      class, argmax_c p(c | x) = y. Real class samples score the Bayes accuracy, below
+      1 when the classes overlap.
+    - ``confidence``: the mean p(y | x) of the asked-for class.
+    - ``w2``: the mean over classes of W2(samples of class y, a fresh draw of the same
+      size from p(x | y)); ``w2_real`` the same for real class samples (the
+      finite-sample floor) and ``w2_ratio`` their ratio (about 1 = "as close as real").
+    - ``spread``: the mean over classes of tr Cov(samples of y) / tr Cov(p(x | y)), the
+      diversity left (1 = as spread out as the class, < 1 = sharpened or collapsed).
+
+    ``labels`` are the classes the samples were asked to be (an int or (n,) tensor);
+    every class present needs at least 2 samples.
+    """
+    labelled = _check_labelled(labelled)
+    samples = check_points("samples", samples, labelled.dim).detach()
+    n = samples.shape[0]
+    labels = check_labels("labels", labels, n, labelled.n_classes, samples.device)
+    post = labelled.to(samples.device).class_posterior(samples)
+    accuracy = float((post.argmax(1) == labels).float().mean())
+    confidence = float(post.gather(1, labels[:, None]).mean())
+    w2, w2_real, spread = [], [], []
+    for c in torch.unique(labels).tolist():
+        rows = samples[labels == c].cpu()
+        if rows.shape[0] < 2:
+            raise ValueError(f"labels must give every class present at least 2 samples, class {c} has 1")
+        cls = labelled.class_mixture(c).to("cpu")
+        reference = cls.sample(rows.shape[0], generator=generator)
+        fresh = cls.sample(rows.shape[0], generator=generator)
+        w2.append(wasserstein2(rows, reference))
+        w2_real.append(wasserstein2(fresh, reference))
+        spread.append(float(rows.var(0).sum() / cls.total_variance))
+    w2_mean, real_mean = float(np.mean(w2)), float(np.mean(w2_real))
+    return {"accuracy": accuracy, "confidence": confidence, "w2": w2_mean, "w2_real": real_mean,
+            "w2_ratio": w2_mean / real_mean, "spread": float(np.mean(spread))}
+
+
+@torch.no_grad()
+def branch_errors(model, labelled, n: int = 16384, generator: torch.Generator | None = None,
+                  batch_size: int = 8192) -> dict:
+    r"""Excess loss of both branches of a classifier-free-guidance model over the oracle.
+
+    For (x, y) ~ p(x, y), z ~ N(0, I), t ~ U[0, 1]:
+
+    - ``conditional``: E||f(x_t, t, y) - v*(x_t, t | y)||^2 (the class-conditional field),
+    - ``unconditional``: E||f(x_t, t, null) - v*(x_t, t)||^2 (the field for p(x)),
+
+    with ``model(x_t, t, y)`` and its ``null_label``. Training with label dropout p
+    minimises p (unconditional excess) + (1 - p) (conditional excess) + a constant, so p
+    decides how the network's capacity and updates are shared between the two.
+    ``oracle_conditional`` and ``oracle_unconditional`` are the irreducible losses the
+    exact fields pay, for scale.
+    """
+    from . import oracle as _oracle
+
+    labelled = _check_labelled(labelled)
+    n = check_int("n", n, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    null_label = getattr(model, "null_label", None)
+    if not isinstance(null_label, int) or isinstance(null_label, bool):
+        raise ValueError(f"model must have an integer .null_label (a conditional model), got {null_label!r}")
+    device = device_of(model)
+    lab = labelled.to(device)
+    sums = torch.zeros(4, device=device, dtype=torch.float64)
+    done = 0
+    while done < n:
+        m = min(batch_size, n - done)
+        x, y = lab.sample(m, generator=generator)
+        z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+        t = torch.rand(m, generator=generator, device=device, dtype=x.dtype)
+        xt = (1 - t)[:, None] * x + t[:, None] * z
+        v_cond = _oracle.class_velocity(lab, xt, t, y)
+        v_all = _oracle.velocity(lab.mixture, xt, t)
+        f_cond = model(xt, t, y)
+        f_null = model(xt, t, torch.full_like(y, null_label))
+        irreducible_cond = torch.zeros(m, device=device, dtype=x.dtype)
+        for c in range(lab.n_classes):
+            rows = y == c
+            if bool(rows.any()):
+                irreducible_cond[rows] = _oracle.conditional_variance(lab.class_mixture(c), xt[rows], t[rows])
+        sums += torch.stack([(f_cond - v_cond).square().sum(1).sum(), (f_null - v_all).square().sum(1).sum(),
+                             irreducible_cond.sum(), _oracle.conditional_variance(lab.mixture, xt, t).sum()]).double()
+        done += m
+    cond, uncond, oracle_cond, oracle_uncond = (float(v) / n for v in sums)
+    return {"conditional": cond, "unconditional": uncond,
+            "oracle_conditional": oracle_cond, "oracle_unconditional": oracle_uncond}

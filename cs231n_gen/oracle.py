@@ -36,45 +36,93 @@ def _check_mixture(mixture) -> GaussianMixture:
     return mixture
 
 
-def _per_component(mixture, x_t, t, check_values=True):
-    """Responsibilities r (n, K), E[x|x_t,k] and E[z|x_t,k] (n, K, D), and a, b, sigma^2."""
+class _Posterior:
+    r"""Per-component posterior weights and the scalars that build every oracle quantity.
+
+    Conditioned on component k everything is affine in x_t:
+
+    .. math::
+        E[x \mid x_t, k] = (1 - a d_k)\,\mu_k + d_k\,x_t, \quad d_k = a s_k^2 / \sigma_k^2,
+        \qquad E[z \mid x_t, k] = e_k\,(x_t - a \mu_k), \quad e_k = b / \sigma_k^2,
+
+    so averaging over r_k(x_t) needs only (n, K) numbers and two matrix products with
+    the (K, D) means: no (n, K, D) tensor. That keeps the oracle cheap for image-sized
+    data (thousands of components in hundreds of dimensions). Distances are computed in
+    float64, since |x_t - a mu_k|^2 = |x_t|^2 - 2 a x_t . mu_k + a^2 |mu_k|^2 cancels.
+    """
+
+    def __init__(self, mixture, x_t, t):
+        """``mixture``, ``x_t`` (n, D) and ``t`` (n,) as checked by :func:`_evaluate`."""
+        self.dim = mixture.dim
+        x = x_t.double()
+        self.x = x
+        self.means = mixture.means.to(x)
+        self.s2 = mixture.stds.to(x) ** 2
+        self.a, self.b = (1 - t.double())[:, None], t.double()[:, None]  # (n, 1)
+        self.var = self.a**2 * self.s2 + self.b**2  # (n, K)
+        self.x_sq = x.square().sum(1, keepdim=True)  # (n, 1)
+        self.mu_sq = self.means.square().sum(1)  # (K,)
+        self.x_mu = x @ self.means.T  # (n, K)
+        dist = (self.x_sq - 2 * self.a * self.x_mu + self.a**2 * self.mu_sq).clamp_min(0.0)
+        log_w = torch.log(mixture.weights.to(x))
+        log_r = log_w - 0.5 * self.dim * torch.log(self.var) - 0.5 * dist / self.var
+        self.r = torch.softmax(log_r, dim=1)
+        self.d = self.a * self.s2 / self.var
+        self.e = self.b / self.var
+
+    def posterior_mean(self):
+        return (self.r * (1 - self.a * self.d)) @ self.means + (self.r * self.d).sum(1, keepdim=True) * self.x
+
+    def noise_mean(self):
+        return (self.r * self.e).sum(1, keepdim=True) * self.x - (self.r * self.a * self.e) @ self.means
+
+    def velocity(self):
+        # E[z - x | x_t, k] = alpha_k x_t + beta_k mu_k
+        alpha = self.e - self.d
+        beta = -(1 + self.a * alpha)
+        return (self.r * alpha).sum(1, keepdim=True) * self.x + (self.r * beta) @ self.means, alpha, beta
+
+    def velocity_variance(self):
+        """tr Var(z - x | x_t): within-component variance plus the spread of the means."""
+        mean, alpha, beta = self.velocity()
+        within = self.dim * (1 + self.s2 - (self.b - self.a * self.s2) ** 2 / self.var)  # (n, K)
+        m_sq = alpha**2 * self.x_sq + 2 * alpha * beta * self.x_mu + beta**2 * self.mu_sq
+        second = (self.r * (within + m_sq)).sum(1)
+        return (second - mean.square().sum(1)).clamp_min(0.0)
+
+
+_CHUNK_ENTRIES = 1 << 21  # rows x components per chunk: keeps each (n, K) float64 array near 16 MB
+
+
+def _evaluate(mixture, x_t, t, what, check_values=True):
+    """Apply ``what(posterior)`` to chunks of rows, so n x K never grows past ``_CHUNK_ENTRIES``."""
     mixture = _check_mixture(mixture)
     x_t = check_points("x_t", x_t, mixture.dim)
     t = as_time("t", t, x_t.shape[0], x_t, check_values=check_values)
-    means = mixture.means.to(x_t)
-    s2 = mixture.stds.to(x_t) ** 2
-    log_w = torch.log(mixture.weights.to(x_t))
-    a, b = (1 - t)[:, None], t[:, None]  # (n, 1)
-    var = a**2 * s2 + b**2  # (n, K)
-    diff = x_t[:, None, :] - a[:, :, None] * means[None]  # (n, K, D)
-    log_r = log_w - 0.5 * mixture.dim * torch.log(var) - 0.5 * diff.square().sum(-1) / var
-    r = torch.softmax(log_r, dim=1)
-    ex = means[None] + (a * s2 / var)[:, :, None] * diff
-    ez = (b / var)[:, :, None] * diff
-    return r, ex, ez, a, b, s2, var
+    rows = max(1, _CHUNK_ENTRIES // mixture.n_components)
+    parts = [what(_Posterior(mixture, x_t[i:i + rows], t[i:i + rows])).to(x_t.dtype)
+             for i in range(0, x_t.shape[0], rows)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def component_posterior(mixture: GaussianMixture, x_t: torch.Tensor, t) -> torch.Tensor:
     """r_k(x_t) = p(k | x_t): which mode the noisy point came from, shape (n, K)."""
-    return _per_component(mixture, x_t, t)[0]
+    return _evaluate(mixture, x_t, t, lambda post: post.r)
 
 
 def posterior_mean(mixture: GaussianMixture, x_t: torch.Tensor, t) -> torch.Tensor:
     """E[x | x_t]: the optimal denoiser, shape (n, D)."""
-    r, ex, *_ = _per_component(mixture, x_t, t)
-    return (r[:, :, None] * ex).sum(1)
+    return _evaluate(mixture, x_t, t, _Posterior.posterior_mean)
 
 
 def noise_mean(mixture: GaussianMixture, x_t: torch.Tensor, t) -> torch.Tensor:
     """E[z | x_t]: the optimal noise prediction, shape (n, D)."""
-    r, _, ez, *_ = _per_component(mixture, x_t, t)
-    return (r[:, :, None] * ez).sum(1)
+    return _evaluate(mixture, x_t, t, _Posterior.noise_mean)
 
 
 def velocity(mixture: GaussianMixture, x_t: torch.Tensor, t, *, check_values: bool = True) -> torch.Tensor:
     """v*(x_t, t) = E[z - x | x_t]: the best any velocity network can do, shape (n, D)."""
-    r, ex, ez, *_ = _per_component(mixture, x_t, t, check_values=check_values)
-    return (r[:, :, None] * (ez - ex)).sum(1)
+    return _evaluate(mixture, x_t, t, lambda post: post.velocity()[0], check_values=check_values)
 
 
 def conditional_variance(mixture: GaussianMixture, x_t: torch.Tensor, t) -> torch.Tensor:
@@ -84,12 +132,7 @@ def conditional_variance(mixture: GaussianMixture, x_t: torch.Tensor, t) -> torc
     b - a s^2 with x_t, so Var(v | x_t, k) = 1 + s^2 - (b - a s^2)^2 / sigma_k^2; the
     mixture adds the spread of the component means (law of total variance).
     """
-    r, ex, ez, a, b, s2, var = _per_component(mixture, x_t, t)
-    within = mixture.dim * (1 + s2 - (b - a * s2) ** 2 / var)  # (n, K)
-    m = ez - ex  # (n, K, D)
-    second = (r * (within + m.square().sum(-1))).sum(1)
-    mean = (r[:, :, None] * m).sum(1)
-    return second - mean.square().sum(1)
+    return _evaluate(mixture, x_t, t, _Posterior.velocity_variance)
 
 
 def irreducible_loss(
@@ -103,6 +146,12 @@ def irreducible_loss(
     E_{x_t ~ p_t} tr Var(z - x | x_t), estimated from ``n`` draws of x_t per time.
     Returns a tensor of the same length as ``t``.
     """
+    return _average_per_time(mixture, t, n, generator,
+                             lambda x, xt, ti: conditional_variance(mixture, xt, ti).mean())
+
+
+def _average_per_time(mixture, t, n, generator, score) -> torch.Tensor:
+    """For each time in ``t``: draw n pairs (x, z), form x_t, return ``score(x, x_t, t)``."""
     mixture = _check_mixture(mixture)
     n = check_int("n", n, minimum=1)
     times = torch.as_tensor(t, dtype=mixture.means.dtype, device=mixture.device).reshape(-1)
@@ -110,9 +159,25 @@ def irreducible_loss(
     for ti in times:
         x = mixture.sample(n, generator=generator)
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        xt = (1 - ti) * x + ti * z
-        out.append(conditional_variance(mixture, xt, ti).mean())
+        out.append(score(x, (1 - ti) * x + ti * z, ti))
     return torch.stack(out)
+
+
+def denoising_error(
+    mixture: GaussianMixture,
+    t,
+    n: int = 2048,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The optimal denoiser's mean squared error per coordinate at each time in ``t``.
+
+    E ||E[x | x_t] - x||^2 / D over x ~ p_data, z ~ N(0, I), from ``n`` draws per time:
+    how much of the clean data even a perfect model cannot recover from x_t. It is 0 at
+    t = 0 and the data's variance per coordinate at t = 1; *where* in between it rises
+    is where the model has decisions to make. Returns a tensor of the same length as ``t``.
+    """
+    return _average_per_time(mixture, t, n, generator,
+                             lambda x, xt, ti: (posterior_mean(mixture, xt, ti) - x).square().mean())
 
 
 class VelocityOracle(torch.nn.Module):
@@ -165,10 +230,7 @@ def class_velocity(labelled, x_t: torch.Tensor, t, y) -> torch.Tensor:
 
     ``labelled`` is a :class:`~cs231n_gen.data.LabelledMixture`; ``y`` an int or (n,) labels.
     """
-    from .data.toy2d import LabelledMixture
-
-    if not isinstance(labelled, LabelledMixture):
-        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
+    labelled = _check_labelled(labelled)
     x_t = check_points("x_t", x_t, labelled.dim)
     n = x_t.shape[0]
     y = check_labels("y", y, n, labelled.n_classes, x_t.device)
@@ -188,3 +250,59 @@ def guided_velocity(labelled, x_t: torch.Tensor, t, y, w: float) -> torch.Tensor
     if w == 0.0:
         return v_cond
     return (1 + w) * v_cond - w * velocity(labelled.mixture.to(x_t.device), x_t, t)
+
+
+def _check_labelled(labelled):
+    from .data.toy2d import LabelledMixture
+
+    if not isinstance(labelled, LabelledMixture):
+        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
+    return labelled
+
+
+def class_log_posterior(labelled, x_t: torch.Tensor, t) -> torch.Tensor:
+    r"""log p_t(y | x_t), shape (n, C): the exact *noisy* classifier.
+
+    The classifier that classifier guidance needs must read noisy inputs: at time t it
+    sees x_t, not x. For a labelled mixture it is the sum of the component posteriors
+    r_k(x_t) over the components of each class; at t = 1 it is the prior p(y) and at
+    t = 0 the clean-data :meth:`~cs231n_gen.data.LabelledMixture.class_posterior`.
+    """
+    labelled = _check_labelled(labelled)
+    x_t = check_points("x_t", x_t, labelled.dim)
+    t = as_time("t", t, x_t.shape[0], x_t)
+    r = component_posterior(labelled.mixture.to(x_t.device), x_t, t)
+    classes = labelled.component_classes.to(x_t.device)
+    post = torch.zeros(x_t.shape[0], labelled.n_classes, device=x_t.device, dtype=x_t.dtype)
+    return torch.log(post.index_add(1, classes, r).clamp_min(1e-30))
+
+
+def classifier_guided_velocity(labelled, x_t: torch.Tensor, t, y, scale: float) -> torch.Tensor:
+    r"""Classifier guidance: the unconditional v* steered by a noisy classifier's gradient.
+
+    Guidance in score form adds ``scale`` times grad log p_t(y | x_t) to the score
+    grad log p_t(x_t). For x_t = (1 - t) x + t z the velocity and the score are related by
+    v = -(x_t + t s) / (1 - t) (since s = -E[z | x_t] / t), so the same shift reads, in velocities,
+
+    .. math::  v = v^*(x_t, t) - \text{scale}\,\frac{t}{1 - t}\,\nabla_{x_t} \log p_t(y \mid x_t).
+
+    The gradient is taken by autograd through :func:`class_log_posterior`, as one would
+    through a trained classifier. With ``scale = 1 + w`` this is exactly the
+    classifier-free guided field (1 + w) v*(. | y) - w v* (:func:`guided_velocity`): CFG
+    is classifier guidance with the classifier p_t(y | x_t) implied by the generative
+    model itself. Needs t < 1 (the factor t / (1 - t) is infinite at pure noise).
+    """
+    labelled = _check_labelled(labelled)
+    scale = check_real("scale", scale, minimum=0.0)
+    x_t = check_points("x_t", x_t, labelled.dim)
+    n = x_t.shape[0]
+    y = check_labels("y", y, n, labelled.n_classes, x_t.device)
+    t = as_time("t", t, n, x_t)
+    if bool((t >= 1).any()):
+        raise ValueError("t must be < 1 for classifier guidance (the gradient is scaled by t / (1 - t))")
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        log_p = class_log_posterior(labelled, x, t).gather(1, y[:, None]).sum()
+        grad = torch.autograd.grad(log_p, x)[0]
+    v = velocity(labelled.mixture.to(x_t.device), x_t, t)
+    return v - scale * (t / (1 - t))[:, None] * grad

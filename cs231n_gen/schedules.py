@@ -20,9 +20,10 @@ above with s = k (:func:`snr_matching_shift`).
 """
 from __future__ import annotations
 
-import torch
-
 import math
+
+import torch
+import torch.nn.functional as F
 
 from ._validate import check_int, check_real, check_tensor
 
@@ -78,7 +79,8 @@ def shift_time(t, shift: float) -> torch.Tensor:
     t = _times(t)
     if bool(((t < 0) | (t > 1)).any()):
         raise ValueError("t must lie in [0, 1]")
-    return shift * t / (1 + (shift - 1) * t)
+    # clamped: in floating point shift / (1 + (shift - 1)) can land a hair outside [0, 1]
+    return (shift * t / (1 + (shift - 1) * t)).clamp(0.0, 1.0)
 
 
 def shifted_time_grid(steps: int, shift: float, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -100,3 +102,71 @@ def snr_matching_shift(low_pixels: int, high_pixels: int) -> float:
     low = check_int("low_pixels", low_pixels, minimum=1)
     high = check_int("high_pixels", high_pixels, minimum=1)
     return math.sqrt(high / low)
+
+
+def _unshift(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """The inverse of :func:`shift_time`: u with shift_time(u, shift) = t."""
+    return t / (shift - (shift - 1) * t)
+
+
+class TimeSampler:
+    r"""A training-time distribution of t: ``uniform`` or ``logit_normal`` (m, s), then shifted.
+
+    ``sampler(n, generator, device)`` draws n times; ``sampler.density(t)`` is their
+    density, for plots. With u from the base distribution, t = shift_time(u, shift), so
+
+    .. math::  p(t) = p_u\big(u(t)\big)\,\frac{du}{dt}, \qquad
+               u(t) = \frac{t}{s - (s - 1) t}, \qquad \frac{du}{dt} = \frac{s}{(s - (s - 1) t)^2}.
+    """
+
+    KINDS = ("uniform", "logit_normal")
+
+    def __init__(self, kind: str = "uniform", m: float = 0.0, s: float = 1.0, shift: float = 1.0):
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        self.kind = kind
+        self.m = check_real("m", m)
+        self.s = check_real("s", s, minimum=0.0, strict_min=True)
+        self.shift = check_real("shift", shift, minimum=0.0, strict_min=True)
+
+    def __repr__(self) -> str:
+        base = "uniform" if self.kind == "uniform" else f"logit-normal(m={self.m:g}, s={self.s:g})"
+        return base + (f", shift {self.shift:g}" if self.shift != 1.0 else "")
+
+    def __call__(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        if self.kind == "uniform":
+            u = uniform_t(n, generator=generator, device=device)
+        else:
+            u = logit_normal_t(n, self.m, self.s, generator=generator, device=device)
+        return u if self.shift == 1.0 else shift_time(u, self.shift)
+
+    def density(self, t) -> torch.Tensor:
+        """p(t) at t strictly inside (0, 1)."""
+        t = _times(t)
+        if bool(((t <= 0) | (t >= 1)).any()):
+            raise ValueError("t must lie strictly inside (0, 1) for a density")
+        u = _unshift(t, self.shift)
+        jacobian = self.shift / (self.shift - (self.shift - 1) * t) ** 2
+        base = torch.ones_like(u) if self.kind == "uniform" else logit_normal_density(u, self.m, self.s)
+        return base * jacobian
+
+
+def block_snr(images: torch.Tensor, t: float, block: int = 1, generator: torch.Generator | None = None) -> float:
+    r"""Measured signal-to-noise ratio of noisy images after averaging ``block`` x ``block`` pixels.
+
+    Noises (n, c, h, w) ``images`` as x_t = (1 - t) x + t z, averages non-overlapping
+    blocks of x_t and of its clean part (1 - t) x, and returns
+    mean(signal^2) / mean((x_t - signal)^2). With block = 1 this is about
+    SNR(t) E[x^2]; averaging k x k blocks of independent noise divides its power by
+    k^2, while a smooth (upsampled) image keeps its signal: the SNR rises k^2-fold.
+    """
+    images = check_tensor("images", images, ndim=4)
+    t = check_real("t", t, minimum=0.0, maximum=1.0, strict_min=True)
+    block = check_int("block", block, minimum=1)
+    if images.shape[-1] % block or images.shape[-2] % block:
+        raise ValueError(f"block must divide the image size {tuple(images.shape[-2:])}, got {block}")
+    signal = (1 - t) * images
+    noisy = signal + t * torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    if block > 1:
+        signal, noisy = F.avg_pool2d(signal, block), F.avg_pool2d(noisy, block)
+    return float(signal.square().mean() / (noisy - signal).square().mean())

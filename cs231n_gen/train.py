@@ -78,14 +78,29 @@ def _batch_source(data, device):
             return table[idx]
 
         return draw
+    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
+        n = data[0].shape[0] if data[0].ndim else 0
+        if n < 1 or any(d.ndim < 1 or d.shape[0] != n for d in data):
+            raise ValueError("data as a tuple of tensors needs the same number of rows (>= 1) in each, got shapes "
+                             f"{[tuple(d.shape) for d in data]}")
+        for d in data:
+            if d.is_floating_point() and not bool(torch.isfinite(d).all()):
+                raise ValueError("data contains NaN or infinite values")
+        tables = tuple(d.to(device) for d in data)
+
+        def draw_rows(n_draw, generator):
+            idx = torch.randint(0, n, (n_draw,), generator=generator, device=device)
+            return tuple(table[idx] for table in tables)
+
+        return draw_rows
     if hasattr(data, "sample"):
         source = data.to(device) if hasattr(data, "to") else data
         return lambda n, generator: source.sample(n, generator=generator)
     if callable(data):
         return data
     raise ValueError(
-        "data must be a tensor of examples, an object with .sample(n, generator=...), or "
-        f"a callable draw(n, generator); got {type(data).__name__}"
+        "data must be a tensor of examples, a tuple of tensors with matching rows, an object with "
+        f".sample(n, generator=...), or a callable draw(n, generator); got {type(data).__name__}"
     )
 
 
@@ -148,7 +163,9 @@ def fit(
         model: the network; moved to ``device`` (default :func:`get_device`).
         loss_fn: ``loss_fn(model, batch, generator) -> scalar tensor``; use
             ``generator`` for any randomness (noise, times) so runs are reproducible.
-        data: a tensor of examples (minibatches drawn with replacement), an object with
+        data: a tensor of examples (minibatches drawn with replacement), a tuple of
+            tensors with matching rows such as (images, labels) (batches are tuples of
+            the same rows), an object with
             ``.sample(n, generator=...)`` (such as a ``GaussianMixture``), or a callable
             ``draw(n, generator)``.
         steps: total number of optimisation steps (including any already in a

@@ -2,7 +2,8 @@
 
 Every function draws onto an ``ax`` you pass (or makes its own figure) and returns the
 figure or axes, so a notebook cell can compose panels. Colours follow one rule: data
-is blue, noise is grey, generated samples are orange, the oracle is green.
+is blue, noise is grey, generated samples are orange, the oracle is green; classes
+of labelled data take ``CLASS_COLORS`` in label order.
 """
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._validate import check_int, check_points, check_real, check_tensor
+from ._validate import check_int, check_labels, check_points, check_real, check_tensor
 from .runtime import device_of
 
 DATA = "#1f77b4"
 NOISE = "#7f7f7f"
 MODEL = "#ff7f0e"
 ORACLE = "#2ca02c"
+CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 
 
 def _np(x) -> np.ndarray:
@@ -37,6 +39,19 @@ def scatter(ax, points, color=MODEL, lim: float = 3.5, title: str | None = None,
     """A square scatter plot of (n, 2) points."""
     pts = _np(check_points("points", points, 2))
     ax.scatter(pts[:, 0], pts[:, 1], s=s, color=color, alpha=alpha, linewidths=0, **kw)
+    _square(ax, lim)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def class_scatter(ax, points, labels, lim: float = 3.5, title: str | None = None, s: float = 2.0, alpha=0.5):
+    """A square scatter plot of (n, 2) points coloured by their class label (0..7)."""
+    pts = check_points("points", points, 2).detach().cpu()
+    labels = check_labels("labels", labels, pts.shape[0], len(CLASS_COLORS), "cpu")
+    for c in torch.unique(labels).tolist():
+        rows = _np(pts[labels == c])
+        ax.scatter(rows[:, 0], rows[:, 1], s=s, color=CLASS_COLORS[c], alpha=alpha, linewidths=0)
     _square(ax, lim)
     if title:
         ax.set_title(title, fontsize=10)
@@ -89,13 +104,20 @@ def plot_field(ax, field, t: float, lim: float = 3.5, n: int = 17, color="k", ba
     return ax
 
 
-def compare_fields(fields: dict, times, lim: float = 3.5, n: int = 15, background=None, size: float = 2.6):
-    """A grid of quiver plots: one row per ``{name: field}``, one column per time."""
+def compare_fields(fields: dict, times, lim: float = 3.5, n: int = 15, background=None, size: float = 2.6,
+                   colors=None):
+    """A grid of quiver plots: one row per ``{name: field}``, one column per time.
+
+    ``colors`` gives one arrow colour per row (default: oracle green, model orange, black,
+    repeating).
+    """
     times = [check_real("times", t, minimum=0.0, maximum=1.0) for t in times]
     if not fields or not times:
         raise ValueError("fields and times must both be non-empty")
     fig, axes = plt.subplots(len(fields), len(times), figsize=(size * len(times), size * len(fields)), squeeze=False)
-    colors = [ORACLE, MODEL, "k"]
+    colors = list(colors) if colors is not None else [ORACLE, MODEL, "k"]
+    if not colors:
+        raise ValueError("colors must hold at least one colour")
     for r, (name, field) in enumerate(fields.items()):
         for c, t in enumerate(times):
             ax = axes[r, c]

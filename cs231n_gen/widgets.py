@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from . import viz
-from ._validate import check_int, check_points, check_tensor
+from ._validate import check_int, check_labels, check_points, check_real, check_tensor
 
 
 FRAME_DPI = 110
@@ -219,3 +219,127 @@ def latent_interpolation(generator_net, z0, z1, n_frames: int = 11, per_row: int
     rows = -(-pairs // per_row)
     return FramePlayer(n_frames, draw, lambda i: f"t = {float(ts[i]):.2f}",
                        size=(0.75 * per_row + 0.4, 0.75 * rows + 0.5), interval=150)
+
+
+def guidance_explorer(ws, samples, labels, reference=None, captions=None, lim: float = 4.5, static: bool = True):
+    """Class-conditional samples as the guidance weight w grows; drag w or press play.
+
+    Args:
+        ws: the guidance weights, one per frame (increasing).
+        samples: (frames, n, 2) samples, ``samples[i]`` drawn with weight ``ws[i]``
+            from the same starting noise, so a point can be followed across frames.
+        labels: (n,) the class each sample was asked to be (coloured by class).
+        reference: optional real data drawn faintly behind the samples.
+        captions: optional strings, one per frame, shown next to the slider (scores).
+    """
+    ws = [float(check_real("ws", w, minimum=0.0)) for w in ws]
+    pts = check_tensor("samples", samples, ndim=3, last_dim=2).detach().cpu()
+    if len(ws) != pts.shape[0]:
+        raise ValueError(f"ws must have {pts.shape[0]} entries (one per frame of samples), got {len(ws)}")
+    labels = check_labels("labels", labels, pts.shape[1], len(viz.CLASS_COLORS), "cpu")
+    ref = check_points("reference", reference, 2).detach().cpu() if reference is not None else None
+    if captions is not None and len(captions) != len(ws):
+        raise ValueError(f"captions must have {len(ws)} entries (one per frame), got {len(captions)}")
+
+    def label(i):
+        return f"w = {ws[i]:g}" + (f": {captions[i]}" if captions is not None else "")
+
+    def draw(ax, i):
+        if ref is not None:
+            viz.scatter(ax, ref, color=viz.NOISE, lim=lim, alpha=0.15, s=3)
+        viz.class_scatter(ax, pts[i], labels, lim=lim, s=4, alpha=0.6, title=f"guidance weight w = {ws[i]:g}")
+
+    if static:
+        picks = sorted({round(j * (len(ws) - 1) / 4) for j in range(5)})
+        fig, axes = plt.subplots(1, len(picks), figsize=(2.8 * len(picks), 3.0), squeeze=False)
+        for ax, j in zip(axes[0], picks):
+            if ref is not None:
+                viz.scatter(ax, ref, color=viz.NOISE, lim=lim, alpha=0.15, s=2)
+            viz.class_scatter(ax, pts[j], labels, lim=lim, title=f"w = {ws[j]:g}")
+        fig.suptitle("Guided samples, coloured by the class asked for (grey: real data)", fontsize=10)
+        fig.tight_layout()
+        plt.show()
+    return FramePlayer(len(ws), draw, label, size=(4.4, 4.4), interval=300)
+
+
+def time_sampler_explorer(reference=None, reference_label: str = "difficulty", static: bool = True):
+    """Sliders for a training-time sampler: base (uniform or logit-normal), m, s and the shift.
+
+    Draws the density p(t) of :class:`cs231n_gen.schedules.TimeSampler` against the
+    uniform one, with its median and the share of draws at the ends, so one can see
+    where training effort goes.
+
+    Args:
+        reference: optional ``(t, values)`` curve drawn in grey on its own axis (for
+            instance the oracle's difficulty per noise level), to compare with.
+        reference_label: the axis label of that curve.
+    """
+    import ipywidgets as W
+
+    from .schedules import TimeSampler
+
+    ref = None
+    if reference is not None:
+        ref_t = check_tensor("reference[0]", reference[0], ndim=1).detach().cpu()
+        ref_v = check_tensor("reference[1]", reference[1], ndim=1).detach().cpu()
+        if ref_t.shape != ref_v.shape:
+            raise ValueError(f"reference must be (t, values) of equal length, got {ref_t.shape[0]} and {ref_v.shape[0]}")
+        ref = (ref_t, ref_v)
+    grid = torch.linspace(0.0025, 0.9975, 399)
+
+    def summary(sampler):
+        draws = sampler(40_000, generator=torch.Generator().manual_seed(0))
+        low, high = float((draws < 0.1).float().mean()), float((draws > 0.9).float().mean())
+        return float(draws.median()), low, high
+
+    def draw(ax, sampler, title=None):
+        dens = sampler.density(grid)
+        ax.fill_between(grid, dens, color=viz.MODEL, alpha=0.3)
+        ax.plot(grid, dens, color=viz.MODEL, lw=2, label=f"p(t): {sampler}")
+        ax.axhline(1.0, color="k", ls=":", lw=1, label="uniform")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, max(3.0, min(8.0, float(dens.max()) * 1.1)))
+        ax.set_xlabel("noise level t  (0 = data, 1 = noise)")
+        ax.set_ylabel("density of training t")
+        if ref is not None:
+            twin = ax.twinx()
+            twin.plot(ref[0], ref[1], color=viz.NOISE, lw=1.5, ls="--")
+            twin.set_ylabel(reference_label, color=viz.NOISE, fontsize=8)
+            twin.tick_params(axis="y", colors=viz.NOISE, labelsize=7)
+            twin.set_ylim(0, None)
+        median, low, high = summary(sampler)
+        ax.axvline(median, color=viz.MODEL, lw=0.8)
+        ax.legend(loc="upper left", fontsize=7)
+        ax.set_title(title or f"median {median:.2f};  t < 0.1: {100 * low:.0f}%,  t > 0.9: {100 * high:.0f}%",
+                     fontsize=9)
+
+    if static:
+        presets = [TimeSampler(), TimeSampler("logit_normal"), TimeSampler("logit_normal", m=0.0, s=1.0, shift=3.0),
+                   TimeSampler(shift=3.0)]
+        fig, axes = plt.subplots(1, len(presets), figsize=(3.4 * len(presets), 3.0))
+        for ax, sampler in zip(axes, presets):
+            draw(ax, sampler, title=str(sampler))
+            ax.get_legend().remove()
+        fig.suptitle("Where training spends its effort: the density of t under four samplers", fontsize=10)
+        fig.tight_layout()
+        plt.show()
+
+    base = W.ToggleButtons(options=[("logit-normal", "logit_normal"), ("uniform", "uniform")], value="logit_normal")
+    m = W.FloatSlider(value=0.0, min=-2.0, max=2.0, step=0.1, description="m", continuous_update=True)
+    s = W.FloatSlider(value=1.0, min=0.3, max=2.0, step=0.1, description="s", continuous_update=True)
+    shift = W.FloatLogSlider(value=1.0, base=2, min=-2, max=3, step=0.25, description="shift",
+                             continuous_update=True)
+    width, height = round(5.6 * FRAME_DPI), round(3.4 * FRAME_DPI)
+    image = W.Image(format="png", layout=W.Layout(width=f"{width}px", height=f"{height}px"))
+
+    def render(*_):
+        sampler = TimeSampler(base.value, m=m.value, s=s.value, shift=shift.value)
+        fig = Figure(figsize=(5.6, 3.4))
+        draw(fig.add_subplot(1, 1, 1), sampler)
+        fig.tight_layout()
+        image.value = _png(fig)
+
+    for control in (base, m, s, shift):
+        control.observe(render, names="value")
+    render()
+    return W.VBox([W.HBox([base]), W.HBox([m, s, shift]), image])

@@ -95,3 +95,82 @@ def test_gan_exercises_pass_and_name_mistakes(capsys):
                      (lambda p, q: p / (p + q) / 2, "1/2")]:
         with pytest.raises(AssertionError, match=hint):
             check_optimal_discriminator(fn)
+
+
+def _batched_cfg(model, x, t, y, w, null_label):
+    n = x.shape[0]
+    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
+    return (1 + w) * both[:n] - w * both[n:]
+
+
+def _cfg_loss(model, x, y, z, t, u, p_uncond, null_label, drop=lambda u, p: u < p):
+    y = torch.where(drop(u, p_uncond), torch.full_like(y, null_label), y)
+    tt = t[:, None]
+    return (model((1 - tt) * x + tt * z, t, y) - (z - x)).square().sum(1).mean()
+
+
+def test_cfg_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_cfg_loss, check_cfg_velocity
+
+    check_cfg_velocity(_batched_cfg)
+    check_cfg_loss(_cfg_loss)
+    assert capsys.readouterr().out.count("correct") == 2
+
+    def two_calls(model, x, t, y, w, null_label):
+        return (1 + w) * model(x, t, y) - w * model(x, t, torch.full_like(y, null_label))
+
+    def swapped(model, x, t, y, w, null_label):
+        n = x.shape[0]
+        both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
+        return (1 + w) * both[n:] - w * both[:n]
+
+    velocity_mistakes = [
+        (two_calls, "ONE call"),
+        (swapped, "swapped"),
+        (lambda m, x, t, y, w, nl: w * m(x, t, y) + (1 - w) * m(x, t, torch.full_like(y, nl)), "other convention"),
+        (lambda m, x, t, y, w, nl: (1 + w) * m(x, t, y) + w * m(x, t, torch.full_like(y, nl)), "subtracted"),
+    ]
+    for fn, hint in velocity_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_cfg_velocity(fn)
+
+    def in_place(model, x, y, z, t, u, p, nl):
+        y[u < p] = nl
+        return _cfg_loss(model, x, y, z, t, u, 0.0, nl)
+
+    loss_mistakes = [
+        (lambda *a: _cfg_loss(*a, drop=lambda u, p: u >= p), "probability 1 - p_uncond"),
+        (lambda *a: _cfg_loss(*a, drop=lambda u, p: u < 0), "no label was dropped"),
+        (in_place, "in place"),
+        (lambda m, x, y, z, t, u, p, nl: _cfg_loss(m, x, y, z, t, u, p, nl) * 2, "expected"),
+    ]
+    for fn, hint in loss_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_cfg_loss(fn)
+
+
+def test_schedule_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_logit_normal_sampler, check_shift
+
+    check_logit_normal_sampler(lambda n, m, s, g: torch.sigmoid(m + s * torch.randn(n, generator=g)))
+    check_shift(lambda t, s: s * t / (1 + (s - 1) * t))
+    assert capsys.readouterr().out.count("correct") == 2
+    sampler_mistakes = [
+        (lambda n, m, s, g: m + s * torch.randn(n, generator=g), "sigmoid"),
+        (lambda n, m, s, g: torch.sigmoid(m + s * s * torch.randn(n, generator=g)), "s\\^2"),
+        (lambda n, m, s, g: torch.rand(n, generator=g), "uniform"),
+        (lambda n, m, s, g: torch.sigmoid(-m + s * torch.randn(n, generator=g)), "wrong sign"),
+        (lambda n, m, s, g: torch.sigmoid(m + s * torch.randn(n // 2, generator=g)), "shape"),
+    ]
+    for fn, hint in sampler_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_logit_normal_sampler(fn)
+    shift_mistakes = [
+        (lambda t, s: t / (s - (s - 1) * t), "inverse"),
+        (lambda t, s: s * t / (1 + s * t), "denominator"),
+        (lambda t, s: (s * t).clamp(max=1.0), "clipping"),
+        (lambda t, s: t, "expected"),
+    ]
+    for fn, hint in shift_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_shift(fn)

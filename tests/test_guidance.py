@@ -102,3 +102,107 @@ def test_exact_guided_field_sharpens_the_class():
     assert acc4 > 0.99 > acc0 + 0.05
     with pytest.raises(ValueError, match="y must"):
         oracle.class_velocity(data, z[:3], 0.5, torch.tensor([0, 1, 5]))
+
+
+def test_noisy_classifier_limits_and_classifier_guidance_identity():
+    data = overlapping_classes()
+    x = torch.randn(400, 2, generator=torch.Generator().manual_seed(0)) * 2
+    y = torch.randint(0, 3, (400,), generator=torch.Generator().manual_seed(1))
+    # At pure noise the noisy classifier knows only the prior; at t = 0 it is the clean one.
+    assert torch.allclose(oracle.class_log_posterior(data, x, 1.0).exp(), data.class_weights.expand(400, 3), atol=1e-5)
+    assert torch.allclose(oracle.class_log_posterior(data, x, 0.0).exp(), data.class_posterior(x), atol=1e-5)
+    # CFG with weight w == classifier guidance with scale 1 + w on the unconditional field.
+    for t in (0.05, 0.3, 0.6, 0.9):
+        for w in (0.0, 1.0, 3.0):
+            cg = oracle.classifier_guided_velocity(data, x, t, y, 1 + w)
+            cfg = oracle.guided_velocity(data, x, t, y, w)
+            assert torch.allclose(cg, cfg, atol=2e-4 * (1 + w)), (t, w)
+    # scale 0 is the unconditional field; scale 1 the class-conditional one
+    assert torch.allclose(oracle.classifier_guided_velocity(data, x, 0.5, y, 0.0), oracle.velocity(data.mixture, x, 0.5))
+    assert torch.allclose(oracle.classifier_guided_velocity(data, x, 0.5, y, 1.0),
+                          oracle.class_velocity(data, x, 0.5, y), atol=1e-4)
+    with pytest.raises(ValueError, match="t must be < 1"):
+        oracle.classifier_guided_velocity(data, x, 1.0, y, 2.0)
+    with pytest.raises(ValueError, match="scale"):
+        oracle.classifier_guided_velocity(data, x, 0.5, y, float("nan"))
+    with pytest.raises(ValueError, match="labelled"):
+        oracle.class_log_posterior(data.mixture, x, 0.5)
+
+
+def test_class_conditional_scores_real_shrunk_and_mislabelled():
+    from cs231n_gen import metrics
+
+    data = overlapping_classes()
+    g = torch.Generator().manual_seed(2)
+    labels = torch.arange(3).repeat_interleave(800)
+    real = torch.cat([data.sample_class(c, 800, generator=g) for c in range(3)])
+    s = metrics.class_conditional_scores(data, real, labels, generator=g)
+    post = data.class_posterior(real)
+    assert s["accuracy"] == pytest.approx(float((post.argmax(1) == labels).float().mean()))
+    assert 0.8 < s["accuracy"] < 0.92  # the Bayes accuracy of these overlapping classes
+    assert 0.75 < s["w2_ratio"] < 1.35 and 0.9 < s["spread"] < 1.1
+    # shrink every class towards its mean: sharper, less diverse, farther in W2
+    means = torch.stack([real[labels == c].mean(0) for c in range(3)])[labels]
+    shrunk = means + 0.4 * (real - means)
+    s2 = metrics.class_conditional_scores(data, shrunk, labels, generator=g)
+    assert s2["spread"] == pytest.approx(0.16 * s["spread"], rel=0.05)
+    assert s2["accuracy"] > s["accuracy"] and s2["w2_ratio"] > 2 * s["w2_ratio"]
+    wrong = metrics.class_conditional_scores(data, real, (labels + 1) % 3, generator=g)
+    assert wrong["accuracy"] < 0.15 and wrong["w2_ratio"] > 3
+    with pytest.raises(ValueError, match="labels"):
+        metrics.class_conditional_scores(data, real, torch.full((2400,), 5))
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.class_conditional_scores(data, real[:3], torch.tensor([0, 1, 1]))
+
+
+class _OracleCFGModel(torch.nn.Module):
+    """Exact conditional/unconditional fields behind the (x, t, y) interface, null label 3."""
+
+    null_label = 3
+
+    def __init__(self, data, bias=0.0):
+        super().__init__()
+        self.data, self.bias = data, bias
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, y):
+        out = oracle.velocity(self.data.mixture, x, t).clone()
+        rows = y < 3
+        if bool(rows.any()):
+            out[rows] = oracle.class_velocity(self.data, x[rows], t[rows], y[rows])
+        return out + self.bias * (y == 3)[:, None]
+
+
+def test_branch_errors_split_the_two_fields():
+    from cs231n_gen import metrics
+
+    data = overlapping_classes()
+    exact = metrics.branch_errors(_OracleCFGModel(data), data, n=4096, generator=torch.Generator().manual_seed(0))
+    assert exact["conditional"] < 1e-8 and exact["unconditional"] < 1e-8
+    assert exact["oracle_conditional"] < exact["oracle_unconditional"]  # knowing y removes ambiguity
+    biased = metrics.branch_errors(_OracleCFGModel(data, bias=0.3), data, n=4096)
+    assert biased["conditional"] < 1e-8 and biased["unconditional"] == pytest.approx(2 * 0.09, rel=1e-4)
+    with pytest.raises(ValueError, match="null_label"):
+        metrics.branch_errors(torch.nn.Linear(2, 2), data)
+
+
+def test_sharpened_class_distribution():
+    from cs231n_gen import metrics
+
+    data = overlapping_classes()
+    g = torch.Generator().manual_seed(4)
+    # w = 0 is the class itself
+    same = data.sample_sharpened(1, 1500, 0.0, generator=g)
+    assert metrics.wasserstein2(same, data.sample_class(1, 1500, generator=g)) < 0.2
+    # the acceptance rule is the density ratio: compare with importance weights p(y | x)^w
+    w = 3.0
+    x = data.sample_class(0, 200_000, generator=g)
+    weights = data.class_posterior(x)[:, 0] ** w
+    want_mean = (weights[:, None] * x).sum(0) / weights.sum()
+    sharp = data.sample_sharpened(0, 20_000, w, generator=g)
+    assert torch.allclose(sharp.mean(0), want_mean, atol=0.03)
+    assert float(data.class_posterior(sharp)[:, 0].mean()) > float(data.class_posterior(x)[:, 0].mean()) + 0.05
+    with pytest.raises(ValueError, match="w"):
+        data.sample_sharpened(0, 10, -1.0)
+    with pytest.raises(ValueError, match="y"):
+        data.sample_sharpened(3, 10, 1.0)

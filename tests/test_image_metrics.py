@@ -68,6 +68,9 @@ def test_judge_scores_real_collapsed_and_noise(judge):
     assert fresh["classes_covered"] == 10 and fresh["frechet"] < 3 * fresh["frechet_real"] + 5
     collapsed = judge.evaluate(x_tr[y_tr == 3][:50].repeat(20, 1, 1, 1))
     assert collapsed["classes_covered"] <= 3 and collapsed["frechet"] > 20 * fresh["frechet"]
+    # More images than the test split: a subset is scored, and the images' order must not matter.
+    by_class = x_tr[perm][torch.argsort(y_tr[perm], stable=True)]
+    assert judge.evaluate(by_class)["frechet"] == pytest.approx(fresh["frechet"], rel=0.5, abs=2.0)
     noise = judge.evaluate(torch.rand(500, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     assert noise["frechet"] > 20 * fresh["frechet"]  # confident nonsense is caught by the distance
 

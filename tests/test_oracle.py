@@ -109,3 +109,38 @@ def test_oracle_rejects_bad_input():
         oracle.velocity(mix, torch.zeros(3, 2), torch.tensor([0.1, float("nan"), 0.2]))
     with pytest.raises(ValueError, match="n"):
         oracle.irreducible_loss(mix, 0.5, n=0)
+
+
+def test_denoising_error_ends_and_resolution_shift():
+    import torch.nn.functional as F
+
+    from cs231n_gen.data import digits
+    from cs231n_gen.schedules import shift_time
+
+    mix = eight_gaussians(std=0.1)
+    g = torch.Generator().manual_seed(0)
+    ends = oracle.denoising_error(mix, [0.0, 1.0], n=4096, generator=g)
+    assert float(ends[0]) < 1e-6
+    assert float(ends[1]) == pytest.approx(float(mix.total_variance) / 2, rel=0.05)
+    # Upsampling images by k makes the same t k^2 times less noisy; the shift t' = k t / (1 + (k - 1) t)
+    # gives back exactly the low-resolution difficulty curve (memorising oracle over 300 digits).
+    x, _ = digits(8, "train")
+    small = GaussianMixture(x[:300].flatten(1), std=0.01)
+    big = GaussianMixture(F.interpolate(x[:300], scale_factor=4, mode="nearest").flatten(1), std=0.01)
+    t = torch.tensor([0.3, 0.5, 0.7])
+    e_small = oracle.denoising_error(small, t, n=1024, generator=g)
+    e_same_t = oracle.denoising_error(big, t, n=1024, generator=g)
+    e_shifted = oracle.denoising_error(big, shift_time(t, 4.0), n=1024, generator=g)
+    assert torch.allclose(e_shifted, e_small, atol=0.02), (e_shifted, e_small)
+    assert float((e_small - e_same_t).max()) > 0.1
+
+
+def test_large_inputs_are_processed_in_chunks_with_identical_results(monkeypatch):
+    mix = GaussianMixture(torch.randn(30, 4), std=0.2)
+    x = torch.randn(100, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.rand(100, generator=torch.Generator().manual_seed(1))
+    whole = [f(mix, x, t) for f in (oracle.component_posterior, oracle.velocity, oracle.conditional_variance)]
+    monkeypatch.setattr(oracle, "_CHUNK_ENTRIES", 7 * 30)  # 7 rows at a time
+    chunked = [f(mix, x, t) for f in (oracle.component_posterior, oracle.velocity, oracle.conditional_variance)]
+    for a, b in zip(whole, chunked):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)

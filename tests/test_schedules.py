@@ -61,16 +61,35 @@ def test_snr_matching_shift_numerically_on_upsampled_digits():
     x_big = F.interpolate(x_small, scale_factor=k, mode="nearest")
     g = torch.Generator().manual_seed(0)
     t_big = float(S.shift_time(torch.tensor(t), S.snr_matching_shift(64, 64 * k * k)))
-
-    def measured_snr(x, t_, pool):
-        noisy = (1 - t_) * x + t_ * torch.randn(x.shape, generator=g)
-        signal = (1 - t_) * x
-        if pool > 1:
-            noisy, signal = F.avg_pool2d(noisy, pool), F.avg_pool2d(signal, pool)
-        return float(signal.square().mean() / (noisy - signal).square().mean())
-
-    small = measured_snr(x_small, t, 1)
-    big_same_t = measured_snr(x_big, t, k)
-    big_shifted = measured_snr(x_big, t_big, k)
+    small = S.block_snr(x_small, t, generator=g)
+    # block_snr itself: the clean signal power over the noise power t^2
+    assert small == pytest.approx(float(((1 - t) * x_small).square().mean()) / t**2, rel=0.02)
+    big_same_t = S.block_snr(x_big, t, block=k, generator=g)
+    big_shifted = S.block_snr(x_big, t_big, block=k, generator=g)
     assert big_same_t == pytest.approx(k**2 * small, rel=0.05)  # same t: 16x too easy
     assert big_shifted == pytest.approx(small, rel=0.05)  # shifted t: matched
+    with pytest.raises(ValueError, match="block"):
+        S.block_snr(x_big, t, block=5)
+    with pytest.raises(ValueError, match="t"):
+        S.block_snr(x_big, 0.0)
+
+
+def test_time_sampler_draws_match_its_density():
+    g = torch.Generator().manual_seed(0)
+    for sampler in (S.TimeSampler(), S.TimeSampler("logit_normal"), S.TimeSampler(shift=3.0),
+                    S.TimeSampler("logit_normal", m=-0.5, s=0.7, shift=2.0)):
+        t = sampler(200_000, generator=g)
+        assert float(t.min()) >= 0 and float(t.max()) <= 1
+        hist = torch.histc(t, 40, 0, 1) / t.numel() * 40
+        density = sampler.density(torch.linspace(0.000125, 0.999875, 4000))  # midpoints of 4000 cells
+        assert float(density.mean()) == pytest.approx(1.0, abs=0.01)  # integrates to 1
+        bins = density.reshape(40, 100).mean(1)  # each histogram bar: the density's mean over its bin
+        assert torch.allclose(hist, bins, atol=0.06 + 0.03 * bins.max()), (sampler, (hist - bins).abs().max())
+    assert float(S.TimeSampler(shift=3.0)(100_000, generator=g).median()) == pytest.approx(0.75, abs=0.01)
+    assert str(S.TimeSampler("logit_normal", shift=3.0)) == "logit-normal(m=0, s=1), shift 3"
+    for kwargs, name in ((dict(kind="beta"), "kind"), (dict(s=0.0), "s"), (dict(shift=-1.0), "shift"),
+                         (dict(m=float("nan")), "m")):
+        with pytest.raises(ValueError, match=name):
+            S.TimeSampler(**kwargs)
+    with pytest.raises(ValueError, match="strictly inside"):
+        S.TimeSampler().density(torch.tensor([0.0, 0.5]))

@@ -75,6 +75,25 @@ def test_fit_accepts_tensor_data_and_callables():
     fit(_model(), rectified_flow_loss, lambda n, g: pts[:n], steps=5, **KW)
 
 
+def test_fit_draws_matching_rows_from_a_tuple():
+    x = torch.arange(40.0).reshape(20, 2)
+    y = torch.arange(20)
+    seen = []
+
+    def loss_fn(model, batch, generator):
+        bx, by = batch
+        seen.append((bx.clone(), by.clone()))
+        return model(bx, torch.zeros(len(bx))).square().mean()
+
+    fit(_model(), loss_fn, (x, y), steps=3, **KW)
+    for bx, by in seen:
+        assert torch.equal(bx, x[by])  # each label travels with its own row
+    with pytest.raises(ValueError, match="same number of rows"):
+        fit(_model(), loss_fn, (x, y[:5]), steps=1, **KW)
+    with pytest.raises(ValueError, match="NaN"):
+        fit(_model(), loss_fn, (torch.full((20, 2), float("nan")), y), steps=1, **KW)
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [

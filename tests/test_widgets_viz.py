@@ -98,3 +98,52 @@ def test_image_grid_and_decision_map():
         viz.image_grid(ax, torch.zeros(2, 3, 4, 4))
     im = viz.plot_decision(ax, torch.rand(6, 6), lim=2.0)
     assert im.get_extent() == [-2.0, 2.0, -2.0, 2.0]
+
+
+def test_guidance_explorer_scrubs_w():
+    from cs231n_gen.data import overlapping_classes
+
+    data = overlapping_classes()
+    labels = torch.arange(3).repeat_interleave(50)
+    z = torch.randn(150, 2)
+    ws = [0.0, 1.0, 4.0]
+    samples = torch.stack([euler(lambda x, t, w=w: oracle.guided_velocity(data, x, t, labels, w), z, 8) for w in ws])
+    ex = widgets.guidance_explorer(ws, samples, labels, reference=data.sample(100)[0],
+                                   captions=["a", "b", "c"])
+    first = ex.image.value
+    ex.slider.value = 2
+    assert ex.image.value != first and ex.caption.value == "w = 4: c"
+    with pytest.raises(ValueError, match="ws"):
+        widgets.guidance_explorer(ws[:2], samples, labels)
+    with pytest.raises(ValueError, match="labels"):
+        widgets.guidance_explorer(ws, samples, labels[:10])
+    with pytest.raises(ValueError, match="captions"):
+        widgets.guidance_explorer(ws, samples, labels, captions=["a"], static=False)
+
+
+def test_time_sampler_explorer_redraws_on_each_slider():
+    ex = widgets.time_sampler_explorer(reference=(torch.linspace(0, 1, 11), torch.rand(11)), static=True)
+    base, sliders, image = ex.children
+    before = image.value
+    assert before[:4] == b"\x89PNG"
+    m, s, shift = sliders.children
+    for control, value in ((m, 1.0), (s, 0.5), (shift, 4.0)):
+        old = image.value
+        control.value = value
+        assert image.value != old
+    base.children[0].value = "uniform"
+    assert image.value != before
+    with pytest.raises(ValueError, match="reference"):
+        widgets.time_sampler_explorer(reference=(torch.linspace(0, 1, 11), torch.rand(5)))
+
+
+def test_class_scatter_and_field_colours():
+    fig, ax = plt.subplots()
+    viz.class_scatter(ax, torch.randn(30, 2), torch.arange(30) % 3, title="classes")
+    assert len(ax.collections) == 3
+    with pytest.raises(ValueError, match="labels"):
+        viz.class_scatter(ax, torch.randn(30, 2), torch.arange(30) % 3 + 7)
+    fig = viz.compare_fields({"a": oracle.VelocityOracle(eight_gaussians())}, [0.5], n=4, colors=["red"])
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match="colors"):
+        viz.compare_fields({"a": oracle.VelocityOracle(eight_gaussians())}, [0.5], colors=[])

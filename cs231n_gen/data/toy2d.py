@@ -311,6 +311,27 @@ class LabelledMixture:
         """n points from p(x | y)."""
         return self.class_mixture(y).sample(n, generator=generator)
 
+    def sample_sharpened(self, y: int, n: int, w: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""n points from the sharpened class distribution p(x | y)^{1+w} / p(x)^w.
+
+        That is p_w(x | y) ∝ p(x) p(y | x)^{1+w} ∝ p(x | y) p(y | x)^w: what the guided
+        *score* would target if guidance acted on the data distribution alone. Drawn by
+        rejection: propose from p(x | y), accept with probability p(y | x)^w (<= 1).
+        """
+        y = self._check_class(y)
+        n = check_int("n", n, minimum=1)
+        w = check_real("w", w, minimum=0.0)
+        kept, have = [], 0
+        for _ in range(1000):
+            x = self.sample_class(y, max(4 * n, 1024), generator=generator)
+            u = torch.rand(x.shape[0], generator=generator, device=x.device)
+            x = x[u < self.class_posterior(x)[:, y] ** w]
+            kept.append(x)
+            have += x.shape[0]
+            if have >= n:
+                return torch.cat(kept)[:n]
+        raise ValueError(f"w = {w} is too large: rejection sampling accepted only {have} of the {n} points asked for")
+
     def class_posterior(self, x: torch.Tensor) -> torch.Tensor:
         """p(y | x), shape (n, C): the Bayes-optimal classifier."""
         post = self.mixture.posterior(x)
