@@ -376,3 +376,85 @@ def check_shift(student_fn) -> None:
                 _fail(f"with s = {s}: {hint}")
         _fail(f"with s = {s}: expected {[round(v, 4) for v in want.tolist()]}, got {[round(v, 4) for v in got.tolist()]}.")
     print("shift is correct: shift(0.5, 3) = 0.75, it fixes 0 and 1, and s = 1 changes nothing.")
+
+
+def _path_probe():
+    """A batch on the VP cosine path with its coefficients as (n, 1) tensors (float64)."""
+    from .paths import vp_cosine
+
+    path = vp_cosine()
+    g = torch.Generator().manual_seed(7)
+    t = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)[:, None]
+    x = torch.randn(19, 2, generator=g, dtype=torch.float64) * 2
+    z = torch.randn(19, 2, generator=g, dtype=torch.float64)
+    return path, t, x, z
+
+
+def check_eps_conversions(student_fn) -> None:
+    """Check ``eps_to_x_and_velocity(eps, x_t, a, b, da, db) -> (x_hat, velocity)``."""
+    path, t, x, z = _path_probe()
+    a, b, da, db = path.a(t), path.b(t), path.da(t), path.db(t)
+    x_t = a * x + b * z
+    try:
+        got = student_fn(z.clone(), x_t.clone(), a, b, da, db)
+    except Exception as err:
+        _fail(f"eps_to_x_and_velocity raised {type(err).__name__}: {err}")
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        _fail(f"eps_to_x_and_velocity must return two tensors (x_hat, velocity), got {type(got).__name__}")
+    x_hat, vel = (torch.as_tensor(v).double() for v in got)
+    if x_hat.shape != x.shape or vel.shape != x.shape:
+        _fail(f"both outputs must have the shape of x_t {tuple(x.shape)}")
+    if not _close(x_hat, x, 1e-6):
+        hints = [((x_t + b * z) / a, "the noise is subtracted: x_t = a x + b eps, so x_hat = (x_t - b eps) / a."),
+                 ((x_t - b * z) * a, "divide by a, not multiply: x_hat = (x_t - b eps) / a."),
+                 (x_t - b * z, "you forgot to divide by a: x_hat = (x_t - b eps) / a."),
+                 ((x_t - a * z) / b, "a and b are swapped: x_t = a x + b eps, so x_hat = (x_t - b eps) / a.")]
+        for value, hint in hints:
+            if _close(x_hat, value, 1e-6):
+                _fail("x_hat: " + hint)
+        _fail("x_hat does not recover the clean data: solve x_t = a x + b eps for x.")
+    want = da * x + db * z
+    if not _close(vel, want, 1e-6):
+        for value, hint in ((a * x + b * z, "that is x_t itself: the velocity uses the derivatives, a' x + b' eps."),
+                            (z - x, "z - x is the velocity of rectified flow only; on this path it is a' x + b' eps."),
+                            (-b * x + a * z, "that is the v-prediction target a eps - b x, not the velocity a' x + b' eps.")):
+            if _close(vel, value, 1e-6):
+                _fail("velocity: " + hint)
+        _fail("the velocity should be d x_t / dt = a' x_hat + b' eps.")
+    print("eps_to_x_and_velocity is correct on the VP cosine path at 19 noise levels.")
+
+
+def check_ddpm_step(student_fn) -> None:
+    """Check ``ddpm_step(x_t, x_hat, a_t, b_t, a_s, b_s, noise) -> x_s`` (the forward posterior draw)."""
+    path, t, x, z = _path_probe()
+    s = t - 0.04
+    a_t, b_t, a_s, b_s = path.a(t), path.b(t), path.a(s), path.b(s)
+    x_t = a_t * x + b_t * z
+    g = torch.Generator().manual_seed(8)
+    x_hat = x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    try:
+        got = student_fn(x_t.clone(), x_hat.clone(), a_t, b_t, a_s, b_s, noise.clone())
+    except Exception as err:
+        _fail(f"ddpm_step raised {type(err).__name__}: {err}")
+    if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+        _fail(f"ddpm_step must return a tensor of shape {tuple(x.shape)}, got {got!r}")
+    got = got.detach().double()
+    a_ts = a_t / a_s
+    b_ts2 = b_t**2 - a_ts**2 * b_s**2
+    mean = a_s * b_ts2 / b_t**2 * x_hat + a_ts * b_s**2 / b_t**2 * x_t
+    std = (b_ts2 * b_s**2 / b_t**2).sqrt()
+    if _close(got, mean + std * noise, 1e-6):
+        print("ddpm_step is correct: mean and standard deviation of q(x_s | x_t, x_hat) both match.")
+        return
+    hints = [(mean, "you returned the mean only: add the standard deviation times the noise."),
+             (mean + std**2 * noise, "multiply the noise by the standard deviation, not the variance."),
+             (a_s * x_hat + b_s * noise, "this re-noises x_hat from scratch; the posterior also uses x_t (its mean "
+                                         "mixes x_hat and x_t)."),
+             (a_s * x_hat + b_s * (x_t - a_t * x_hat) / b_t, "this is the deterministic DDIM step; DDPM draws from the "
+                                                              "posterior, with fresh noise.")]
+    for value, hint in hints:
+        if _close(got, value, 1e-6):
+            _fail(hint)
+    _fail("x_s does not match a draw from q(x_s | x_t, x_hat): check a_{t|s} = a_t / a_s, "
+          "b_{t|s}^2 = b_t^2 - a_{t|s}^2 b_s^2, the mean weights and the variance b_{t|s}^2 b_s^2 / b_t^2.")

@@ -51,14 +51,20 @@ class _Posterior:
     float64, since |x_t - a mu_k|^2 = |x_t|^2 - 2 a x_t . mu_k + a^2 |mu_k|^2 cancels.
     """
 
-    def __init__(self, mixture, x_t, t):
-        """``mixture``, ``x_t`` (n, D) and ``t`` (n,) as checked by :func:`_evaluate`."""
+    def __init__(self, mixture, x_t, t, path=None):
+        """``mixture``, ``x_t`` (n, D) and ``t`` (n,) as checked by :func:`_evaluate`;
+        ``path`` a :class:`~cs231n_gen.paths.DiffusionPath` (None: rectified flow)."""
         self.dim = mixture.dim
         x = x_t.double()
         self.x = x
+        self.t = t.double()[:, None]  # (n, 1)
+        self.path = path
         self.means = mixture.means.to(x)
         self.s2 = mixture.stds.to(x) ** 2
-        self.a, self.b = (1 - t.double())[:, None], t.double()[:, None]  # (n, 1)
+        if path is None:
+            self.a, self.b = 1 - self.t, self.t
+        else:
+            self.a, self.b = path.a(self.t), path.b(self.t)
         self.var = self.a**2 * self.s2 + self.b**2  # (n, K)
         self.x_sq = x.square().sum(1, keepdim=True)  # (n, 1)
         self.mu_sq = self.means.square().sum(1)  # (K,)
@@ -94,13 +100,13 @@ class _Posterior:
 _CHUNK_ENTRIES = 1 << 21  # rows x components per chunk: keeps each (n, K) float64 array near 16 MB
 
 
-def _evaluate(mixture, x_t, t, what, check_values=True):
+def _evaluate(mixture, x_t, t, what, check_values=True, path=None):
     """Apply ``what(posterior)`` to chunks of rows, so n x K never grows past ``_CHUNK_ENTRIES``."""
     mixture = _check_mixture(mixture)
     x_t = check_points("x_t", x_t, mixture.dim)
     t = as_time("t", t, x_t.shape[0], x_t, check_values=check_values)
     rows = max(1, _CHUNK_ENTRIES // mixture.n_components)
-    parts = [what(_Posterior(mixture, x_t[i:i + rows], t[i:i + rows])).to(x_t.dtype)
+    parts = [what(_Posterior(mixture, x_t[i:i + rows], t[i:i + rows], path)).to(x_t.dtype)
              for i in range(0, x_t.shape[0], rows)]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -148,6 +154,53 @@ def irreducible_loss(
     """
     return _average_per_time(mixture, t, n, generator,
                              lambda x, xt, ti: conditional_variance(mixture, xt, ti).mean())
+
+
+def _check_path(path):
+    from .paths import DiffusionPath
+
+    if not isinstance(path, DiffusionPath):
+        raise ValueError(f"path must be a cs231n_gen.paths.DiffusionPath, got {type(path).__name__}")
+    return path
+
+
+def predict(mixture: GaussianMixture, x_t: torch.Tensor, t, path, target: str, *,
+            check_values: bool = True) -> torch.Tensor:
+    r"""The optimal prediction of any target on any path: E[c x + d z | x_t], shape (n, D).
+
+    ``path`` is a :class:`~cs231n_gen.paths.DiffusionPath` (x_t = a x + b z) and
+    ``target`` one of :data:`~cs231n_gen.paths.TARGETS`; e.g. ``target="score"`` gives
+    the exact score grad log p_t(x_t) = -E[z | x_t] / b(t), ``"eps"`` the optimal noise
+    prediction, ``"x"`` the optimal denoiser.
+    """
+    from .paths import TARGETS
+
+    path = _check_path(path)
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+
+    def what(post):
+        c, d = path.target_coefficients(target, post.t)
+        return c * post.posterior_mean() + d * post.noise_mean()
+
+    return _evaluate(mixture, x_t, t, what, check_values=check_values, path=path)
+
+
+class Oracle(torch.nn.Module):
+    """``Oracle(mixture, path, target)(x_t, t)``: the exact prediction as a model, for any sampler."""
+
+    def __init__(self, mixture: GaussianMixture, path, target: str = "velocity"):
+        super().__init__()
+        from .paths import TARGETS
+
+        self.mixture = _check_mixture(mixture)
+        self.path = _check_path(path)
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        self.target = target
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        return predict(self.mixture, x_t, t, self.path, self.target, check_values=False)
 
 
 def _average_per_time(mixture, t, n, generator, score) -> torch.Tensor:

@@ -6,12 +6,19 @@ grid t_0 = 1 > t_1 > ... > t_T = 0 with Euler steps
 .. math::  x_{t_{i+1}} = x_{t_i} - (t_i - t_{i+1})\, v(x_{t_i}, t_i),
 
 which on the uniform grid is the slide's ``sample = sample - v / num_steps``.
+
+For generalized diffusion (any :class:`~cs231n_gen.paths.DiffusionPath`, any target)
+the same module has DDPM ancestral sampling (:func:`ddpm`), DDIM (:func:`ddim`), the
+probability-flow ODE with Euler or Heun steps (:func:`probability_flow`), the reverse
+SDE with Euler-Maruyama (:func:`reverse_sde`) and annealed Langevin dynamics
+(:func:`langevin`). Each converts the model's prediction to (x̂, ẑ) with
+:meth:`~cs231n_gen.paths.DiffusionPath.to_x_eps`, so any model drives any sampler.
 """
 from __future__ import annotations
 
 import torch
 
-from ._validate import check_int, check_points, check_tensor
+from ._validate import check_int, check_points, check_real, check_tensor
 from .schedules import time_grid
 
 
@@ -68,4 +75,165 @@ def euler(
             trajectory.append(x)
     if return_trajectory:
         return x, torch.stack(trajectory), times
+    return x
+
+
+# --------------------------------------------------------------------------------------
+# Samplers for any path and any prediction target (generalized diffusion).
+# --------------------------------------------------------------------------------------
+
+def _setup(model, x, steps, path, target, t_start, t_end):
+    from .paths import TARGETS, DiffusionPath
+
+    if not callable(model):
+        raise ValueError(f"model must be callable as model(x_t, t), got {type(model).__name__}")
+    x = check_points("x", x)
+    steps = check_int("steps", steps, minimum=1)
+    if not isinstance(path, DiffusionPath):
+        raise ValueError(f"path must be a cs231n_gen.paths.DiffusionPath, got {type(path).__name__}")
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    t_start = check_real("t_start", t_start, minimum=0.0, maximum=1.0)
+    t_end = check_real("t_end", t_end, minimum=0.0, maximum=1.0)
+    if not t_end < t_start:
+        raise ValueError(f"t_end must be < t_start (sampling runs from noise to data), got {t_end} and {t_start}")
+    times = torch.linspace(t_start, t_end, steps + 1, device=x.device, dtype=x.dtype)
+    return x, times
+
+
+def _x_eps(model, path, target, x, t):
+    """(x̂, ẑ) from the model's prediction of ``target`` at (x, t) (t a 0-d tensor)."""
+    tt = t.expand(x.shape[0])
+    return path.to_x_eps(model(x, tt), target, x, tt)
+
+
+def _velocity(model, path, target, x, t):
+    x_hat, z_hat = _x_eps(model, path, target, x, t)
+    return path.da(t) * x_hat + path.db(t) * z_hat
+
+
+@torch.no_grad()
+def probability_flow(model, x: torch.Tensor, steps: int, *, path, target: str, method: str = "euler",
+                     t_start: float = 0.999, t_end: float = 0.0) -> torch.Tensor:
+    r"""Integrate the probability-flow ODE dx/dt = a'(t) x̂ + b'(t) ẑ from t_start down to t_end.
+
+    x̂ and ẑ come from the model's prediction of ``target`` (:meth:`DiffusionPath.to_x_eps`);
+    for rectified flow with the velocity target this is :func:`euler`. ``method="heun"``
+    averages the slopes at both ends of each step (second order; the last step is a
+    plain Euler step, since many targets cannot be converted at t = 0).
+    """
+    x, times = _setup(model, x, steps, path, target, t_start, t_end)
+    if method not in ("euler", "heun"):
+        raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
+    for i in range(steps):
+        t, t_next = times[i], times[i + 1]
+        slope = _velocity(model, path, target, x, t)
+        x_next = x + (t_next - t) * slope
+        if method == "heun" and i < steps - 1:
+            x_next = x + (t_next - t) * 0.5 * (slope + _velocity(model, path, target, x_next, t_next))
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def ddim(model, x: torch.Tensor, steps: int, *, path, target: str, t_start: float = 0.999,
+         t_end: float = 0.0) -> torch.Tensor:
+    r"""DDIM (eta = 0): jump to the next noise level keeping the predicted noise,
+    x_s = a(s) x̂ + b(s) ẑ. Deterministic; a first-order solver of the probability-flow ODE."""
+    x, times = _setup(model, x, steps, path, target, t_start, t_end)
+    for i in range(steps):
+        x_hat, z_hat = _x_eps(model, path, target, x, times[i])
+        s = times[i + 1]
+        x = path.a(s) * x_hat + path.b(s) * z_hat
+    return x
+
+
+@torch.no_grad()
+def ddpm(model, x: torch.Tensor, steps: int, *, path, target: str, generator: torch.Generator | None = None,
+         t_start: float = 0.999, t_end: float = 0.0) -> torch.Tensor:
+    r"""Ancestral sampling (DDPM): draw x_s ~ q(x_s | x_t, x = x̂) at each step.
+
+    For s < t the forward process consistent with the path's marginals has
+    x_t | x_s ~ N(a_{t|s} x_s, b_{t|s}^2 I) with a_{t|s} = a_t / a_s and
+    b_{t|s}^2 = b_t^2 - a_{t|s}^2 b_s^2, and Bayes' rule gives the Gaussian posterior
+
+    .. math::  q(x_s \mid x_t, x) = N\Big(\frac{a_s b_{t|s}^2}{b_t^2}\,x + \frac{a_{t|s} b_s^2}{b_t^2}\,x_t,\;
+               \frac{b_{t|s}^2 b_s^2}{b_t^2} I\Big).
+
+    With DDPM's discrete betas this is exactly Ho et al.'s sampler (beta_t = b_{t|s}^2
+    for a VP path); the last step to b = 0 returns x̂.
+    """
+    x, times = _setup(model, x, steps, path, target, t_start, t_end)
+    for i in range(steps):
+        t, s = times[i], times[i + 1]
+        x_hat, _ = _x_eps(model, path, target, x, t)
+        a_t, b_t, a_s, b_s = path.a(t), path.b(t), path.a(s), path.b(s)
+        a_ts = a_t / a_s
+        b_ts2 = (b_t**2 - a_ts**2 * b_s**2).clamp_min(0.0)
+        mean = (a_s * b_ts2 / b_t**2) * x_hat + (a_ts * b_s**2 / b_t**2) * x
+        std = torch.sqrt(b_ts2 * b_s**2 / b_t**2)
+        x = mean + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x
+
+
+@torch.no_grad()
+def reverse_sde(model, x: torch.Tensor, steps: int, *, path, target: str,
+                generator: torch.Generator | None = None, t_start: float = 0.999, t_end: float = 0.0,
+                denoise: bool = True) -> torch.Tensor:
+    r"""Euler-Maruyama on the reverse-time SDE (Song et al. 2021).
+
+    The path's marginals come from the forward SDE dx = f(t) x dt + g(t) dw with
+    f = a'/a and g^2 = (b^2)' - 2 f b^2. Its time reversal is
+
+    .. math::  dx = [f(t)\,x - g(t)^2\,\nabla \log p_t(x)]\,dt + g(t)\,d\bar w,
+
+    integrated from t_start down to t_end with the score from the model's prediction
+    (s = -ẑ / b). With ``denoise`` the final state is replaced by its x̂ (Tweedie's
+    estimate), which removes the last step's noise.
+    """
+    x, times = _setup(model, x, steps, path, target, t_start, t_end)
+    for i in range(steps):
+        t, t_next = times[i], times[i + 1]
+        dt = t_next - t  # negative
+        a, b, da, db = path.a(t), path.b(t), path.da(t), path.db(t)
+        f = da / a
+        g2 = (2 * b * db - 2 * f * b**2).clamp_min(0.0)
+        _, z_hat = _x_eps(model, path, target, x, t)
+        score = -z_hat / b
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x = x + (f * x - g2 * score) * dt + torch.sqrt(g2 * -dt) * noise
+    if denoise and float(path.b(times[-1])) > 0:
+        x = _x_eps(model, path, target, x, times[-1])[0]
+    return x
+
+
+@torch.no_grad()
+def langevin(model, x: torch.Tensor, levels: int, steps_per_level: int, *, path, target: str,
+             step_scale: float = 0.5, generator: torch.Generator | None = None, t_start: float = 0.999,
+             t_end: float = 0.002, denoise: bool = True) -> torch.Tensor:
+    r"""Annealed Langevin dynamics (Song and Ermon 2019) with the model's score.
+
+    At each of ``levels`` noise levels t (from t_start down to t_end, evenly spaced in
+    log SNR, i.e. a geometric sequence of noise scales) take ``steps_per_level`` steps
+    x <- x + eps s(x, t) + sqrt(2 eps) n with eps = step_scale * b(t)^2 (steps scaled
+    to the level's noise), where s = -ẑ / b is the score of p_t. Langevin needs
+    only the score: no SDE, no ODE; it samples p_t for each t in turn, ending near
+    p_data. With ``denoise`` the result is mapped to x̂ at the last level (Tweedie).
+    """
+    levels = check_int("levels", levels, minimum=2)
+    x, _ = _setup(model, x, levels - 1, path, target, t_start, t_end)
+    if t_end <= 0:
+        raise ValueError(f"t_end must be > 0 for Langevin (the score at b = 0 is undefined), got {t_end}")
+    log_snr = torch.log(path.snr(torch.tensor([t_start, t_end], dtype=torch.float64)))
+    times = path.t_at_log_snr(torch.linspace(float(log_snr[0]), float(log_snr[1]), levels)).to(x)
+    steps_per_level = check_int("steps_per_level", steps_per_level, minimum=1)
+    step_scale = check_real("step_scale", step_scale, minimum=0.0, strict_min=True)
+    for t in times:
+        eps = step_scale * path.b(t) ** 2
+        for _ in range(steps_per_level):
+            _, z_hat = _x_eps(model, path, target, x, t)
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x - eps * z_hat / path.b(t) + torch.sqrt(2 * eps) * noise
+    if denoise:
+        x = _x_eps(model, path, target, x, times[-1])[0]
     return x

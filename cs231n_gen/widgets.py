@@ -343,3 +343,75 @@ def time_sampler_explorer(reference=None, reference_label: str = "difficulty", s
         control.observe(render, names="value")
     render()
     return W.VBox([W.HBox([base]), W.HBox([m, s, shift]), image])
+
+
+def path_explorer(mixture, paths: dict, targets=("eps", "x", "v", "velocity", "score"), lim: float = 3.5,
+                  n: int = 15, static: bool = True):
+    """Pick a path and a target, drag t: the marginal p_t and the exact field of that target.
+
+    Args:
+        mixture: a :class:`~cs231n_gen.data.GaussianMixture` (its p_t is again a mixture,
+            with means a mu_k and variances a^2 s_k^2 + b^2, so it is drawn exactly).
+        paths: ``{name: DiffusionPath}``.
+        targets: the prediction targets offered (see :data:`cs231n_gen.paths.TARGETS`).
+    """
+    import ipywidgets as W
+
+    from . import oracle as _oracle
+    from .data.toy2d import GaussianMixture
+    from .paths import TARGETS, DiffusionPath
+
+    if not isinstance(mixture, GaussianMixture) or mixture.dim != 2:
+        raise ValueError("mixture must be a 2D cs231n_gen.data.GaussianMixture")
+    if not paths or not all(isinstance(p, DiffusionPath) for p in paths.values()):
+        raise ValueError("paths must be a non-empty dict of name -> DiffusionPath")
+    targets = list(targets)
+    bad = [t for t in targets if t not in TARGETS]
+    if not targets or bad:
+        raise ValueError(f"targets must be a non-empty subset of {TARGETS}, got {targets}")
+    mixture = mixture.to("cpu")
+    grid = torch.linspace(-lim * 0.9, lim * 0.9, n)
+    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+
+    def marginal(path, t):
+        a, b = float(path.a(torch.tensor(t))), float(path.b(torch.tensor(t)))
+        return GaussianMixture(mixture.means * a, torch.sqrt(a**2 * mixture.stds**2 + b**2), mixture.weights), a, b
+
+    def draw(ax, name, target, t):
+        path = paths[name]
+        p_t, a, b = marginal(path, t)
+        view = max(lim, 3 * b) if b > lim else lim
+        viz.plot_density(ax, p_t, lim=view, resolution=120)
+        field_pts = pts * (view / lim)
+        y = _oracle.predict(mixture, field_pts, t, path, target)
+        scale = float(y.norm(dim=1).max()) / (0.2 * view) + 1e-12
+        ax.quiver(field_pts[:, 0], field_pts[:, 1], y[:, 0], y[:, 1], color="k", angles="xy",
+                  scale_units="xy", scale=scale, width=0.004)
+        ax.set_title(f"{name}, t = {t:.2f}: a = {a:.2f}, b = {b:.2f}\narrows: optimal {target} prediction",
+                     fontsize=9)
+
+    if static:
+        first = next(iter(paths))
+        fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+        for ax, t in zip(axes, (0.05, 0.3, 0.6, 0.9)):
+            draw(ax, first, targets[0], t)
+        fig.tight_layout()
+        plt.show()
+
+    path_box = W.Dropdown(options=list(paths), value=next(iter(paths)), description="path")
+    target_box = W.Dropdown(options=targets, value=targets[0], description="target")
+    t_slider = W.FloatSlider(value=0.5, min=0.02, max=0.98, step=0.02, description="t", continuous_update=True)
+    image = W.Image(format="png", layout=W.Layout(width=f"{round(4.6 * FRAME_DPI)}px",
+                                                   height=f"{round(4.6 * FRAME_DPI)}px"))
+
+    def render(*_):
+        fig = Figure(figsize=(4.6, 4.6))
+        draw(fig.add_subplot(1, 1, 1), path_box.value, target_box.value, t_slider.value)
+        fig.tight_layout()
+        image.value = _png(fig)
+
+    for control in (path_box, target_box, t_slider):
+        control.observe(render, names="value")
+    render()
+    return W.VBox([W.HBox([path_box, target_box]), t_slider, image])

@@ -174,3 +174,42 @@ def test_schedule_exercises_pass_and_name_mistakes(capsys):
     for fn, hint in shift_mistakes:
         with pytest.raises(AssertionError, match=hint):
             check_shift(fn)
+
+
+def test_generalized_diffusion_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_ddpm_step, check_eps_conversions
+
+    def good_conv(eps, x_t, a, b, da, db):
+        x_hat = (x_t - b * eps) / a
+        return x_hat, da * x_hat + db * eps
+
+    def good_step(x_t, x_hat, a_t, b_t, a_s, b_s, noise):
+        a_ts = a_t / a_s
+        b_ts2 = b_t**2 - a_ts**2 * b_s**2
+        return a_s * b_ts2 / b_t**2 * x_hat + a_ts * b_s**2 / b_t**2 * x_t + (b_ts2 * b_s**2 / b_t**2).sqrt() * noise
+
+    check_eps_conversions(good_conv)
+    check_ddpm_step(good_step)
+    assert capsys.readouterr().out.count("correct") == 2
+    conv_mistakes = [
+        (lambda e, x, a, b, da, db: ((x + b * e) / a, da * (x + b * e) / a + db * e), "subtracted"),
+        (lambda e, x, a, b, da, db: (x - b * e, da * (x - b * e) + db * e), "divide by a"),
+        (lambda e, x, a, b, da, db: ((x - b * e) / a, e - (x - b * e) / a), "rectified flow"),
+        (lambda e, x, a, b, da, db: ((x - b * e) / a, x), "x_t itself"),
+    ]
+    for fn, hint in conv_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_eps_conversions(fn)
+
+    def mean_only(x_t, x_hat, a_t, b_t, a_s, b_s, noise):
+        return good_step(x_t, x_hat, a_t, b_t, a_s, b_s, 0 * noise)
+
+    step_mistakes = [
+        (mean_only, "mean only"),
+        (lambda x_t, x_hat, a_t, b_t, a_s, b_s, noise: a_s * x_hat + b_s * noise, "re-noises"),
+        (lambda x_t, x_hat, a_t, b_t, a_s, b_s, noise: a_s * x_hat + b_s * (x_t - a_t * x_hat) / b_t, "DDIM"),
+        (lambda x_t, x_hat, a_t, b_t, a_s, b_s, noise: x_t, "does not match"),
+    ]
+    for fn, hint in step_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_ddpm_step(fn)

@@ -88,3 +88,12 @@ def test_mode_coverage_counts_distinct_modes_and_quality():
         metrics.mode_coverage(x, mix.means, 0.0)
     with pytest.raises(ValueError, match="means"):
         metrics.mode_coverage(x, torch.zeros(3, 3), 0.1)
+
+
+def test_mode_coverage_within_std_catches_shrunken_modes():
+    mix = eight_gaussians(std=0.1)
+    x, k = mix.sample(20_000, generator=torch.Generator().manual_seed(0), return_labels=True)
+    real = metrics.mode_coverage(x, mix.means, 0.1)["within_std"]
+    assert real == pytest.approx(0.1, rel=0.03)
+    shrunk = mix.means[k] + 0.8 * (x - mix.means[k])
+    assert metrics.mode_coverage(shrunk, mix.means, 0.1)["within_std"] == pytest.approx(0.08, rel=0.03)

@@ -147,3 +147,19 @@ def test_class_scatter_and_field_colours():
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="colors"):
         viz.compare_fields({"a": oracle.VelocityOracle(eight_gaussians())}, [0.5], colors=[])
+
+
+def test_path_explorer_redraws_for_path_target_and_t():
+    from cs231n_gen import paths
+
+    ex = widgets.path_explorer(eight_gaussians(), {"RF": paths.rectified_flow(), "VE": paths.ve()}, static=False)
+    menus, t_slider, image = ex.children
+    path_box, target_box = menus.children
+    for control, value in ((t_slider, 0.8), (target_box, "score"), (path_box, "VE")):
+        old = image.value
+        control.value = value
+        assert image.value != old
+    with pytest.raises(ValueError, match="targets"):
+        widgets.path_explorer(eight_gaussians(), {"RF": paths.rectified_flow()}, targets=("noise",))
+    with pytest.raises(ValueError, match="paths"):
+        widgets.path_explorer(eight_gaussians(), {})
