@@ -1,0 +1,512 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Generalized diffusion and its perspectives
+#
+# *CS231n Lecture 14, "Generative Models 2": generalized diffusion, and diffusion as a
+# latent variable model, a score estimator and an SDE solver.*
+#
+# The diffusion literature looks like a zoo: DDPM, score matching, SDEs, DDIM, v-prediction,
+# variance preserving, variance exploding, rectified flow. The lecture's point is that
+# they are all **one recipe** with a few knobs:
+#
+# ```
+# sample x ~ p_data, z ~ p_noise, t ~ p_t
+# x_t    = a(t) x + b(t) z          # the path
+# y_gt   = c(t) x + d(t) z          # the target
+# y_pred = f(x_t, t)
+# loss   = ||y_gt - y_pred||^2
+# ```
+#
+# Rectified flow is $a = 1 - t$, $b = t$, $c = -1$, $d = 1$. In this notebook we build the
+# other choices, show that a prediction of any target can be **converted** into any
+# other (so the samplers of every "perspective" can run any model), check each sampler
+# against the exact answer, and train three models that differ only in their target.
+#
+# Run the cells top to bottom. Cells that make a claim check it with an `assert`.
+
+# %%
+# Setup: install the course library when it is missing (Colab), then import it.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("cs231n_gen") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "cs231n-gen @ git+https://github.com/cs231n-gen/cs231n-gen"])
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from cs231n_gen import budget, get_device, seed_everything
+from cs231n_gen import metrics, oracle, paths, sampling, viz, widgets
+from cs231n_gen.data import GaussianMixture, eight_gaussians
+from cs231n_gen.nn import TimeMLP
+from cs231n_gen.train import fit
+
+device = get_device()
+seed_everything(0)
+QUICK = budget(full=False, quick=True)
+print(f"device: {device}, mode: {'quick' if QUICK else 'full'}")
+
+# %% [markdown]
+# ## 1. One recipe
+#
+# `paths.DiffusionPath` holds $a(t)$, $b(t)$ and their derivatives; `path.target(name,
+# x, z, t)` builds $y = c(t) x + d(t) z$ for a named target, and `path.loss(model, x,
+# target)` is the four-line recipe above. Rectified flow is one instance:
+
+# %%
+rf = paths.rectified_flow()
+g = torch.Generator().manual_seed(0)
+x, z, t = torch.randn(5, 2, generator=g), torch.randn(5, 2, generator=g), torch.rand(5, generator=g)
+assert torch.allclose(rf.interpolate(x, z, t), (1 - t[:, None]) * x + t[:, None] * z)
+assert torch.allclose(rf.target("velocity", x, z, t), z - x)
+print("rectified flow: a = 1 - t, b = t; its velocity target has c = -1, d = 1 (checked)")
+
+# %% [markdown]
+# ## 2. Paths: variance preserving and variance exploding
+#
+# * **Variance preserving (VP)**: $a^2 + b^2 = 1$, i.e. $a = \sqrt{\bar\alpha(t)}$,
+#   $b = \sqrt{1 - \bar\alpha(t)}$ for some $\bar\alpha$ falling from 1 to 0. If $x$ and
+#   $z$ are independent with unit variance, every $x_t$ has unit variance too. Two
+#   classics: the **cosine** path $a = \cos(\pi t/2)$, $b = \sin(\pi t/2)$, and DDPM's
+#   **linear betas** in continuous time, $\bar\alpha(t) = \exp(-\int_0^t \beta)$ with
+#   $\beta$ rising linearly from 0.1 to 20.
+# * **Variance exploding (VE)**: $a = 1$, $b = \sigma(t)$ growing (here geometrically
+#   from 0.01 to 50). $\sigma(1)$ must be big enough to drown all the signal in $x$.
+
+# %%
+PATHS = {"rectified flow": rf, "VP cosine": paths.vp_cosine(), "VP linear (DDPM)": paths.vp_linear(),
+         "VE": paths.ve(0.01, 50.0)}
+tt = torch.linspace(0, 1, 201)
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
+for name, path in PATHS.items():
+    axes[0].plot(tt, path.a(tt), label=name)
+    if name != "VE":
+        axes[1].plot(tt, path.b(tt), label=name)
+    axes[2].plot(tt[1:-1], path.snr(tt[1:-1]), label=name)
+axes[0].set_title("a(t): how much signal (VE: always 1)", fontsize=10)
+axes[1].set_title("b(t): how much noise (VE: up to 50)", fontsize=10)
+axes[2].set_title("signal-to-noise ratio a^2 / b^2", fontsize=10)
+axes[2].set_yscale("log")
+for ax in axes:
+    ax.set_xlabel("t")
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+unit = torch.randn(100_000, 2, generator=g)  # unit-variance data
+for name in ("VP cosine", "VP linear (DDPM)"):
+    path = PATHS[name]
+    variances = [float(path.interpolate(unit, torch.randn(unit.shape, generator=g), s).var(0).mean())
+                 for s in (0.2, 0.5, 0.8)]
+    print(f"{name}: variance of x_t at t = 0.2, 0.5, 0.8: {[round(v, 3) for v in variances]}")
+    assert all(abs(v - 1) < 0.02 for v in variances)
+    assert torch.allclose(path.a(tt) ** 2 + path.b(tt) ** 2, torch.ones_like(tt), atol=1e-6)
+ve_path = PATHS["VE"]
+print(f"VE: b(1) = {float(ve_path.b(torch.tensor(1.0))):.0f}, SNR(1) = {float(ve_path.snr(torch.tensor(1.0))):.1e}")
+
+# %% [markdown]
+# The paths differ in *how fast* they destroy the signal (the SNR curves), not in what
+# they are: every one of them ends at noise and starts at data. Pick a path and a target
+# below and drag $t$: the background is the exact density of $x_t$ for the eight
+# Gaussians (a mixture again, with means $a\mu_k$ and variances $a^2 s^2 + b^2$), and the
+# arrows are the optimal prediction of the chosen target at each point (from the oracle,
+# which now works on any path: `oracle.predict(mixture, x_t, t, path, target)`).
+
+# %%
+data = eight_gaussians()
+widgets.path_explorer(data, PATHS)
+
+# %% [markdown]
+# ## 3. Targets, and converting between them
+#
+# | target | $y$ | $c(t)$ | $d(t)$ |
+# |---|---|---|---|
+# | x-prediction | $x$ | 1 | 0 |
+# | $\epsilon$-prediction | $z$ | 0 | 1 |
+# | v-prediction | $a z - b x$ | $-b$ | $a$ |
+# | velocity (flow) | $\frac{d x_t}{dt} = a' x + b' z$ | $a'$ | $b'$ |
+# | score | $\nabla \log p_t(x_t)$ | 0 | $-1/b$ (in expectation) |
+#
+# **A slip on the slide.** The v-prediction line reads $y = b(t) z - a(t) x$ with
+# $c = b$, $d = -a$; those two do not agree ($b z - a x$ has $c = -a$, $d = b$). The
+# standard definition (Salimans and Ho 2022) is $v = a z - b x$, i.e. $c = -b$, $d = a$.
+# It has a meaning: on a VP path write $a = \cos\phi$, $b = \sin\phi$; then
+# $x_t = \cos\phi\, x + \sin\phi\, z$ and $\frac{d x_t}{d\phi} = -\sin\phi\,x + \cos\phi\,z = v$:
+# v is the velocity along the circle from data to noise. On the cosine path
+# $\phi = \pi t / 2$, so the flow velocity is exactly $\frac{\pi}{2} v$ (checked below).
+#
+# **Why one model can serve every sampler.** The optimal prediction of any target is
+# $c\,E[x \mid x_t] + d\,E[z \mid x_t]$, and always $x_t = a\,E[x \mid x_t] + b\,E[z \mid x_t]$.
+# So a prediction $y$ of one target gives both expectations by solving
+#
+# $$\begin{pmatrix} a & b \\ c & d \end{pmatrix} \begin{pmatrix} \hat x \\ \hat z \end{pmatrix}
+# = \begin{pmatrix} x_t \\ y \end{pmatrix}, \qquad
+# \hat x = \frac{d\,x_t - b\,y}{ad - bc}, \quad \hat z = \frac{a\,y - c\,x_t}{ad - bc},$$
+#
+# and then any other target is $c'\hat x + d'\hat z$; the score is $-\hat z / b$
+# (Tweedie's formula: $\nabla \log p_t(x_t) = -E[z \mid x_t] / b$). The system is
+# singular where $ad = bc$: $x$-prediction says nothing about the noise at $b = 0$,
+# $\epsilon$-prediction nothing about the data at $a = 0$.
+
+# %%
+t_check = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
+xd = 2 * torch.randn(99, 2, generator=g, dtype=torch.float64)
+zd = torch.randn(99, 2, generator=g, dtype=torch.float64)
+worst = 0.0
+for name, path in PATHS.items():
+    x_t = path.interpolate(xd, zd, t_check)
+    for source in paths.TARGETS:
+        y = path.target(source, xd, zd, t_check)
+        for dest in paths.TARGETS:
+            want = path.target(dest, xd, zd, t_check)
+            err = (path.convert(y, source, dest, x_t, t_check) - want).abs() / (1 + want.abs())
+            worst = max(worst, float(err.max()))
+print(f"every conversion between {len(paths.TARGETS)} targets on {len(PATHS)} paths, t in [0.01, 0.99]: "
+      f"largest relative error {worst:.1e}")
+assert worst < 1e-5
+cos_path = PATHS["VP cosine"]
+assert torch.allclose(cos_path.target("velocity", xd, zd, t_check), math.pi / 2 * cos_path.target("v", xd, zd, t_check))
+
+# %% [markdown]
+# ## 4. DDPM: diffusion as a latent-variable model
+#
+# DDPM (Ho et al. 2020) tells the same story in discrete time. A fixed **forward
+# process** adds a little Gaussian noise at each of $T = 1000$ steps,
+# $q(x_i \mid x_{i-1}) = \mathcal N(\sqrt{1 - \beta_i}\,x_{i-1}, \beta_i I)$, with $\beta_i$
+# rising linearly from $10^{-4}$ to $0.02$. The noisy states $x_1, \dots, x_T$ are latent
+# variables (like a VAE's, but the encoder is fixed and only the decoder, the reverse
+# process, is learned). Composing Gaussians gives the **closed-form marginal**
+#
+# $$q(x_i \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_i}\,x_0,\,(1 - \bar\alpha_i) I\big),
+# \qquad \bar\alpha_i = \prod_{j \le i} (1 - \beta_j),$$
+#
+# which is a VP path with $a = \sqrt{\bar\alpha}$, $b = \sqrt{1 - \bar\alpha}$: the
+# continuous "VP linear" path above at $t = i / T$. We check both claims by running the
+# 1000-step chain.
+
+# %%
+betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+alpha_bar = torch.cumprod(1 - betas, 0)
+x0 = data.sample(20_000, generator=g).double()
+chain = x0.clone()
+checkpoints = {}
+for i, beta in enumerate(betas):
+    chain = torch.sqrt(1 - beta) * chain + torch.sqrt(beta) * torch.randn(chain.shape, generator=g, dtype=torch.float64)
+    if i + 1 in (100, 300, 600):
+        checkpoints[i + 1] = chain.clone()
+vp_lin = PATHS["VP linear (DDPM)"]
+for i, state in checkpoints.items():
+    a_i, b_i = math.sqrt(alpha_bar[i - 1]), math.sqrt(1 - alpha_bar[i - 1])
+    # regress the state on x0: slope a_i, residual variance b_i^2
+    slope = float((state * x0).sum() / (x0 * x0).sum())
+    resid = float((state - slope * x0).var())
+    a_cont = float(vp_lin.a(torch.tensor(i / 1000)))
+    print(f"step {i}: chain slope {slope:.4f} vs sqrt(alpha_bar) {a_i:.4f} vs continuous a(t) {a_cont:.4f}; "
+          f"residual variance {resid:.4f} vs 1 - alpha_bar {b_i ** 2:.4f}")
+    assert abs(slope - a_i) < 0.01 and abs(resid - b_i**2) < 0.01 and abs(a_cont - a_i) < 0.01
+
+# %% [markdown]
+# **The loss.** Training maximises a variational lower bound, which (with Ho et al.'s
+# simplification) becomes $\epsilon$-prediction: $\|f(x_t, t) - z\|^2$, the recipe with
+# $c = 0$, $d = 1$.
+#
+# **The ancestral sampler.** The reverse process steps from $x_t$ to a slightly less
+# noisy $x_s$ by drawing from $q(x_s \mid x_t, x = \hat x)$, the forward posterior with
+# the model's guess of the clean data plugged in. For any path it is Gaussian:
+#
+# $$q(x_s \mid x_t, x) = \mathcal N\Big(\tfrac{a_s b_{t|s}^2}{b_t^2}\,x
+#   + \tfrac{a_{t|s} b_s^2}{b_t^2}\,x_t,\ \tfrac{b_{t|s}^2 b_s^2}{b_t^2} I\Big), \qquad
+#   a_{t|s} = \tfrac{a_t}{a_s},\ b_{t|s}^2 = b_t^2 - a_{t|s}^2 b_s^2
+# $$
+#
+# (`sampling.ddpm`; with DDPM's discrete betas, $b_{t|s}^2 = \beta_t$ and this is the
+# sampler of the paper). **DDIM** (Song et al. 2021) is its deterministic counterpart:
+# keep the predicted noise instead of drawing fresh noise,
+# $x_s = a_s \hat x + b_s \hat z$ (`sampling.ddim`).
+#
+# ## 5. Diffusion learns the score
+#
+# The **score** of a density, $\nabla_x \log p(x)$, points toward higher probability.
+# Tweedie's formula says the optimal noise prediction *is* a scaled score:
+# $\nabla \log p_t(x_t) = -E[z \mid x_t] / b(t)$. For the mixture the score of $p_t$ is
+# known in closed form, so we can compare: the oracle's score (from `oracle.predict(...,
+# "score")`) against the gradient of $\log p_t$ taken by autograd.
+
+# %%
+pts = 3 * torch.randn(500, 2, generator=g, dtype=torch.float64)
+data64 = data.to(dtype=torch.float64)
+for t_s in (0.1, 0.4, 0.8):
+    a_s, b_s = float(vp_lin.a(torch.tensor(t_s))), float(vp_lin.b(torch.tensor(t_s)))
+    p_t = GaussianMixture(data64.means * a_s, torch.sqrt(a_s**2 * data64.stds**2 + b_s**2), data64.weights)
+    q = pts.clone().requires_grad_(True)
+    autograd_score = torch.autograd.grad(p_t.log_prob(q).sum(), q)[0]
+    tweedie = oracle.predict(data64, pts, t_s, vp_lin, "score")
+    assert torch.allclose(tweedie, autograd_score, atol=1e-8)
+print("-E[z | x_t] / b(t) equals grad log p_t(x_t) (autograd of the exact density) at t = 0.1, 0.4, 0.8")
+
+# %% [markdown]
+# Knowing the score is enough to sample: **Langevin dynamics**
+# $x \leftarrow x + \epsilon\,\nabla \log p(x) + \sqrt{2\epsilon}\,n$ samples $p$ when run
+# long enough with small steps. Plain Langevin on $p_{data}$ gets stuck between far-apart
+# modes; **annealed** Langevin (Song and Ermon 2019) runs it on $p_t$ for a decreasing
+# sequence of noise levels, starting where $p_t$ is smooth (`sampling.langevin`).
+#
+# ## 6. Diffusion solves an SDE
+#
+# In continuous time the path's marginals are those of a **forward SDE**
+# $dx = f(t)\,x\,dt + g(t)\,dw$ with $f = a'/a$ and $g^2 = (b^2)' - 2 f b^2$. Anderson's
+# theorem gives its **time reversal**,
+# $dx = [f x - g^2 \nabla \log p_t(x)]\,dt + g\,d\bar w$, which runs from noise to data
+# (`sampling.reverse_sde`, Euler-Maruyama). Dropping the noise and halving the score
+# term gives an ODE with the same marginals, the **probability-flow ODE**, whose velocity
+# is exactly the flow target $a'\hat x + b'\hat z$ (`sampling.probability_flow`, Euler or
+# Heun).
+#
+# Every sampler above takes a model of **any** target on **any** path and converts. The
+# proof that they are right, not just plausible: drive each with the exact model and
+# compare the samples with the data.
+
+# %%
+# A W2 ratio of one set of points is noisy (mode counts fluctuate): ten sets of 1000 points
+# give a ratio within about +-0.05 of its mean for a perfect sampler (quick mode: six).
+REPEATS, N_SAMPLES = budget(full=10, quick=6), 1000
+sample_gen = torch.Generator().manual_seed(1)
+data_sets = [data.sample(N_SAMPLES, generator=sample_gen) for _ in range(REPEATS)]
+fresh_sets = [data.sample(N_SAMPLES, generator=sample_gen) for _ in range(REPEATS)]
+noise_sets = [torch.randn(N_SAMPLES, 2, generator=sample_gen) for _ in range(REPEATS)]
+exact_eps = oracle.Oracle(data, vp_lin, "eps")
+b_start = float(vp_lin.b(torch.tensor(0.999)))
+
+SAMPLERS = {
+    "DDPM ancestral, 1000 steps": (1000, lambda m, z, gen: sampling.ddpm(m, z, 1000, path=vp_lin, target="eps",
+                                                                         generator=gen)),
+    "DDIM, 400 steps": (400, lambda m, z, gen: sampling.ddim(m, z, 400, path=vp_lin, target="eps")),
+    "PF-ODE Euler, 400 steps": (400, lambda m, z, gen: sampling.probability_flow(m, z, 400, path=vp_lin, target="eps")),
+    "PF-ODE Heun, 200 steps": (399, lambda m, z, gen: sampling.probability_flow(m, z, 200, path=vp_lin, target="eps",
+                                                                                method="heun")),
+    "reverse SDE (Euler-Maruyama), 500 steps": (501, lambda m, z, gen: sampling.reverse_sde(m, z, 500, path=vp_lin,
+                                                                                            target="eps", generator=gen)),
+    "annealed Langevin, 30 levels x 20": (601, lambda m, z, gen: sampling.langevin(m, z, 30, 20, path=vp_lin,
+                                                                                   target="eps", generator=gen)),
+}
+MODE_STD = float(data.stds[0])
+real_spread = metrics.mode_coverage(torch.cat(fresh_sets), data.means, std=MODE_STD)["within_std"]
+print(f"{'sampler':42s} model calls | W2 ratio | spread of each mode (real data: {real_spread:.3f})")
+exact_results = {}
+for name, (calls, run) in SAMPLERS.items():
+    outs = [run(exact_eps, b_start * z, sample_gen) for z in noise_sets]
+    exact_results[name] = outs
+    ratio = metrics.wasserstein2_ratio(outs, data_sets, fresh_sets)
+    spread = metrics.mode_coverage(torch.cat(outs), data.means, std=MODE_STD)["within_std"]
+    print(f"{name:42s}    {calls:4d}     |   {ratio:.2f}   |   {spread:.3f}")
+    assert ratio <= 1.15, (name, ratio)
+    assert abs(spread / real_spread - 1) < 0.1, (name, spread)
+
+fig = viz.plot_samples({name.split(",")[0]: outs[0] for name, outs in exact_results.items()}, size=2.4,
+                       colors=[viz.ORACLE] * len(exact_results))
+fig.suptitle("Six samplers driven by the exact eps-prediction on the VP linear path", y=1.1)
+plt.show()
+
+# %% [markdown]
+# All six reach the data: a W2 ratio of 1 means "as close as fresh real data", and each
+# mode has the right width. (Read both columns: W2 does not penalise modes that are a
+# little too *narrow*. The last step of DDPM and the final denoising of Langevin return
+# the posterior mean $E[x \mid x_t]$ at a small but nonzero noise level, which shrinks
+# each mode slightly; with 200 DDPM steps instead of 1000 the modes come out about 13%
+# too narrow while the W2 ratio looks better than perfect; DDIM and the ODE's last
+# steps do the same at 100 steps.) These step counts are generous on purpose: the
+# uniform grid in $t$ is a poor fit for the VP linear path, whose signal-to-noise ratio
+# changes fastest near $t = 0$ (the noise-schedules notebook shows how to place steps
+# better). Langevin places its noise levels evenly in log-SNR, as annealed Langevin
+# always has. The stochastic samplers (DDPM, reverse SDE, Langevin) inject fresh noise,
+# which corrects earlier errors; the deterministic ones (DDIM, the probability-flow ODE)
+# map each noise to one sample, which is what makes distillation and inversion possible.
+#
+# ## 7. Same recipe, three targets
+#
+# Now learned models. We train the same network on the same path (VP linear) for the
+# same number of steps, changing only the target: $x$, $\epsilon$ or $v$. To compare
+# them on common ground we convert every model's prediction to the clean-data estimate
+# $\hat x$ and to the noise estimate $\hat z$ (equivalently the score,
+# $\hat s = -\hat z / b$), and measure both against the oracle at each noise level:
+# $E\|\hat x - E[x \mid x_t]\|^2$ and $E\|\hat z - E[z \mid x_t]\|^2 = b^2 E\|\hat s - s^*\|^2$.
+
+# %%
+TRAIN_STEPS = budget(full=5000, quick=1500)
+T_RANGE = (0.001, 0.999)
+models = {}
+for target in ("x", "eps", "v"):
+    seed_everything(0)
+    net = TimeMLP(dim=2, hidden=256, depth=3)
+    fit(net, lambda m, xb, gen, target=target: vp_lin.loss(m, xb, target, gen, t_range=T_RANGE), data,
+        steps=TRAIN_STEPS, batch_size=512, lr=2e-3, device=device, desc=f"{target}-prediction")
+    models[target] = net.cpu().eval()
+
+T_ERR = [0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95]
+eval_gen = torch.Generator().manual_seed(2)
+x_err = {target: [] for target in models}
+z_err = {target: [] for target in models}
+for t_e in T_ERR:
+    xb = data.sample(4096, generator=eval_gen)
+    x_t = vp_lin.interpolate(xb, torch.randn(xb.shape, generator=eval_gen), t_e)
+    best_x = oracle.predict(data, x_t, t_e, vp_lin, "x")
+    best_z = oracle.predict(data, x_t, t_e, vp_lin, "eps")
+    for target, net in models.items():
+        with torch.no_grad():
+            x_hat, z_hat = vp_lin.to_x_eps(net(x_t, torch.full((4096,), t_e)), target, x_t, t_e)
+        x_err[target].append(float((x_hat - best_x).square().sum(1).mean()))
+        z_err[target].append(float((z_hat - best_z).square().sum(1).mean()))
+
+w2_table = {}
+for target, net in models.items():
+    outs = [sampling.ddim(net, b_start * z, 100, path=vp_lin, target=target) for z in noise_sets]
+    w2_table[target] = metrics.wasserstein2_ratio(outs, data_sets, fresh_sets)
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for target in models:
+    axes[0].plot(T_ERR, x_err[target], "o-", label=f"{target}-prediction")
+    axes[1].plot(T_ERR, z_err[target], "o-", label=f"{target}-prediction")
+axes[0].set_title("error of the clean-data estimate x_hat", fontsize=10)
+axes[1].set_title("error of the noise estimate z_hat (= b^2 x score error)", fontsize=10)
+for ax in axes:
+    ax.set_yscale("log")
+    ax.set_xlabel("noise level t")
+    ax.legend(fontsize=8)
+fig.suptitle(f"Three targets, same network and budget ({TRAIN_STEPS} steps), compared with the oracle", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+print("target | W2 ratio (DDIM, 100 steps) | x_hat error at t = 0.01 / 0.95 | z_hat error at t = 0.01 / 0.95")
+low, high = T_ERR.index(0.01), T_ERR.index(0.95)
+for target in models:
+    print(f"{target:6s} |          {w2_table[target]:.2f}              |      {x_err[target][low]:.4f} / "
+          f"{x_err[target][high]:.4f}         |      {z_err[target][low]:.4f} / {z_err[target][high]:.4f}")
+
+assert z_err["x"][low] > 3 * z_err["eps"][low]  # x-prediction: poor noise (score) estimate at low noise
+assert x_err["eps"][high] > 3 * x_err["x"][high]  # eps-prediction: poor clean-data estimate at high noise
+assert x_err["v"][high] < x_err["eps"][high] and z_err["v"][low] < z_err["x"][low]  # v avoids both blow-ups
+
+# %% [markdown]
+# The differences come straight from the conversions:
+#
+# * **x-prediction** at low noise: $\hat z = (x_t - a\hat x)/b$ divides the model's
+#   error by $b \to 0$. A tiny error in $\hat x$ becomes a huge error in the noise (and
+#   in the score), exactly where the sampler makes its final, fine-grained moves.
+# * **$\epsilon$-prediction** at high noise: $\hat x = (x_t - b\hat z)/a$ divides by
+#   $a \to 0$. Near pure noise its clean-data estimate, and with it the first sampling
+#   steps, are noisy. (On this data that costs little: the first steps only need the
+#   rough mean, and later steps correct them.)
+# * **v-prediction**, $v = a z - b x$, never divides by a vanishing number
+#   ($ad - bc = a^2 + b^2 = 1$ on a VP path): it avoids both blow-ups. It is the safe
+#   default when the ends matter (Salimans and Ho introduced it for distillation to a
+#   few steps, where the high-noise end carries much of the work). Rectified flow's
+#   velocity $z - x$ has the same property.
+#
+# Which target gives the best *samples* is an empirical question that depends on the
+# data, the network and the sampler; the table above is the honest answer for this
+# network, this data and this budget. The ends where each target is weak are not.
+#
+# Finally DDPM as its authors ran it: the learned $\epsilon$ model with ancestral
+# sampling.
+
+# %%
+ddpm_outs = [sampling.ddpm(models["eps"], b_start * z, 1000, path=vp_lin, target="eps", generator=sample_gen)
+             for z in noise_sets]
+ddpm_ratio = metrics.wasserstein2_ratio(ddpm_outs, data_sets, fresh_sets)
+ddpm_modes = metrics.mode_coverage(torch.cat(ddpm_outs), data.means, std=MODE_STD)
+print(f"learned eps-prediction, DDPM ancestral sampling (1000 steps): W2 ratio {ddpm_ratio:.2f}, "
+      f"{100 * ddpm_modes['high_quality']:.1f}% of samples on a mode, mode spread {ddpm_modes['within_std']:.3f} "
+      f"(real data: {real_spread:.3f})")
+fig = viz.plot_samples({"data": data_sets[0], "DDPM, learned eps": ddpm_outs[0]}, colors=[viz.DATA, viz.MODEL])
+plt.show()
+assert ddpm_ratio <= budget(full=1.4, quick=2.0)
+
+# %% [markdown]
+# ## 8. Perspectives on diffusion
+#
+# The lecture lists eight ways to look at the same model (after Sander Dieleman's
+# "Perspectives on diffusion"). The ones this course demonstrates, and where:
+#
+# | perspective | what it says | where you saw it |
+# |---|---|---|
+# | latent variable model | fixed noising encoder, learned decoder, ELBO gives $\epsilon$-prediction | section 4: the 1000-step chain and its closed-form marginal; DDPM sampling in sections 6 and 7 |
+# | score matching | the network estimates $\nabla \log p_t$ | section 5: Tweedie's score vs autograd; Langevin in section 6 |
+# | SDE solver | sampling integrates the reverse-time SDE | section 6: Euler-Maruyama on the reverse SDE |
+# | flow | a deterministic ODE carries noise to data | section 6: the probability-flow ODE; the rectified-flow notebook |
+# | autoencoder | a denoiser maps noisy inputs to clean ones | section 3: $\hat x$, the x-prediction, is a denoising autoencoder at every noise level |
+# | expectation estimator | the optimal prediction is a conditional mean | the oracle throughout: $E[x \mid x_t]$, $E[z \mid x_t]$ (rectified-flow notebook, section 6) |
+#
+# (The lecture's other two, recurrent networks and autoregressive models, are about
+# unrolling the sampler and about spectral ordering; they are not demonstrated here.)
+#
+# ## Exercises
+#
+# **Exercise 1: conversions.** Given an $\epsilon$-prediction `eps` at `x_t` on a path
+# with coefficients `a`, `b` and derivatives `da`, `db` (tensors broadcastable against
+# `x_t`), return the implied clean-data estimate $\hat x$ and the implied velocity
+# $a'\hat x + b'\hat z$.
+
+# %% tags=["exercise"]
+def eps_to_x_and_velocity(eps, x_t, a, b, da, db):
+    ### BEGIN SOLUTION
+    x_hat = (x_t - b * eps) / a
+    return x_hat, da * x_hat + db * eps
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from cs231n_gen.exercises import check_eps_conversions
+
+check_eps_conversions(eps_to_x_and_velocity)
+
+# %% [markdown]
+# **Exercise 2: one DDPM ancestral step.** Given the current state `x_t`, the model's
+# clean-data estimate `x_hat`, the path coefficients at the current time (`a_t`, `b_t`)
+# and at the next, less noisy time (`a_s`, `b_s`), and a standard normal `noise`, return
+# one draw of $x_s$ from $q(x_s \mid x_t, x = \hat x)$ (section 4's formula).
+
+# %% tags=["exercise"]
+def ddpm_step(x_t, x_hat, a_t, b_t, a_s, b_s, noise):
+    ### BEGIN SOLUTION
+    a_ts = a_t / a_s
+    b_ts2 = b_t**2 - a_ts**2 * b_s**2
+    mean = a_s * b_ts2 / b_t**2 * x_hat + a_ts * b_s**2 / b_t**2 * x_t
+    return mean + (b_ts2 * b_s**2 / b_t**2) ** 0.5 * noise
+    ### END SOLUTION
+
+
+# %% tags=["check"]
+from cs231n_gen.exercises import check_ddpm_step
+
+check_ddpm_step(ddpm_step)
+
+# %% [markdown]
+# ## Summary
+#
+# | slide | what you saw here |
+# |---|---|
+# | $x_t = a x + b z$, $y = c x + d z$, one loss | section 1: `path.loss`; rectified flow is $a = 1-t, b = t, c = -1, d = 1$ |
+# | VP ($a^2 + b^2 = 1$) and VE ($a = 1$, large $\sigma$) | section 2: variance stays 1 on VP paths; VE's SNR at $t = 1$ is $4 \cdot 10^{-4}$ |
+# | x-, $\epsilon$-, v-prediction | section 3: all targets convert into each other (to $10^{-5}$); the slide's v line is corrected to $v = a z - b x$ |
+# | latent variable model | section 4: the 1000-step chain has the closed-form marginal of the VP linear path |
+# | learns the score | section 5: $-E[z \mid x_t]/b = \nabla \log p_t$; Langevin samples with it |
+# | solves an SDE | section 6: reverse SDE, probability-flow ODE (Euler, Heun), DDPM, DDIM, Langevin: all reach the data with the exact model |
+# | "how do we choose these functions?" | section 7: the target decides where errors are amplified; v is the balanced choice |
