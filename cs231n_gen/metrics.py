@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ._validate import as_time, check_int, check_labels, check_points, check_real
+from .data.toy2d import check_labelled_mixture
 from .runtime import device_of
 
 
@@ -205,14 +206,6 @@ def mode_coverage(samples: torch.Tensor, means, std: float, radius: float = 3.0)
     }
 
 
-def _check_labelled(labelled):
-    from .data.toy2d import LabelledMixture
-
-    if not isinstance(labelled, LabelledMixture):
-        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
-    return labelled
-
-
 def class_conditional_scores(labelled, samples: torch.Tensor, labels, generator: torch.Generator | None = None) -> dict:
     r"""How well samples asked to be of class y match p(x | y), for a labelled mixture.
 
@@ -229,7 +222,7 @@ def class_conditional_scores(labelled, samples: torch.Tensor, labels, generator:
     ``labels`` are the classes the samples were asked to be (an int or (n,) tensor);
     every class present needs at least 2 samples.
     """
-    labelled = _check_labelled(labelled)
+    labelled = check_labelled_mixture(labelled)
     samples = check_points("samples", samples, labelled.dim).detach()
     n = samples.shape[0]
     labels = check_labels("labels", labels, n, labelled.n_classes, samples.device)
@@ -270,7 +263,7 @@ def branch_errors(model, labelled, n: int = 16384, generator: torch.Generator | 
     """
     from . import oracle as _oracle
 
-    labelled = _check_labelled(labelled)
+    labelled = check_labelled_mixture(labelled)
     n = check_int("n", n, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     null_label = getattr(model, "null_label", None)

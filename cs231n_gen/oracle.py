@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 
 from ._validate import as_time, check_int, check_labels, check_points, check_real
-from .data.toy2d import GaussianMixture
+from .data.toy2d import GaussianMixture, check_labelled_mixture
+from .paths import check_path, check_target
 
 
 def _check_mixture(mixture) -> GaussianMixture:
@@ -156,14 +157,6 @@ def irreducible_loss(
                              lambda x, xt, ti: conditional_variance(mixture, xt, ti).mean())
 
 
-def _check_path(path):
-    from .paths import DiffusionPath
-
-    if not isinstance(path, DiffusionPath):
-        raise ValueError(f"path must be a cs231n_gen.paths.DiffusionPath, got {type(path).__name__}")
-    return path
-
-
 def predict(mixture: GaussianMixture, x_t: torch.Tensor, t, path, target: str, *,
             check_values: bool = True) -> torch.Tensor:
     r"""The optimal prediction of any target on any path: E[c x + d z | x_t], shape (n, D).
@@ -173,11 +166,8 @@ def predict(mixture: GaussianMixture, x_t: torch.Tensor, t, path, target: str, *
     the exact score grad log p_t(x_t) = -E[z | x_t] / b(t), ``"eps"`` the optimal noise
     prediction, ``"x"`` the optimal denoiser.
     """
-    from .paths import TARGETS
-
-    path = _check_path(path)
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    path = check_path(path)
+    check_target("target", target)
 
     def what(post):
         c, d = path.target_coefficients(target, post.t)
@@ -191,13 +181,9 @@ class Oracle(torch.nn.Module):
 
     def __init__(self, mixture: GaussianMixture, path, target: str = "velocity"):
         super().__init__()
-        from .paths import TARGETS
-
         self.mixture = _check_mixture(mixture)
-        self.path = _check_path(path)
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        self.target = target
+        self.path = check_path(path)
+        self.target = check_target("target", target)
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
         return predict(self.mixture, x_t, t, self.path, self.target, check_values=False)
@@ -283,7 +269,7 @@ def class_velocity(labelled, x_t: torch.Tensor, t, y) -> torch.Tensor:
 
     ``labelled`` is a :class:`~cs231n_gen.data.LabelledMixture`; ``y`` an int or (n,) labels.
     """
-    labelled = _check_labelled(labelled)
+    labelled = check_labelled_mixture(labelled)
     x_t = check_points("x_t", x_t, labelled.dim)
     n = x_t.shape[0]
     y = check_labels("y", y, n, labelled.n_classes, x_t.device)
@@ -305,14 +291,6 @@ def guided_velocity(labelled, x_t: torch.Tensor, t, y, w: float) -> torch.Tensor
     return (1 + w) * v_cond - w * velocity(labelled.mixture.to(x_t.device), x_t, t)
 
 
-def _check_labelled(labelled):
-    from .data.toy2d import LabelledMixture
-
-    if not isinstance(labelled, LabelledMixture):
-        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
-    return labelled
-
-
 def class_log_posterior(labelled, x_t: torch.Tensor, t) -> torch.Tensor:
     r"""log p_t(y | x_t), shape (n, C): the exact *noisy* classifier.
 
@@ -321,7 +299,7 @@ def class_log_posterior(labelled, x_t: torch.Tensor, t) -> torch.Tensor:
     r_k(x_t) over the components of each class; at t = 1 it is the prior p(y) and at
     t = 0 the clean-data :meth:`~cs231n_gen.data.LabelledMixture.class_posterior`.
     """
-    labelled = _check_labelled(labelled)
+    labelled = check_labelled_mixture(labelled)
     x_t = check_points("x_t", x_t, labelled.dim)
     t = as_time("t", t, x_t.shape[0], x_t)
     r = component_posterior(labelled.mixture.to(x_t.device), x_t, t)
@@ -345,7 +323,7 @@ def classifier_guided_velocity(labelled, x_t: torch.Tensor, t, y, scale: float) 
     is classifier guidance with the classifier p_t(y | x_t) implied by the generative
     model itself. Needs t < 1 (the factor t / (1 - t) is infinite at pure noise).
     """
-    labelled = _check_labelled(labelled)
+    labelled = check_labelled_mixture(labelled)
     scale = check_real("scale", scale, minimum=0.0)
     x_t = check_points("x_t", x_t, labelled.dim)
     n = x_t.shape[0]

@@ -80,6 +80,20 @@ def rectified_flow_loss(
 TARGETS = ("x", "eps", "v", "velocity", "score")
 
 
+def check_target(name: str, target) -> str:
+    """``target`` if it is one of ``TARGETS``, else a ValueError naming the argument."""
+    if target not in TARGETS:
+        raise ValueError(f"{name} must be one of {TARGETS}, got {target!r}")
+    return target
+
+
+def check_path(path) -> "DiffusionPath":
+    """``path`` if it is a :class:`DiffusionPath`, else a ValueError."""
+    if not isinstance(path, DiffusionPath):
+        raise ValueError(f"path must be a cs231n_gen.paths.DiffusionPath, got {type(path).__name__}")
+    return path
+
+
 class DiffusionPath:
     r"""A Gaussian path between data (t = 0) and noise (t = 1): x_t = a(t) x + b(t) z.
 
@@ -156,6 +170,7 @@ class DiffusionPath:
 
     def target_coefficients(self, target: str, t) -> tuple[torch.Tensor, torch.Tensor]:
         """(c(t), d(t)) of ``target`` (one of ``TARGETS``)."""
+        check_target("target", target)
         t = self._t(t)
         if target == "x":
             return torch.ones_like(t), torch.zeros_like(t)
@@ -165,9 +180,7 @@ class DiffusionPath:
             return -self.b(t), self.a(t)
         if target == "velocity":
             return self.da(t), self.db(t)
-        if target == "score":
-            return torch.zeros_like(t), -1.0 / self.b(t)
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        return torch.zeros_like(t), -1.0 / self.b(t)  # the score
 
     def target(self, target: str, x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
         """y = c(t) x + d(t) z: the regression target for a batch."""
@@ -190,8 +203,7 @@ class DiffusionPath:
 
     def convert(self, y: torch.Tensor, source: str, dest: str, x_t: torch.Tensor, t) -> torch.Tensor:
         """A prediction of ``source`` turned into the equivalent prediction of ``dest``."""
-        if dest not in TARGETS:
-            raise ValueError(f"dest must be one of {TARGETS}, got {dest!r}")
+        check_target("dest", dest)
         x_hat, z_hat = self.to_x_eps(y, source, x_t, t)
         t = as_time("t", t, x_t.shape[0], x_t, check_values=False)[:, None]
         c, d = self.target_coefficients(dest, t)
@@ -205,8 +217,7 @@ class DiffusionPath:
         blows up: the score at b = 0).
         """
         x = check_points("x", x)
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        check_target("target", target)
         if z is None:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if t is None:
@@ -217,7 +228,8 @@ class DiffusionPath:
             if not lo < hi:
                 raise ValueError(f"t_range must have low < high, got {t_range!r}")
             t = lo + (hi - lo) * torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
-        t = as_time("t", t, x.shape[0], x)
+        else:  # only times from outside are checked (the check reads values back to the host)
+            t = as_time("t", t, x.shape[0], x)
         tt = t[:, None]
         c, d = self.target_coefficients(target, tt)
         y = c * x + d * z

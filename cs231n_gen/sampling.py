@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ._validate import check_int, check_points, check_real, check_tensor
+from .paths import check_path, check_target
 from .schedules import time_grid
 
 
@@ -83,16 +84,12 @@ def euler(
 # --------------------------------------------------------------------------------------
 
 def _setup(model, x, steps, path, target, t_start, t_end):
-    from .paths import TARGETS, DiffusionPath
-
     if not callable(model):
         raise ValueError(f"model must be callable as model(x_t, t), got {type(model).__name__}")
     x = check_points("x", x)
     steps = check_int("steps", steps, minimum=1)
-    if not isinstance(path, DiffusionPath):
-        raise ValueError(f"path must be a cs231n_gen.paths.DiffusionPath, got {type(path).__name__}")
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    check_path(path)
+    check_target("target", target)
     t_start = check_real("t_start", t_start, minimum=0.0, maximum=1.0)
     t_end = check_real("t_end", t_end, minimum=0.0, maximum=1.0)
     if not t_end < t_start:

@@ -79,7 +79,15 @@ def shift_time(t, shift: float) -> torch.Tensor:
     t = _times(t)
     if bool(((t < 0) | (t > 1)).any()):
         raise ValueError("t must lie in [0, 1]")
-    # clamped: in floating point shift / (1 + (shift - 1)) can land a hair outside [0, 1]
+    return _shift(t, shift)
+
+
+def _shift(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """The shift without input checks (no host sync: training calls it every step).
+
+    Clamped, since in floating point shift / (1 + (shift - 1)) can land a hair outside [0, 1].
+    Its inverse is the shift by 1 / shift.
+    """
     return (shift * t / (1 + (shift - 1) * t)).clamp(0.0, 1.0)
 
 
@@ -102,11 +110,6 @@ def snr_matching_shift(low_pixels: int, high_pixels: int) -> float:
     low = check_int("low_pixels", low_pixels, minimum=1)
     high = check_int("high_pixels", high_pixels, minimum=1)
     return math.sqrt(high / low)
-
-
-def _unshift(t: torch.Tensor, shift: float) -> torch.Tensor:
-    """The inverse of :func:`shift_time`: u with shift_time(u, shift) = t."""
-    return t / (shift - (shift - 1) * t)
 
 
 class TimeSampler:
@@ -138,14 +141,14 @@ class TimeSampler:
             u = uniform_t(n, generator=generator, device=device)
         else:
             u = logit_normal_t(n, self.m, self.s, generator=generator, device=device)
-        return u if self.shift == 1.0 else shift_time(u, self.shift)
+        return u if self.shift == 1.0 else _shift(u, self.shift)
 
     def density(self, t) -> torch.Tensor:
         """p(t) at t strictly inside (0, 1)."""
         t = _times(t)
         if bool(((t <= 0) | (t >= 1)).any()):
             raise ValueError("t must lie strictly inside (0, 1) for a density")
-        u = _unshift(t, self.shift)
+        u = _shift(t, 1.0 / self.shift)  # the inverse shift
         jacobian = self.shift / (self.shift - (self.shift - 1) * t) ** 2
         base = torch.ones_like(u) if self.kind == "uniform" else logit_normal_density(u, self.m, self.s)
         return base * jacobian

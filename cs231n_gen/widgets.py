@@ -76,6 +76,25 @@ class FramePlayer:
         display(self.widget)
 
 
+def _live_figure(controls, draw, size):
+    """An Image redrawn by ``draw(ax)`` whenever one of ``controls`` changes (cheap figures only)."""
+    import ipywidgets as W
+
+    image = W.Image(format="png", layout=W.Layout(width=f"{round(size[0] * FRAME_DPI)}px",
+                                                   height=f"{round(size[1] * FRAME_DPI)}px"))
+
+    def render(*_):
+        fig = Figure(figsize=size)
+        draw(fig.add_subplot(1, 1, 1))
+        fig.tight_layout()
+        image.value = _png(fig)
+
+    for control in controls:
+        control.observe(render, names="value")
+    render()
+    return image
+
+
 def flow_player(trajectory, times, reference=None, lim: float = 3.5, n_show: int = 1000, static: bool = True):
     """Particles flowing from noise (t = 1) to data (t = 0); press play or drag.
 
@@ -329,19 +348,8 @@ def time_sampler_explorer(reference=None, reference_label: str = "difficulty", s
     s = W.FloatSlider(value=1.0, min=0.3, max=2.0, step=0.1, description="s", continuous_update=True)
     shift = W.FloatLogSlider(value=1.0, base=2, min=-2, max=3, step=0.25, description="shift",
                              continuous_update=True)
-    width, height = round(5.6 * FRAME_DPI), round(3.4 * FRAME_DPI)
-    image = W.Image(format="png", layout=W.Layout(width=f"{width}px", height=f"{height}px"))
-
-    def render(*_):
-        sampler = TimeSampler(base.value, m=m.value, s=s.value, shift=shift.value)
-        fig = Figure(figsize=(5.6, 3.4))
-        draw(fig.add_subplot(1, 1, 1), sampler)
-        fig.tight_layout()
-        image.value = _png(fig)
-
-    for control in (base, m, s, shift):
-        control.observe(render, names="value")
-    render()
+    image = _live_figure((base, m, s, shift), lambda ax: draw(ax, TimeSampler(base.value, m=m.value, s=s.value,
+                                                                             shift=shift.value)), (5.6, 3.4))
     return W.VBox([W.HBox([base]), W.HBox([m, s, shift]), image])
 
 
@@ -359,16 +367,17 @@ def path_explorer(mixture, paths: dict, targets=("eps", "x", "v", "velocity", "s
 
     from . import oracle as _oracle
     from .data.toy2d import GaussianMixture
-    from .paths import TARGETS, DiffusionPath
+    from .paths import check_path, check_target
 
     if not isinstance(mixture, GaussianMixture) or mixture.dim != 2:
         raise ValueError("mixture must be a 2D cs231n_gen.data.GaussianMixture")
-    if not paths or not all(isinstance(p, DiffusionPath) for p in paths.values()):
-        raise ValueError("paths must be a non-empty dict of name -> DiffusionPath")
-    targets = list(targets)
-    bad = [t for t in targets if t not in TARGETS]
-    if not targets or bad:
-        raise ValueError(f"targets must be a non-empty subset of {TARGETS}, got {targets}")
+    if not isinstance(paths, dict) or not paths:
+        raise ValueError(f"paths must be a non-empty dict of name -> DiffusionPath, got {paths!r}")
+    for path in paths.values():
+        check_path(path)
+    targets = [check_target("targets", t) for t in targets]
+    if not targets:
+        raise ValueError("targets must name at least one target")
     mixture = mixture.to("cpu")
     grid = torch.linspace(-lim * 0.9, lim * 0.9, n)
     gx, gy = torch.meshgrid(grid, grid, indexing="xy")
@@ -402,16 +411,6 @@ def path_explorer(mixture, paths: dict, targets=("eps", "x", "v", "velocity", "s
     path_box = W.Dropdown(options=list(paths), value=next(iter(paths)), description="path")
     target_box = W.Dropdown(options=targets, value=targets[0], description="target")
     t_slider = W.FloatSlider(value=0.5, min=0.02, max=0.98, step=0.02, description="t", continuous_update=True)
-    image = W.Image(format="png", layout=W.Layout(width=f"{round(4.6 * FRAME_DPI)}px",
-                                                   height=f"{round(4.6 * FRAME_DPI)}px"))
-
-    def render(*_):
-        fig = Figure(figsize=(4.6, 4.6))
-        draw(fig.add_subplot(1, 1, 1), path_box.value, target_box.value, t_slider.value)
-        fig.tight_layout()
-        image.value = _png(fig)
-
-    for control in (path_box, target_box, t_slider):
-        control.observe(render, names="value")
-    render()
+    image = _live_figure((path_box, target_box, t_slider),
+                         lambda ax: draw(ax, path_box.value, target_box.value, t_slider.value), (4.6, 4.6))
     return W.VBox([W.HBox([path_box, target_box]), t_slider, image])

@@ -339,6 +339,13 @@ class LabelledMixture:
         return out.index_add_(1, self.component_classes.to(post.device), post)
 
 
+def check_labelled_mixture(labelled) -> LabelledMixture:
+    """``labelled`` if it is a :class:`LabelledMixture`, else a ValueError."""
+    if not isinstance(labelled, LabelledMixture):
+        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
+    return labelled
+
+
 def overlapping_classes(std: float = 0.65) -> LabelledMixture:
     """Three classes that overlap: each a pair of Gaussians, arranged around the origin.
 
