@@ -283,11 +283,7 @@ def branch_errors(model, labelled, n: int = 16384, generator: torch.Generator | 
         v_all = _oracle.velocity(lab.mixture, xt, t)
         f_cond = model(xt, t, y)
         f_null = model(xt, t, torch.full_like(y, null_label))
-        irreducible_cond = torch.zeros(m, device=device, dtype=x.dtype)
-        for c in range(lab.n_classes):
-            rows = y == c
-            if bool(rows.any()):
-                irreducible_cond[rows] = _oracle.conditional_variance(lab.class_mixture(c), xt[rows], t[rows])
+        irreducible_cond = _oracle.class_conditional_variance(lab, xt, t, y)
         sums += torch.stack([(f_cond - v_cond).square().sum(1).sum(), (f_null - v_all).square().sum(1).sum(),
                              irreducible_cond.sum(), _oracle.conditional_variance(lab.mixture, xt, t).sum()]).double()
         done += m

@@ -269,16 +269,29 @@ def class_velocity(labelled, x_t: torch.Tensor, t, y) -> torch.Tensor:
 
     ``labelled`` is a :class:`~cs231n_gen.data.LabelledMixture`; ``y`` an int or (n,) labels.
     """
+    return _by_class(labelled, x_t, t, y, velocity)
+
+
+def class_conditional_variance(labelled, x_t: torch.Tensor, t, y) -> torch.Tensor:
+    """tr Var(z - x | x_t, y), shape (n,): the loss the exact conditional field pays, row by row."""
+    return _by_class(labelled, x_t, t, y, conditional_variance)
+
+
+def _by_class(labelled, x_t, t, y, quantity) -> torch.Tensor:
+    """``quantity(p(x | y_i), x_t_i, t_i)`` for each row, grouped by class (one call per class)."""
     labelled = check_labelled_mixture(labelled)
     x_t = check_points("x_t", x_t, labelled.dim)
     n = x_t.shape[0]
     y = check_labels("y", y, n, labelled.n_classes, x_t.device)
     t = as_time("t", t, n, x_t)
-    out = torch.empty_like(x_t)
+    out = None
     for c in range(labelled.n_classes):
         rows = y == c
         if bool(rows.any()):
-            out[rows] = velocity(labelled.class_mixture(c).to(x_t.device), x_t[rows], t[rows])
+            value = quantity(labelled.class_mixture(c).to(x_t.device), x_t[rows], t[rows])
+            if out is None:
+                out = value.new_empty((n,) + tuple(value.shape[1:]))
+            out[rows] = value
     return out
 
 

@@ -263,18 +263,16 @@ def guidance_explorer(ws, samples, labels, reference=None, captions=None, lim: f
     def label(i):
         return f"w = {ws[i]:g}" + (f": {captions[i]}" if captions is not None else "")
 
-    def draw(ax, i):
+    def draw(ax, i, size=4.0, title="guidance weight w = "):
         if ref is not None:
-            viz.scatter(ax, ref, color=viz.NOISE, lim=lim, alpha=0.15, s=3)
-        viz.class_scatter(ax, pts[i], labels, lim=lim, s=4, alpha=0.6, title=f"guidance weight w = {ws[i]:g}")
+            viz.scatter(ax, ref, color=viz.NOISE, lim=lim, alpha=0.15, s=size - 1)
+        viz.class_scatter(ax, pts[i], labels, lim=lim, s=size, alpha=0.6, title=f"{title}{ws[i]:g}")
 
     if static:
         picks = sorted({round(j * (len(ws) - 1) / 4) for j in range(5)})
         fig, axes = plt.subplots(1, len(picks), figsize=(2.8 * len(picks), 3.0), squeeze=False)
         for ax, j in zip(axes[0], picks):
-            if ref is not None:
-                viz.scatter(ax, ref, color=viz.NOISE, lim=lim, alpha=0.15, s=2)
-            viz.class_scatter(ax, pts[j], labels, lim=lim, title=f"w = {ws[j]:g}")
+            draw(ax, j, size=2.0, title="w = ")
         fig.suptitle("Guided samples, coloured by the class asked for (grey: real data)", fontsize=10)
         fig.tight_layout()
         plt.show()

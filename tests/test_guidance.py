@@ -206,3 +206,12 @@ def test_sharpened_class_distribution():
         data.sample_sharpened(0, 10, -1.0)
     with pytest.raises(ValueError, match="y"):
         data.sample_sharpened(3, 10, 1.0)
+
+
+def test_class_conditional_variance_is_each_class_oracle():
+    data = overlapping_classes()
+    x_t = torch.randn(60, 2, generator=torch.Generator().manual_seed(5))
+    y = torch.arange(60) % 3
+    got = oracle.class_conditional_variance(data, x_t, 0.4, y)
+    for c in range(3):
+        assert torch.allclose(got[y == c], oracle.conditional_variance(data.class_mixture(c), x_t[y == c], 0.4))
