@@ -36,3 +36,16 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(f"{len(shots)} screenshot(s) in {path}")
         for name in shots:
             terminalreporter.write_line(f"  {name}")
+
+
+@pytest.fixture(scope="session")
+def digit_cache(tmp_path_factory):
+    """One cache folder for the whole test session, so the digit judge trains once."""
+    from cs231n_gen import cache
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(cache.CACHE_ENV, str(tmp_path_factory.mktemp("cs231n-gen-cache")))
+    try:
+        yield cache.cache_dir()
+    finally:
+        mp.undo()

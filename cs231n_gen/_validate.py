@@ -90,7 +90,7 @@ def check_points(name: str, value, dim: int | None = None) -> torch.Tensor:
 
 
 def as_time(
-    name: str, t, batch: int, like: torch.Tensor, *, check_values: bool = True
+    name: str, t, batch: int, like: torch.Tensor, *, check_values: bool = True, rows_of: str = "x"
 ) -> torch.Tensor:
     """Turn a float, 0-d, (n,) or (n, 1) time into a (batch,) tensor on ``like``'s device.
 
@@ -104,6 +104,9 @@ def as_time(
         t = torch.tensor(float(t))
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a number or tensor in [0, 1], got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point time (an integer tensor would truncate it), "
+                         f"got dtype {t.dtype}")
     t = t.to(device=like.device, dtype=like.dtype)
     if t.ndim == 2 and t.shape[1] == 1:
         t = t[:, 0]
@@ -111,8 +114,8 @@ def as_time(
         t = t.expand(batch)
     if t.ndim != 1 or t.shape[0] != batch:
         raise ValueError(
-            f"{name} must be a scalar or have shape ({batch},) or ({batch}, 1), "
-            f"got shape {tuple(t.shape)}"
+            f"{name} must be a scalar or have shape ({batch},) or ({batch}, 1) (one time per row of "
+            f"{rows_of}, which has {batch}), got shape {tuple(t.shape)}"
         )
     if not check_values:
         return t
@@ -126,7 +129,7 @@ def as_time(
     return t
 
 
-def check_labels(name: str, value, n: int, n_labels: int, device=None) -> torch.Tensor:
+def check_labels(name: str, value, n: int, n_labels: int, device=None, rows_of: str = "x") -> torch.Tensor:
     """Class labels as an (n,) long tensor with values in 0..n_labels-1.
 
     ``value`` may be one int (the same label for all n rows) or an integer tensor of n
@@ -139,7 +142,126 @@ def check_labels(name: str, value, n: int, n_labels: int, device=None) -> torch.
         raise ValueError(f"{name} must be an int or an integer tensor of {n} labels, got {_describe(value)}")
     value = value.reshape(-1).to(device=device if device is not None else value.device, dtype=torch.long)
     if value.shape[0] != n:
-        raise ValueError(f"{name} must have {n} labels (one per row), got {value.shape[0]}")
+        raise ValueError(f"{name} must have {n} labels (one per row of {rows_of}), got {value.shape[0]}")
     if n and bool(((value < 0) | (value >= n_labels)).any()):
         raise ValueError(f"{name} must lie in 0..{n_labels - 1}, got values in {int(value.min())}..{int(value.max())}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {_describe(value)}")
+    return value
+
+
+def check_generator(name: str, value, device=None) -> torch.Generator | None:
+    """None or a ``torch.Generator`` (on ``device``'s type, when given)."""
+    if value is None:
+        return None
+    if not isinstance(value, torch.Generator):
+        raise ValueError(f"{name} must be a torch.Generator or None, got {_describe(value)}")
+    if device is not None and torch.device(device).type != value.device.type:
+        raise ValueError(f"{name} draws on {value.device.type} but the tensors live on "
+                         f"{torch.device(device).type}; make it with torch.Generator(device=...)")
+    return value
+
+
+def check_dtype(name: str, value) -> torch.dtype:
+    """A floating-point torch dtype."""
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point torch dtype (e.g. torch.float32), got {value!r}")
+    return value
+
+
+def check_times(name: str, value, *, low: float = 0.0, high: float = 1.0, open_low: bool = False,
+                dtype=None, device=None) -> torch.Tensor:
+    """A number, a list of numbers or a non-empty 1-D tensor of times in [low, high] (``open_low``: > low), as a 1-D tensor.
+
+    For functions that loop over a list of times (irreducible loss per t, plots); hot
+    paths use :func:`as_time` instead.
+    """
+    is_list = isinstance(value, (list, tuple)) and all(isinstance(v, Real) and not isinstance(v, bool)
+                                                       for v in value)
+    if isinstance(value, bool) or not (is_list or isinstance(value, (Real, torch.Tensor))):
+        raise ValueError(f"{name} must be a number, a list of numbers or a 1-D tensor of times, "
+                         f"got {_describe(value)}")
+    t = torch.as_tensor(value, dtype=dtype if dtype is not None else torch.get_default_dtype(), device=device)
+    if isinstance(value, torch.Tensor) and not value.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor of times, got dtype {value.dtype}")
+    if t.ndim > 1:
+        raise ValueError(f"{name} must be a number or a 1-D tensor, got shape {tuple(t.shape)}")
+    t = t.reshape(-1)
+    if t.numel() == 0:
+        raise ValueError(f"{name} must hold at least one time, got an empty tensor")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    too_low = (t <= low) if open_low else (t < low)
+    if bool(too_low.any()) or bool((t > high).any()):
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name} must lie in {bracket}{low:g}, {high:g}], got values in "
+                         f"[{t.min().item():.4g}, {t.max().item():.4g}]")
+    return t
+
+
+def check_device(name: str, value) -> torch.device | None:
+    """None, or something ``torch.device`` understands ("cpu", "cuda:0", a device)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, torch.device)):
+        raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda', or None, got {_describe(value)}")
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda', got {value!r}") from None
+
+
+def check_callable(name: str, value, what: str = "a function"):
+    """``value`` if it can be called."""
+    if not callable(value):
+        raise ValueError(f"{name} must be {what}, got {_describe(value)}")
+    return value
+
+
+def check_module(name: str, value) -> torch.nn.Module:
+    """``value`` if it is a ``torch.nn.Module``."""
+    if not isinstance(value, torch.nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module, got {_describe(value)}")
+    return value
+
+
+def check_model_input(name: str, value, shape: tuple) -> torch.Tensor:
+    """A model's input: a real floating tensor whose shape matches ``shape`` (None: any size).
+
+    Values are checked for NaN and inf only when the tensor is on the CPU, where that
+    costs nothing; on an accelerator it would stall the device at every call, so there
+    the callers (samplers, trainers with their NaN guard) check instead.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {_describe(value)}")
+    if not value.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    want = "(" + ", ".join("n" if i == 0 and s is None else ("*" if s is None else str(s))
+                           for i, s in enumerate(shape)) + ")"
+    if value.ndim != len(shape) or any(s is not None and v != s for v, s in zip(value.shape, shape)):
+        raise ValueError(f"{name} must have shape {want}, got {tuple(value.shape)}")
+    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return value
+
+
+def check_same_shape(name: str, value, like: torch.Tensor, like_name: str) -> torch.Tensor:
+    """A finite float tensor of exactly ``like``'s shape."""
+    value = check_tensor(name, value)
+    if value.shape != like.shape:
+        raise ValueError(f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(value.shape)}")
+    return value
+
+
+def check_axes(name: str, value):
+    """A matplotlib Axes."""
+    from matplotlib.axes import Axes
+
+    if not isinstance(value, Axes):
+        raise ValueError(f"{name} must be a matplotlib Axes (e.g. from plt.subplots()), got {_describe(value)}")
     return value

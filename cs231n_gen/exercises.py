@@ -7,6 +7,7 @@ it with the library's reference, and on a mismatch names the usual mistake it ma
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -44,6 +45,19 @@ def _fail(msg: str):
     raise AssertionError(msg)
 
 
+def _takes_a_function(check):
+    """A check is given the student's function: anything else is a clear ValueError, not a failed probe."""
+    @functools.wraps(check)
+    def run(student_fn):
+        if not callable(student_fn):
+            raise ValueError(f"student_fn must be your function (pass the function itself, without calling it), "
+                             f"got {type(student_fn).__name__}")
+        return check(student_fn)
+
+    return run
+
+
+@_takes_a_function
 def check_rf_loss(student_fn) -> None:
     """Check ``rf_loss(model, x, z, t) -> scalar``: mean over the batch of ||model(x_t, t) - (z - x)||^2."""
     g = torch.Generator().manual_seed(0)
@@ -91,6 +105,7 @@ def check_rf_loss(student_fn) -> None:
           "Check x_t = (1 - t) x + t z, the target v = z - x, and the reduction.")
 
 
+@_takes_a_function
 def check_euler_sampler(student_fn) -> None:
     """Check ``euler_sample(model, z, num_steps) -> x_0`` against the reference sampler."""
     g = torch.Generator().manual_seed(1)
@@ -133,6 +148,7 @@ def check_euler_sampler(student_fn) -> None:
     print("euler_sample is correct (matches the reference for 4, 10 and 1 steps).")
 
 
+@_takes_a_function
 def check_nonsaturating_loss(student_fn) -> None:
     """Check ``nonsaturating_loss(fake_logits) -> scalar``: -mean(log D(G(z))), D = sigmoid(logit)."""
     from . import gan
@@ -180,6 +196,7 @@ def check_nonsaturating_loss(student_fn) -> None:
           "gradient -(1 - D) / n per logit.")
 
 
+@_takes_a_function
 def check_optimal_discriminator(student_fn) -> None:
     """Check ``optimal_d(p_data, p_g) -> D*``: elementwise p_data / (p_data + p_g) from density values."""
     p = torch.tensor([0.5, 0.1, 0.0, 0.3, 2.0])
@@ -227,6 +244,7 @@ class _ProbeConditional(torch.nn.Module):
         return x @ self.A.T + torch.cos(2 * t)[:, None] * self.emb[y] + t[:, None]
 
 
+@_takes_a_function
 def check_cfg_velocity(student_fn) -> None:
     """Check ``guided_velocity(model, x, t, y, w, null_label)``: (1 + w) v_y - w v_null, one batched call."""
     g = torch.Generator().manual_seed(5)
@@ -268,6 +286,7 @@ def check_cfg_velocity(student_fn) -> None:
     print("guided_velocity is correct: (1 + w) v_y - w v_null from one batched forward pass.")
 
 
+@_takes_a_function
 def check_cfg_loss(student_fn) -> None:
     """Check ``cfg_loss(model, x, y, z, t, u, p_uncond, null_label)``: the RF loss with labels dropped where u < p."""
     g = torch.Generator().manual_seed(6)
@@ -313,6 +332,7 @@ def check_cfg_loss(student_fn) -> None:
     print("cfg_loss is correct: labels dropped exactly where u < p_uncond, for p_uncond = 0, 0.2, 0.5 and 1.")
 
 
+@_takes_a_function
 def check_logit_normal_sampler(student_fn) -> None:
     """Check ``logit_normal(n, m, s, generator) -> t``: n draws of sigmoid(m + s * N(0, 1))."""
     from statistics import NormalDist
@@ -350,6 +370,7 @@ def check_logit_normal_sampler(student_fn) -> None:
     print("logit_normal is correct: its quantiles match sigmoid(m + s n) for three (m, s) settings.")
 
 
+@_takes_a_function
 def check_shift(student_fn) -> None:
     """Check ``shift(t, s) -> t'``: s t / (1 + (s - 1) t), elementwise."""
     t = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], dtype=torch.float64)
@@ -390,6 +411,7 @@ def _path_probe():
     return path, t, x, z
 
 
+@_takes_a_function
 def check_eps_conversions(student_fn) -> None:
     """Check ``eps_to_x_and_velocity(eps, x_t, a, b, da, db) -> (x_hat, velocity)``."""
     path, t, x, z = _path_probe()
@@ -424,6 +446,7 @@ def check_eps_conversions(student_fn) -> None:
     print("eps_to_x_and_velocity is correct on the VP cosine path at 19 noise levels.")
 
 
+@_takes_a_function
 def check_ddpm_step(student_fn) -> None:
     """Check ``ddpm_step(x_t, x_hat, a_t, b_t, a_s, b_s, noise) -> x_s`` (the forward posterior draw)."""
     path, t, x, z = _path_probe()

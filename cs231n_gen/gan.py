@@ -31,16 +31,23 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_int, check_real, check_tensor
-from .runtime import get_device
-from .train import TrainingDivergedError, _atomic_save, _batch_source, _lr_factor, _read_checkpoint, _restore_rng
+from ._validate import check_device, check_generator, check_int, check_module, check_real, check_tensor
+from .engine import (
+    Loop,
+    Trainable,
+    TrainingDivergedError,
+    batch_source,
+    data_signature,
+    lr_factor,
+    model_signature,
+    run,
+)
+from .runtime import device_of, get_device
 
 GENERATOR_LOSSES = ("nonsaturating", "minimax")
 LOG4 = math.log(4.0)
@@ -129,6 +136,7 @@ def js_divergence(p, q, n: int = 20000, generator: torch.Generator | None = None
     _check_density("p", p)
     _check_density("q", q)
     n = check_int("n", n, minimum=2)
+    check_generator("generator", generator)
 
     def half(a, b):
         x = a.sample(n, generator=generator)
@@ -140,29 +148,35 @@ def js_divergence(p, q, n: int = 20000, generator: torch.Generator | None = None
 
 def optimal_value(p_data, p_model, n: int = 20000, generator: torch.Generator | None = None) -> float:
     """V(G, D*) = -log 4 + 2 JSD(p_data || p_G): the value when D is the best it can be."""
+    _check_density("p_data", p_data)
+    _check_density("p_model", p_model)
     return -LOG4 + 2.0 * js_divergence(p_data, p_model, n=n, generator=generator)
 
 
 # ------------------------------------------------------------------------- sampling
 def _z_dim(generator_net) -> int:
+    check_module("generator_net", generator_net)
     z_dim = getattr(generator_net, "z_dim", None)
     if not isinstance(z_dim, int) or z_dim < 1:
-        raise ValueError(f"the generator network must have an integer attribute z_dim >= 1, got {z_dim!r}")
+        raise ValueError(f"generator_net must have an integer attribute z_dim >= 1, got {z_dim!r}")
     return z_dim
 
 
 def sample_latents(generator_net, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """z ~ N(0, I) of shape (n, generator_net.z_dim)."""
     n = check_int("n", n, minimum=1)
-    if device is None:
-        device = next(generator_net.parameters()).device
-    return torch.randn(n, _z_dim(generator_net), generator=generator, device=device)
+    z_dim = _z_dim(generator_net)
+    device = check_device("device", device) or device_of(generator_net)
+    generator = check_generator("generator", generator, device)
+    return torch.randn(n, z_dim, generator=generator, device=device)
 
 
 @torch.no_grad()
 def sample(generator_net, n: int, generator: torch.Generator | None = None, batch_size: int = 4096) -> torch.Tensor:
     """x = G(z) for n fresh latents, in eval mode, in batches."""
     n = check_int("n", n, minimum=1)
+    _z_dim(generator_net)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     was_training = generator_net.training
     generator_net.eval()
     out = [generator_net(sample_latents(generator_net, min(batch_size, n - i), generator))
@@ -214,9 +228,48 @@ class GANHistory:
 
 def decision_grid(lim: float, res: int, device=None) -> torch.Tensor:
     """The (res * res, 2) points of a square grid over [-lim, lim]^2, row-major in y."""
-    ticks = torch.linspace(-lim, lim, res, device=device)
+    lim = check_real("lim", lim, minimum=0.0, strict_min=True)
+    res = check_int("res", res, minimum=2)
+    ticks = torch.linspace(-lim, lim, res, device=check_device("device", device))
     yy, xx = torch.meshgrid(ticks, ticks, indexing="ij")
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
+
+
+@dataclass(frozen=True)
+class GANSettings:
+    """The optimisation settings of :func:`train_gan`, validated once (see its arguments)."""
+
+    batch_size: int = 256
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple = (0.5, 0.999)
+    lr_schedule: str = "constant"
+    d_steps: int = 1
+    d_warmup: int = 0
+    train_generator: bool = True
+    g_loss: str = "nonsaturating"
+    r1_gamma: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        fix("batch_size", check_int("batch_size", self.batch_size, minimum=2))
+        fix("lr_g", check_real("lr_g", self.lr_g, minimum=0.0, strict_min=True))
+        fix("lr_d", check_real("lr_d", self.lr_d, minimum=0.0, strict_min=True))
+        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+        fix("betas", tuple(check_real(f"betas[{i}]", b, minimum=0.0, maximum=0.9999)
+                           for i, b in enumerate(self.betas)))
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        fix("d_steps", check_int("d_steps", self.d_steps, minimum=1))
+        fix("d_warmup", check_int("d_warmup", self.d_warmup, minimum=0))
+        if not isinstance(self.train_generator, bool):
+            raise ValueError(f"train_generator must be True or False, got {self.train_generator!r}")
+        if self.g_loss not in GENERATOR_LOSSES:
+            raise ValueError(f"g_loss must be one of {GENERATOR_LOSSES}, got {self.g_loss!r}")
+        fix("r1_gamma", check_real("r1_gamma", self.r1_gamma, minimum=0.0))
+        fix("seed", check_int("seed", self.seed, minimum=0))
 
 
 def train_gan(
@@ -282,22 +335,11 @@ def train_gan(
         if not isinstance(net, torch.nn.Module):
             raise ValueError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
     z_dim = _z_dim(generator_net)
-    steps = check_int("steps", steps, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=2)
-    lr_g = check_real("lr_g", lr_g, minimum=0.0, strict_min=True)
-    lr_d = check_real("lr_d", lr_d, minimum=0.0, strict_min=True)
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    betas = tuple(check_real(f"betas[{i}]", b, minimum=0.0, maximum=0.9999) for i, b in enumerate(betas))
-    if lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-    d_steps = check_int("d_steps", d_steps, minimum=1)
-    d_warmup = check_int("d_warmup", d_warmup, minimum=0)
-    if g_loss not in GENERATOR_LOSSES:
-        raise ValueError(f"g_loss must be one of {GENERATOR_LOSSES}, got {g_loss!r}")
-    r1_gamma = check_real("r1_gamma", r1_gamma, minimum=0.0)
-    seed = check_int("seed", seed, minimum=0)
-    log_every = check_int("log_every", log_every, minimum=1)
+    config = GANSettings(batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, betas=betas, lr_schedule=lr_schedule,
+                         d_steps=d_steps, d_warmup=d_warmup, train_generator=train_generator, g_loss=g_loss,
+                         r1_gamma=r1_gamma, seed=seed)
+    loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                resume=resume, progress=progress, desc=desc)
     if snapshot_every is not None:
         snapshot_every = check_int("snapshot_every", snapshot_every, minimum=1)
     snapshot_n = check_int("snapshot_n", snapshot_n, minimum=1)
@@ -306,47 +348,20 @@ def train_gan(
             raise ValueError(f"snapshot_grid must be (lim, res), got {snapshot_grid!r}")
         snapshot_grid = (check_real("snapshot_grid[0] (lim)", snapshot_grid[0], minimum=0.0, strict_min=True),
                          check_int("snapshot_grid[1] (res)", snapshot_grid[1], minimum=2))
-    if checkpoint_every is not None:
-        checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-        if checkpoint is None:
-            raise ValueError("checkpoint_every was given but checkpoint (a file path) was not")
-    device = torch.device(device) if device is not None else get_device()
+    device = check_device("device", device) or get_device()
 
     G, D = generator_net.to(device), discriminator_net.to(device)
-    draw = _batch_source(data, device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr_g, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=betas)
+    draw = batch_source(data, device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
     rng = torch.Generator(device=device)
-    rng.manual_seed(seed)
+    rng.manual_seed(config.seed)
     snap_rng = torch.Generator(device=device)
-    snap_rng.manual_seed(seed + 1)
+    snap_rng.manual_seed(config.seed + 1)
     z_fixed = torch.randn(snapshot_n, z_dim, generator=snap_rng, device=device)
     grid = decision_grid(*snapshot_grid, device=device) if snapshot_grid is not None else None
     history = GANHistory(grid=snapshot_grid)
-    settings = {"steps": steps, "batch_size": batch_size, "lr_g": lr_g, "lr_d": lr_d, "betas": betas,
-                "lr_schedule": lr_schedule, "d_steps": d_steps, "d_warmup": d_warmup, "train_generator": bool(train_generator), "g_loss": g_loss, "r1_gamma": r1_gamma, "seed": seed}
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    start = 0
-
-    lists = ("step", "d_loss", "g_loss", "value", "d_real", "d_fake", "g_grad")
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        state = _read_checkpoint(ckpt_path, settings, device)
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        _restore_rng(rng, state["rng"])
-        for name in lists:
-            setattr(history, name, list(state["history"][name]))
-        history.snapshots = [Snapshot(s.step, s.samples.cpu(), None if s.decision is None else s.decision.cpu())
-                             for s in state["snapshots"]]
-        start = state["step"]
-
-    def save(step):
-        _atomic_save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
-                      "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "step": step,
-                      "history": {name: getattr(history, name) for name in lists},
-                      "snapshots": history.snapshots, "settings": settings}, ckpt_path)
+    batch = config.batch_size
 
     @torch.no_grad()
     def snapshot(step):
@@ -361,24 +376,66 @@ def train_gan(
         G.train()
         D.train()
 
-    bar = None
-    if progress and start < steps:
-        from tqdm.auto import tqdm
+    def d_step():
+        real = draw(batch, rng)
+        with torch.no_grad():
+            fake = G(torch.randn(batch, z_dim, generator=rng, device=device))
+        if config.r1_gamma:
+            real.requires_grad_(True)
+        try:
+            real_logits = D(real).reshape(-1)
+        except ValueError as err:
+            raise ValueError(f"discriminator_net rejected a batch drawn from data: {err}") from err
+        fake_logits = judge_fakes(fake)
+        d_loss = _d_loss(real_logits, fake_logits)  # unchecked: no host sync per step
+        total = d_loss
+        if config.r1_gamma:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            total = d_loss + 0.5 * config.r1_gamma * grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+        opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        opt_d.step()
+        return d_loss, real_logits, fake_logits
 
-        bar = tqdm(total=steps, initial=start, desc=desc, mininterval=0.5, leave=True)
+    def judge_fakes(fake):
+        """D's logits on G's samples; samples D cannot take (NaN, inf) mean G has diverged."""
+        try:
+            return D(fake).reshape(-1)
+        except ValueError as err:
+            raise TrainingDivergedError(f"the generator's samples became non-finite ({err}). Things to try: "
+                                        "smaller learning rates, r1_gamma > 0, the non-saturating loss.") from err
 
-    pending: list[torch.Tensor] = []  # rows of (d_loss, g_loss, d_real, d_fake, |grad G|)
-    pending_steps: list[int] = []
+    def step(i):
+        factor = lr_factor(config.lr_schedule, i, loop.steps, 0)
+        for opt, base in ((opt_g, config.lr_g), (opt_d, config.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+        # Discriminator: ascend V (descend the cross-entropy) on fresh real and fake batches.
+        D.requires_grad_(True)
+        for _ in range(config.d_steps + (config.d_warmup if i == 0 else 0)):
+            d_loss, real_logits, fake_logits = d_step()
+        # Generator: descend its loss through a frozen D.
+        D.requires_grad_(False)
+        logits = judge_fakes(G(torch.randn(batch, z_dim, generator=rng, device=device)))
+        loss_g = _g_loss(logits, config.g_loss)
+        if config.train_generator:
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+        # Snapshots for the widgets; a row of metrics on the steps that are logged.
+        done = i + 1
+        if snapshot_every is not None and done % snapshot_every == 0:
+            snapshot(done)
+        if done % loop.log_every and done != loop.steps:
+            return None
+        with torch.no_grad():
+            grads = [p.grad.norm() for p in G.parameters() if p.grad is not None]
+            g_grad = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros((), device=device)
+            return torch.stack([d_loss.detach(), loss_g.detach(), torch.sigmoid(real_logits).mean(),
+                                torch.sigmoid(fake_logits).mean(), g_grad])
 
-    def flush():
-        if not pending:
-            return
-        rows = torch.stack(pending).float().cpu().tolist()
-        for s, (dl, gl, dr, df, gg) in zip(pending_steps, rows):
-            if not (math.isfinite(dl) and math.isfinite(gl)):
-                raise TrainingDivergedError(
-                    f"a GAN loss became non-finite by step {s} (D loss {dl}, G loss {gl}). Things to "
-                    "try: smaller learning rates, the non-saturating loss, and checking the data for NaN.")
+    def record(steps_done, rows):
+        for s, (dl, gl, dr, df, gg) in zip(steps_done, rows):
             history.step.append(s)
             history.d_loss.append(dl)
             history.g_loss.append(gl)
@@ -386,79 +443,42 @@ def train_gan(
             history.d_real.append(dr)
             history.d_fake.append(df)
             history.g_grad.append(gg)
-        if bar is not None:
-            bar.update(pending_steps[-1] - bar.n)
-            bar.set_postfix(V=f"{-rows[-1][0]:.3f}", D_real=f"{rows[-1][2]:.2f}",
-                            D_fake=f"{rows[-1][3]:.2f}", refresh=False)
-        pending.clear()
-        pending_steps.clear()
 
-    def d_step():
-        real = draw(batch_size, rng)
-        with torch.no_grad():
-            fake = G(torch.randn(batch_size, z_dim, generator=rng, device=device))
-        if r1_gamma:
-            real.requires_grad_(True)
-        real_logits = D(real).reshape(-1)
-        fake_logits = D(fake).reshape(-1)
-        d_loss = _d_loss(real_logits, fake_logits)  # unchecked: no host sync per step
-        total = d_loss
-        if r1_gamma:
-            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
-            total = d_loss + 0.5 * r1_gamma * grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
-        opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        opt_d.step()
-        return d_loss, real_logits, fake_logits
+    def describe(s, row):
+        return (f"a GAN loss became non-finite by step {s} (D loss {row[0]}, G loss {row[1]}, |grad G| {row[4]}). "
+                "Things to try: smaller learning rates, the non-saturating loss, r1_gamma > 0, and checking the "
+                "data for NaN.")
 
+    lists = ("step", "d_loss", "g_loss", "value", "d_real", "d_fake", "g_grad")
+
+    def get_history():
+        return {"lists": {name: getattr(history, name) for name in lists},
+                "snapshots": [{"step": s.step, "samples": s.samples, "decision": s.decision}
+                              for s in history.snapshots]}
+
+    def set_history(saved):
+        for name in lists:
+            setattr(history, name, list(saved["lists"][name]))
+        history.snapshots = [Snapshot(s["step"], s["samples"], s["decision"]) for s in saved["snapshots"]]
+
+    def on_start(start):
+        if snapshot_every is not None and start == 0 and not history.snapshots:
+            snapshot(0)
+
+    settings = {**asdict(config), "steps": loop.steps, "generator_net": model_signature(G),
+                "discriminator_net": model_signature(D), "data": data_signature(data),
+                "snapshots": [snapshot_every, snapshot_n, snapshot_grid]}
     G.train()
     D.train()
-    if snapshot_every is not None and start == 0 and not history.snapshots:
-        snapshot(0)
-    t0 = time.perf_counter()
     try:
-        for step in range(start, steps):
-            factor = _lr_factor(lr_schedule, step, steps, 0)
-            for opt, base in ((opt_g, lr_g), (opt_d, lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = base * factor
-            # Discriminator: ascend V (descend the cross-entropy) on fresh real and fake batches.
-            D.requires_grad_(True)
-            for _ in range(d_steps + (d_warmup if step == 0 else 0)):
-                d_loss, real_logits, fake_logits = d_step()
-            # Generator: descend its loss through a frozen D.
-            D.requires_grad_(False)
-            logits = D(G(torch.randn(batch_size, z_dim, generator=rng, device=device))).reshape(-1)
-            loss_g = _g_loss(logits, g_loss)
-            if train_generator:
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-
-            done = step + 1
-            history.steps_run += 1
-            if done % log_every == 0 or done == steps:
-                with torch.no_grad():
-                    grads = [p.grad.norm() for p in G.parameters() if p.grad is not None]
-                    g_grad = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros((), device=device)
-                    pending.append(torch.stack([d_loss.detach(), loss_g.detach(),
-                                                torch.sigmoid(real_logits).mean(),
-                                                torch.sigmoid(fake_logits).mean(), g_grad]))
-                pending_steps.append(done)
-                flush()
-            if snapshot_every is not None and done % snapshot_every == 0:
-                snapshot(done)
-            if checkpoint_every is not None and done % checkpoint_every == 0:
-                flush()
-                save(done)
-        flush()
-        if ckpt_path is not None and history.steps_run:
-            save(steps)
+        stats = run(step, Trainable({"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}, {"rng": rng}), loop,
+                    kind="gan", settings=settings, record=record, describe=describe,
+                    history_state=(get_history, set_history), on_start=on_start,
+                    postfix=lambda rows: {"V": f"{-rows[-1][0]:.3f}", "D_real": f"{rows[-1][2]:.2f}",
+                                          "D_fake": f"{rows[-1][3]:.2f}"})
+        history.steps_run, history.seconds = stats.steps_run, stats.seconds
     finally:
         D.requires_grad_(True)
-        history.seconds = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
         G.eval()
         D.eval()
     return history

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import as_time, check_labels, check_points, check_real
+from ._validate import as_time, check_generator, check_labels, check_model_input, check_points, check_real
 from .paths import rectified_flow_loss
 
 
@@ -34,9 +34,9 @@ def _null_label(model, null_label):
     return null_label
 
 
-def _labels(name: str, y, n: int, null_label: int, device) -> torch.Tensor:
+def _labels(name: str, y, n: int, null_label: int, device, rows_of: str = "x") -> torch.Tensor:
     """Labels 0..null_label (the null label included)."""
-    return check_labels(name, y, n, null_label + 1, device)
+    return check_labels(name, y, n, null_label + 1, device, rows_of=rows_of)
 
 
 def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int,
@@ -44,8 +44,11 @@ def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int,
     """Replace each label by ``null_label`` with probability ``p_uncond`` (a copy)."""
     p_uncond = check_real("p_uncond", p_uncond, minimum=0.0, maximum=1.0)
     null_label = _null_label(None, null_label)
+    if null_label < 1:
+        raise ValueError(f"null_label must be >= 1 (the labels 0..null_label - 1 are the classes), got {null_label}")
     y = _labels("y", y, y.numel() if isinstance(y, torch.Tensor) else 1, null_label,
                 y.device if isinstance(y, torch.Tensor) else None)
+    generator = check_generator("generator", generator, y.device)
     drop = torch.rand(y.shape[0], generator=generator, device=y.device) < p_uncond
     return torch.where(drop, torch.full_like(y, null_label), y)
 
@@ -72,10 +75,14 @@ def cfg_velocity(model, x_t: torch.Tensor, t, y, w: float, *, null_label: int | 
     """
     w = check_real("w", w, minimum=0.0)
     null_label = _null_label(model, null_label)
+    x_t = check_points("x_t", x_t)
     n = x_t.shape[0]
-    y = _labels("y", y, n, null_label, x_t.device)
-    t = as_time("t", t, n, x_t, check_values=False)
-    return _combine(model, x_t, t, y, w, null_label)
+    y = _labels("y", y, n, null_label, x_t.device, rows_of="x_t")
+    t = as_time("t", t, n, x_t, rows_of="x_t")
+    try:
+        return _combine(model, x_t, t, y, w, null_label)
+    except ValueError as err:
+        raise ValueError(f"model rejected x_t: {err}") from err
 
 
 def _combine(model, x_t, t, y, w, null_label):
@@ -105,11 +112,17 @@ class Guided(nn.Module):
         self.y = y
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        x_t = check_model_input("x_t", x_t, (None,) * (x_t.ndim if isinstance(x_t, torch.Tensor) else 2))
+        if x_t.ndim < 2 or x_t.shape[0] < 1:
+            raise ValueError(f"x_t must be a batch of shape (n, ...) with n >= 1, got {tuple(x_t.shape)}")
         n = x_t.shape[0]
         y = self.y
         if isinstance(y, int):
             y = torch.full((n,), y, dtype=torch.long, device=x_t.device)
         elif y.shape[0] != n:
             raise ValueError(f"x_t has {n} rows but Guided was built with {y.shape[0]} labels")
-        t = as_time("t", t, n, x_t, check_values=False)
-        return _combine(self.model, x_t, t, y.to(x_t.device), self.w, self.null_label)
+        t = as_time("t", t, n, x_t, check_values=x_t.device.type == "cpu", rows_of="x_t")
+        try:
+            return _combine(self.model, x_t, t, y.to(x_t.device), self.w, self.null_label)
+        except ValueError as err:
+            raise ValueError(f"the guided model rejected x_t: {err}") from err

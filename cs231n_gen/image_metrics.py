@@ -20,26 +20,19 @@ the first fit (about 20 s on a CPU) and checked on the held-out test split. From
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_int, check_labels, check_real, check_tensor
+from . import cache
+from ._validate import check_bool, check_device, check_int, check_labels, check_model_input, check_real, check_tensor
+from .cache import CACHE_ENV, cache_dir  # noqa: F401 (where the judge's cache lives)
 from .data.images import N_CLASSES, digits
 from .runtime import get_device
-from .train import _atomic_save, fit
+from .train import fit
 
 CLASSIFIER_VERSION = 2
-CACHE_ENV = "CS231N_GEN_CACHE"
-
-
-def cache_dir() -> Path:
-    """Where trained helpers are cached: $CS231N_GEN_CACHE, else ~/.cache/cs231n_gen."""
-    explicit = os.environ.get(CACHE_ENV)
-    return Path(explicit) if explicit else Path.home() / ".cache" / "cs231n_gen"
+ACCURACY_TOLERANCE = 0.01  # a cached judge must re-measure within this of its stored test accuracy
 
 
 class DigitClassifier(nn.Module):
@@ -59,12 +52,10 @@ class DigitClassifier(nn.Module):
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.feature_dim, N_CLASSES))
 
-    def _check(self, x):
-        if x.ndim != 4 or x.shape[1:] != (1, self.size, self.size):
-            raise ValueError(f"images must have shape (n, 1, {self.size}, {self.size}), got {tuple(x.shape)}")
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
+        x = check_model_input("x", x, (None, 1, self.size, self.size))
+        if x.shape[0] < 1:
+            raise ValueError(f"x must hold at least one image, got shape {tuple(x.shape)}")
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,12 +76,25 @@ def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int) -> torch
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
-    """Fraction of ``images`` that ``model`` labels correctly."""
+    """Fraction of ``images`` (n, C, H, W) that ``model`` labels correctly (``labels``: n class indices)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    images = check_tensor("images", images, ndim=4)
+    if images.shape[0] < 1:
+        raise ValueError(f"images must hold at least one image, got shape {tuple(images.shape)}")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],):
+        got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a ({images.shape[0]},) tensor, one label per row of images, got {got}")
+    labels = check_labels("labels", labels, images.shape[0], N_CLASSES, "cpu", rows_of="images")
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     model.eval()
     device = next(model.parameters()).device
     correct = 0
     for i in range(0, images.shape[0], batch_size):
-        logits = model(images[i:i + batch_size].to(device))
+        try:
+            logits = model(images[i:i + batch_size].to(device))
+        except ValueError as err:
+            raise ValueError(f"model rejected images: {err}") from err
         correct += int((logits.argmax(1).cpu() == labels[i:i + batch_size]).sum())
     return correct / images.shape[0]
 
@@ -100,7 +104,9 @@ def train_digit_classifier(size: int = 16, epochs: int = 30, seed: int = 0, devi
     """Fit :class:`DigitClassifier` on the train split (with small random shifts)."""
     size = check_int("size", size, minimum=8)
     epochs = check_int("epochs", epochs, minimum=1)
-    device = torch.device(device) if device is not None else get_device()
+    seed = check_int("seed", seed, minimum=0)
+    progress = check_bool("progress", progress)
+    device = check_device("device", device) or get_device()
     torch.manual_seed(seed)
     model = DigitClassifier(size)
     x, y = (v.to(device) for v in digits(size, "train"))
@@ -125,29 +131,43 @@ def train_digit_classifier(size: int = 16, epochs: int = 30, seed: int = 0, devi
 def digit_classifier(size: int = 16, device=None, retrain: bool = False, progress: bool = True) -> DigitClassifier:
     """The judge for ``size`` x ``size`` digits: loaded from the cache, or trained once and cached.
 
-    The returned model carries ``test_accuracy`` (on the held-out split). The cache lives
-    in :func:`cache_dir`; a corrupt or outdated file is retrained over.
+    The returned model carries ``test_accuracy``, measured on the held-out split each
+    time it is loaded. The cache (:mod:`cs231n_gen.cache`, in :func:`cache_dir`) is
+    keyed by the classifier's configuration and the library version; a file that is
+    unreadable, damaged, or whose weights no longer score the accuracy stored with them
+    is retrained over with a printed reason.
     """
     size = check_int("size", size, minimum=8)
-    device = torch.device(device) if device is not None else get_device()
-    path = cache_dir() / f"digit_classifier_s{size}_v{CLASSIFIER_VERSION}.pt"
-    model = DigitClassifier(size)
-    if path.exists() and not retrain:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state["model"])
-            model.test_accuracy = float(state["test_accuracy"])
-            return model.to(device).eval()
-        except Exception:  # unreadable or from another version: fit again
-            pass
-    model = train_digit_classifier(size, device=device, progress=progress)
+    retrain = check_bool("retrain", retrain)
+    progress = check_bool("progress", progress)
+    device = check_device("device", device) or get_device()
+    config = {"size": size, "version": CLASSIFIER_VERSION, "epochs": 30, "seed": 0}
     x_test, y_test = digits(size, "test")
+    model = DigitClassifier(size)
+
+    def verify(payload):
+        """Why the cached weights cannot be trusted, or None (and the re-measured accuracy set)."""
+        try:
+            model.load_state_dict(payload["model"])
+            stored = float(payload["test_accuracy"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            return f"does not fit the classifier ({type(err).__name__})"
+        if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):
+            return "holds NaN or infinite weights"
+        model.to(device)
+        measured = accuracy(model, x_test, y_test)
+        if abs(measured - stored) > ACCURACY_TOLERANCE:
+            return f"claims test accuracy {stored:.3f} but its weights score {measured:.3f}"
+        model.test_accuracy = measured
+        return None
+
+    if not retrain and cache.load("digit_classifier", config, verify) is not None:
+        return model.to(device).eval()
+    model = train_digit_classifier(size, epochs=config["epochs"], seed=config["seed"], device=device,
+                                   progress=progress)
     model.test_accuracy = accuracy(model, x_test, y_test)
-    try:
-        _atomic_save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                      "test_accuracy": model.test_accuracy}, path)
-    except OSError:  # a read-only home: keep the model, skip the cache
-        pass
+    cache.store("digit_classifier", config, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                                             "test_accuracy": model.test_accuracy})
     return model
 
 
@@ -182,7 +202,8 @@ class DigitJudge:
 
     def __init__(self, size: int = 16, device=None, progress: bool = True):
         self.size = check_int("size", size, minimum=8)
-        self.device = torch.device(device) if device is not None else get_device()
+        self.device = check_device("device", device) or get_device()
+        progress = check_bool("progress", progress)
         self.classifier = digit_classifier(self.size, device=self.device, progress=progress)
         self.test_accuracy = self.classifier.test_accuracy
         x_train, _ = digits(self.size, "train")
@@ -226,7 +247,7 @@ class DigitJudge:
         min_fraction = check_real("min_fraction", min_fraction, minimum=0.0, maximum=1.0)
         confidence = check_real("confidence", confidence, minimum=0.0, maximum=1.0)
         if labels is not None:
-            labels = check_labels("labels", labels, images.shape[0], N_CLASSES, "cpu")
+            labels = check_labels("labels", labels, images.shape[0], N_CLASSES, "cpu", rows_of="images")
         feats, probs = self._run(images)
         top, pred = probs.max(dim=1)
         sure = top >= confidence

@@ -18,16 +18,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._validate import as_time, check_int, check_labels, check_points, check_real
+from ._validate import as_time, check_callable, check_generator, check_int, check_labels, check_points, check_real
 from .data.toy2d import check_labelled_mixture
 from .runtime import device_of
 
 
-def _pair(a, b):
-    a = check_points("a", a)
-    b = check_points("b", b)
+def _pair(a, b, names=("a", "b")):
+    a = check_points(names[0], a)
+    b = check_points(names[1], b)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
+        raise ValueError(f"{names[0]} and {names[1]} must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
     return a, b
 
 
@@ -81,6 +81,9 @@ def wasserstein2_ratio(samples, data, fresh) -> float:
         raise ValueError(f"data must hold 1 or {len(s_sets)} sets, got {len(d_sets)}")
     if len(d_sets) == 1:
         d_sets = d_sets * len(s_sets)
+    for s, f, d in zip(s_sets, f_sets, d_sets):
+        _pair(s, d, ("samples", "data"))
+        _pair(f, d, ("fresh", "data"))
     num = sum(wasserstein2(s, d) for s, d in zip(s_sets, d_sets))
     den = sum(wasserstein2(f, d) for f, d in zip(f_sets, d_sets))
     if den <= 0:
@@ -100,6 +103,7 @@ def sliced_wasserstein(
     """
     a, b = _pair(a, b)
     n_projections = check_int("n_projections", n_projections, minimum=1)
+    check_generator("generator", generator, "cpu")
     a = a.detach().float().cpu()
     b = b.detach().float().cpu()
     dirs = torch.randn(a.shape[1], n_projections, generator=generator)
@@ -114,6 +118,8 @@ def sliced_wasserstein(
 def mmd(a: torch.Tensor, b: torch.Tensor, bandwidths=(0.1, 0.3, 1.0, 3.0)) -> float:
     r"""Squared MMD (biased V-statistic) with k(x, y) = sum_h exp(-|x - y|^2 / (2 h^2))."""
     a, b = _pair(a, b)
+    if not isinstance(bandwidths, (list, tuple, torch.Tensor)):
+        raise ValueError(f"bandwidths must be a list of positive numbers, got {bandwidths!r}")
     hs = [check_real("bandwidths", h, minimum=0.0, strict_min=True) for h in bandwidths]
     if not hs:
         raise ValueError("bandwidths must hold at least one value")
@@ -148,9 +154,14 @@ def excess_loss(
     """
     from . import oracle as _oracle
 
+    from .oracle import _check_mixture
+
+    check_callable("model", model, "a velocity model called as model(x_t, t)")
+    mixture = _check_mixture(mixture)
     n = check_int("n", n, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     device = device_of(model)
+    check_generator("generator", generator, device)
     mix = mixture.to(device)
     excess = torch.zeros((), device=device, dtype=torch.float64)
     irreducible = torch.zeros((), device=device, dtype=torch.float64)
@@ -187,8 +198,15 @@ def mode_coverage(samples: torch.Tensor, means, std: float, radius: float = 3.0)
     """
     samples = check_points("samples", samples)
     if not isinstance(means, torch.Tensor):
-        means = torch.as_tensor(means, dtype=torch.float32)
-    means = check_points("means", means, samples.shape[1]).to(samples)
+        try:
+            means = torch.as_tensor(means, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"means must be a (K, d) tensor of mode centres, got {means!r}") from None
+    means = check_points("means", means)
+    if means.shape[1] != samples.shape[1]:
+        raise ValueError(f"means and samples must have the same dimension, got {means.shape[1]} and "
+                         f"{samples.shape[1]}")
+    means = means.to(samples)
     std = check_real("std", std, minimum=0.0, strict_min=True)
     radius = check_real("radius", radius, minimum=0.0, strict_min=True)
     dist = torch.cdist(samples, means)  # (n, K)
@@ -225,7 +243,8 @@ def class_conditional_scores(labelled, samples: torch.Tensor, labels, generator:
     labelled = check_labelled_mixture(labelled)
     samples = check_points("samples", samples, labelled.dim).detach()
     n = samples.shape[0]
-    labels = check_labels("labels", labels, n, labelled.n_classes, samples.device)
+    labels = check_labels("labels", labels, n, labelled.n_classes, samples.device, rows_of="samples")
+    check_generator("generator", generator, "cpu")
     post = labelled.to(samples.device).class_posterior(samples)
     accuracy = float((post.argmax(1) == labels).float().mean())
     confidence = float(post.gather(1, labels[:, None]).mean())
@@ -270,6 +289,7 @@ def branch_errors(model, labelled, n: int = 16384, generator: torch.Generator | 
     if not isinstance(null_label, int) or isinstance(null_label, bool):
         raise ValueError(f"model must have an integer .null_label (a conditional model), got {null_label!r}")
     device = device_of(model)
+    check_generator("generator", generator, device)
     lab = labelled.to(device)
     sums = torch.zeros(4, device=device, dtype=torch.float64)
     done = 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import as_time, check_int, check_labels, check_points, check_real
+from ._validate import as_time, check_generator, check_int, check_labels, check_points, check_real, check_times
 from .data.toy2d import GaussianMixture, check_labelled_mixture
 from .paths import check_path, check_target
 
@@ -65,7 +65,7 @@ class _Posterior:
         if path is None:
             self.a, self.b = 1 - self.t, self.t
         else:
-            self.a, self.b = path.a(self.t), path.b(self.t)
+            self.a, self.b = path._a(self.t), path._b(self.t)
         self.var = self.a**2 * self.s2 + self.b**2  # (n, K)
         self.x_sq = x.square().sum(1, keepdim=True)  # (n, 1)
         self.mu_sq = self.means.square().sum(1)  # (K,)
@@ -105,7 +105,7 @@ def _evaluate(mixture, x_t, t, what, check_values=True, path=None):
     """Apply ``what(posterior)`` to chunks of rows, so n x K never grows past ``_CHUNK_ENTRIES``."""
     mixture = _check_mixture(mixture)
     x_t = check_points("x_t", x_t, mixture.dim)
-    t = as_time("t", t, x_t.shape[0], x_t, check_values=check_values)
+    t = as_time("t", t, x_t.shape[0], x_t, check_values=check_values, rows_of="x_t")
     rows = max(1, _CHUNK_ENTRIES // mixture.n_components)
     parts = [what(_Posterior(mixture, x_t[i:i + rows], t[i:i + rows], path)).to(x_t.dtype)
              for i in range(0, x_t.shape[0], rows)]
@@ -168,9 +168,16 @@ def predict(mixture: GaussianMixture, x_t: torch.Tensor, t, path, target: str, *
     """
     path = check_path(path)
     check_target("target", target)
+    if check_values:
+        x_t = check_points("x_t", x_t, _check_mixture(mixture).dim)
+        tt = as_time("t", t, x_t.shape[0], x_t, rows_of="x_t").double()
+        c, d = path._coefficients(target, tt)
+        if not (bool(torch.isfinite(c).all()) and bool(torch.isfinite(d).all())):
+            raise ValueError(f"target {target!r} is undefined at some of these t on the {path.name} path "
+                             "(the score needs b(t) > 0, i.e. t > 0); use t in (0, 1]")
 
     def what(post):
-        c, d = path.target_coefficients(target, post.t)
+        c, d = path._coefficients(target, post.t)
         return c * post.posterior_mean() + d * post.noise_mean()
 
     return _evaluate(mixture, x_t, t, what, check_values=check_values, path=path)
@@ -186,14 +193,16 @@ class Oracle(torch.nn.Module):
         self.target = check_target("target", target)
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        return predict(self.mixture, x_t, t, self.path, self.target, check_values=False)
+        on_cpu = isinstance(x_t, torch.Tensor) and x_t.device.type == "cpu"  # value checks are free there
+        return predict(self.mixture, x_t, t, self.path, self.target, check_values=on_cpu)
 
 
 def _average_per_time(mixture, t, n, generator, score) -> torch.Tensor:
     """For each time in ``t``: draw n pairs (x, z), form x_t, return ``score(x, x_t, t)``."""
     mixture = _check_mixture(mixture)
     n = check_int("n", n, minimum=1)
-    times = torch.as_tensor(t, dtype=mixture.means.dtype, device=mixture.device).reshape(-1)
+    times = check_times("t", t, dtype=mixture.means.dtype, device=mixture.device)
+    check_generator("generator", generator, mixture.device)
     out = []
     for ti in times:
         x = mixture.sample(n, generator=generator)
@@ -231,7 +240,8 @@ class VelocityOracle(torch.nn.Module):
         self.mixture = _check_mixture(mixture)
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        return velocity(self.mixture, x_t, t, check_values=False)
+        on_cpu = isinstance(x_t, torch.Tensor) and x_t.device.type == "cpu"  # value checks are free there
+        return velocity(self.mixture, x_t, t, check_values=on_cpu)
 
 
 def affine_loss(
@@ -249,7 +259,8 @@ def affine_loss(
     """
     mixture = _check_mixture(mixture)
     n = check_int("n", n, minimum=mixture.dim + 2)
-    times = torch.as_tensor(t, dtype=mixture.means.dtype, device=mixture.device).reshape(-1)
+    times = check_times("t", t, dtype=mixture.means.dtype, device=mixture.device)
+    check_generator("generator", generator, mixture.device)
     out = []
     for ti in times:
         sets = []
@@ -282,8 +293,8 @@ def _by_class(labelled, x_t, t, y, quantity) -> torch.Tensor:
     labelled = check_labelled_mixture(labelled)
     x_t = check_points("x_t", x_t, labelled.dim)
     n = x_t.shape[0]
-    y = check_labels("y", y, n, labelled.n_classes, x_t.device)
-    t = as_time("t", t, n, x_t)
+    y = check_labels("y", y, n, labelled.n_classes, x_t.device, rows_of="x_t")
+    t = as_time("t", t, n, x_t, rows_of="x_t")
     out = None
     for c in range(labelled.n_classes):
         rows = y == c
@@ -314,7 +325,7 @@ def class_log_posterior(labelled, x_t: torch.Tensor, t) -> torch.Tensor:
     """
     labelled = check_labelled_mixture(labelled)
     x_t = check_points("x_t", x_t, labelled.dim)
-    t = as_time("t", t, x_t.shape[0], x_t)
+    t = as_time("t", t, x_t.shape[0], x_t, rows_of="x_t")
     r = component_posterior(labelled.mixture.to(x_t.device), x_t, t)
     classes = labelled.component_classes.to(x_t.device)
     post = torch.zeros(x_t.shape[0], labelled.n_classes, device=x_t.device, dtype=x_t.dtype)
@@ -340,8 +351,8 @@ def classifier_guided_velocity(labelled, x_t: torch.Tensor, t, y, scale: float) 
     scale = check_real("scale", scale, minimum=0.0)
     x_t = check_points("x_t", x_t, labelled.dim)
     n = x_t.shape[0]
-    y = check_labels("y", y, n, labelled.n_classes, x_t.device)
-    t = as_time("t", t, n, x_t)
+    y = check_labels("y", y, n, labelled.n_classes, x_t.device, rows_of="x_t")
+    t = as_time("t", t, n, x_t, rows_of="x_t")
     if bool((t >= 1).any()):
         raise ValueError("t must be < 1 for classifier guidance (the gradient is scaled by t / (1 - t))")
     with torch.enable_grad():

@@ -21,15 +21,15 @@ import math
 
 import torch
 
-from ._validate import as_time, check_points, check_real, check_tensor
+from numbers import Real
+
+from ._validate import as_time, check_callable, check_generator, check_points, check_real, check_same_shape, check_tensor
 
 
 def interpolate(x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
     """x_t = (1 - t) x + t z for a batch (x, z: (n, d); t: number, (n,) or (n, 1))."""
     x = check_points("x", x)
-    z = check_tensor("z", z)
-    if z.shape != x.shape:
-        raise ValueError(f"z must have the shape of x {tuple(x.shape)}, got {tuple(z.shape)}")
+    z = check_same_shape("z", z, x, "x")
     t = as_time("t", t, x.shape[0], x)[:, None]
     return (1 - t) * x + t * z
 
@@ -37,9 +37,7 @@ def interpolate(x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
 def velocity_target(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The regression target v = z - x: the straight line's velocity from data to noise."""
     x = check_points("x", x)
-    z = check_tensor("z", z)
-    if z.shape != x.shape:
-        raise ValueError(f"z must have the shape of x {tuple(x.shape)}, got {tuple(z.shape)}")
+    z = check_same_shape("z", z, x, "x")
     return z - x
 
 
@@ -57,7 +55,9 @@ def rectified_flow_loss(
     x_t = (1 - t) x + t z and returns mean_n ||model(x_t, t) - (z - x)||^2 (squared
     error summed over coordinates, averaged over the batch).
     """
+    check_callable("model", model, "a model called as model(x_t, t)")
     x = check_points("x", x)
+    generator = check_generator("generator", generator, x.device)
     if z is None:
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     if t is None:
@@ -127,9 +127,16 @@ class DiffusionPath:
     def __repr__(self) -> str:
         return f"DiffusionPath({self.name})"
 
-    def _t(self, t) -> torch.Tensor:
+    def _t(self, t, name: str = "t") -> torch.Tensor:
+        """A public method's time: a number or a float tensor with values in [0, 1]."""
+        if isinstance(t, bool) or not isinstance(t, (Real, torch.Tensor)):
+            raise ValueError(f"{name} must be a number or a tensor of times in [0, 1], got {t!r}")
         if not isinstance(t, torch.Tensor):
-            t = torch.as_tensor(t, dtype=torch.get_default_dtype())
+            t = torch.tensor(float(t), dtype=torch.get_default_dtype())
+        check_tensor(name, t)
+        if bool(((t < 0) | (t > 1)).any()):
+            raise ValueError(f"{name} must lie in [0, 1] (0 = data, 1 = noise), got values in "
+                             f"[{t.min().item():.4g}, {t.max().item():.4g}]")
         return t
 
     def a(self, t) -> torch.Tensor:
@@ -145,49 +152,70 @@ class DiffusionPath:
         return self._db(self._t(t))
 
     def snr(self, t) -> torch.Tensor:
-        """a(t)^2 / b(t)^2."""
-        return (self.a(t) / self.b(t)) ** 2
+        """a(t)^2 / b(t)^2 (infinite at a time where b = 0, such as t = 0 on most paths)."""
+        t = self._t(t)
+        return (self._a(t) / self._b(t)) ** 2
 
     def t_at_log_snr(self, log_snr) -> torch.Tensor:
         """The times where log(a^2 / b^2) takes the given values (bisection; SNR falls with t)."""
-        target = self._t(log_snr).double()
+        if isinstance(log_snr, bool) or not isinstance(log_snr, (Real, torch.Tensor)):
+            raise ValueError(f"log_snr must be a number or a tensor, got {log_snr!r}")
+        target = check_tensor("log_snr", torch.as_tensor(log_snr, dtype=torch.float64)).double()
         lo = torch.full_like(target, 1e-9)
         hi = torch.full_like(target, 1 - 1e-9)
         for _ in range(60):
             mid = (lo + hi) / 2
-            above = torch.log(self.snr(mid)) > target  # still too little noise: go later
+            above = torch.log((self._a(mid) / self._b(mid)) ** 2) > target  # still too little noise: go later
             lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
         return ((lo + hi) / 2).to(torch.get_default_dtype())
 
     def interpolate(self, x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
         """x_t = a(t) x + b(t) z for a batch (t: number or (n,))."""
         x = check_points("x", x)
-        z = check_tensor("z", z)
-        if z.shape != x.shape:
-            raise ValueError(f"z must have the shape of x {tuple(x.shape)}, got {tuple(z.shape)}")
+        z = check_same_shape("z", z, x, "x")
         t = as_time("t", t, x.shape[0], x)[:, None]
-        return self.a(t) * x + self.b(t) * z
+        return self._a(t) * x + self._b(t) * z
 
     def target_coefficients(self, target: str, t) -> tuple[torch.Tensor, torch.Tensor]:
         """(c(t), d(t)) of ``target`` (one of ``TARGETS``)."""
         check_target("target", target)
-        t = self._t(t)
+        return self._coefficients(target, self._t(t))
+
+    def _coefficients(self, target: str, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if target == "x":
             return torch.ones_like(t), torch.zeros_like(t)
         if target == "eps":
             return torch.zeros_like(t), torch.ones_like(t)
         if target == "v":
-            return -self.b(t), self.a(t)
+            return -self._b(t), self._a(t)
         if target == "velocity":
-            return self.da(t), self.db(t)
-        return torch.zeros_like(t), -1.0 / self.b(t)  # the score
+            return self._da(t), self._db(t)
+        return torch.zeros_like(t), -1.0 / self._b(t)  # the score
 
     def target(self, target: str, x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
         """y = c(t) x + d(t) z: the regression target for a batch."""
+        check_target("target", target)
         x = check_points("x", x)
+        z = check_same_shape("z", z, x, "x")
         t = as_time("t", t, x.shape[0], x)[:, None]
-        c, d = self.target_coefficients(target, t)
+        c, d = self._coefficients(target, t)
         return c * x + d * z
+
+    def _checked(self, y, target, x_t, t):
+        """The public conversions' inputs, checked: x_t points, y of its shape, t in [0, 1] where
+        the target can be converted (a d - b c != 0, coefficients finite)."""
+        check_target("target", target)
+        x_t = check_points("x_t", x_t)
+        y = check_same_shape("y", y, x_t, "x_t")
+        t = as_time("t", t, x_t.shape[0], x_t, rows_of="x_t")
+        tt = t.double()[:, None]
+        c, d = self._coefficients(target, tt)
+        det = self._a(tt) * d - self._b(tt) * c
+        if not bool(torch.isfinite(det).all()) or bool((det.abs() < 1e-6).any()):
+            raise ValueError(f"t must lie where a {target!r} prediction on the {self.name} path can be converted "
+                             f"(a d - b c != 0): use t strictly inside (0, 1), got values in "
+                             f"[{t.min().item():.4g}, {t.max().item():.4g}]")
+        return y, x_t, t
 
     def to_x_eps(self, y: torch.Tensor, target: str, x_t: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         r"""(x̂, ẑ) from a prediction ``y`` of ``target`` at x_t.
@@ -195,19 +223,29 @@ class DiffusionPath:
         Solves [a b; c d] [x̂; ẑ] = [x_t; y]: x̂ = (d x_t - b y) / (a d - b c),
         ẑ = (a y - c x_t) / (a d - b c).
         """
-        t = as_time("t", t, x_t.shape[0], x_t, check_values=False)[:, None]
-        a, b = self.a(t), self.b(t)
-        c, d = self.target_coefficients(target, t)
+        y, x_t, t = self._checked(y, target, x_t, t)
+        return self._to_x_eps(y, x_t, target=target, t=t)
+
+    def _to_x_eps(self, y, x_t, *, target, t):
+        """:meth:`to_x_eps` without input checks (samplers call it every step)."""
+        t = t[:, None] if t.ndim == 1 else t
+        a, b = self._a(t), self._b(t)
+        c, d = self._coefficients(target, t)
         det = a * d - b * c
         return (d * x_t - b * y) / det, (a * y - c * x_t) / det
 
     def convert(self, y: torch.Tensor, source: str, dest: str, x_t: torch.Tensor, t) -> torch.Tensor:
         """A prediction of ``source`` turned into the equivalent prediction of ``dest``."""
+        check_target("source", source)
         check_target("dest", dest)
-        x_hat, z_hat = self.to_x_eps(y, source, x_t, t)
-        t = as_time("t", t, x_t.shape[0], x_t, check_values=False)[:, None]
-        c, d = self.target_coefficients(dest, t)
-        return c * x_hat + d * z_hat
+        y, x_t, t = self._checked(y, source, x_t, t)
+        x_hat, z_hat = self._to_x_eps(y, x_t, target=source, t=t)
+        c, d = self._coefficients(dest, t[:, None])
+        out = c * x_hat + d * z_hat
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(f"dest {dest!r} is undefined at some of these times on the {self.name} path "
+                             "(the score needs b(t) > 0)")
+        return out
 
     def loss(self, model, x: torch.Tensor, target: str, generator: torch.Generator | None = None, *,
              z: torch.Tensor | None = None, t: torch.Tensor | None = None, t_range=(0.0, 1.0)) -> torch.Tensor:
@@ -216,10 +254,14 @@ class DiffusionPath:
         ``t`` defaults to U[t_range] per example (keep it away from where the target
         blows up: the score at b = 0).
         """
+        check_callable("model", model, "a model called as model(x_t, t)")
         x = check_points("x", x)
         check_target("target", target)
+        generator = check_generator("generator", generator, x.device)
         if z is None:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        else:
+            z = check_same_shape("z", z, x, "x")
         if t is None:
             if not isinstance(t_range, (tuple, list)) or len(t_range) != 2:
                 raise ValueError(f"t_range must be a pair (low, high), got {t_range!r}")
@@ -231,9 +273,9 @@ class DiffusionPath:
         else:  # only times from outside are checked (the check reads values back to the host)
             t = as_time("t", t, x.shape[0], x)
         tt = t[:, None]
-        c, d = self.target_coefficients(target, tt)
+        c, d = self._coefficients(target, tt)
         y = c * x + d * z
-        pred = model(self.a(tt) * x + self.b(tt) * z, t)
+        pred = model(self._a(tt) * x + self._b(tt) * z, t)
         if not isinstance(pred, torch.Tensor) or pred.shape != x.shape:
             raise ValueError(f"model must return a tensor of shape {tuple(x.shape)}, got "
                              f"{tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__}")

@@ -19,7 +19,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     available raises ``ValueError``.
     """
     if prefer is not None:
-        if prefer not in ("cpu", "cuda", "mps"):
+        if not isinstance(prefer, str) or prefer not in ("cpu", "cuda", "mps"):
             raise ValueError(f"prefer must be 'cpu', 'cuda' or 'mps', got {prefer!r}")
         if prefer == "cuda" and not torch.cuda.is_available():
             raise ValueError("prefer='cuda' but no CUDA device is available")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_int, check_points, check_real, check_tensor
+from ._validate import check_callable, check_generator, check_int, check_points, check_real, check_tensor
 from .paths import check_path, check_target
 from .schedules import time_grid
 
@@ -58,6 +58,7 @@ def euler(
         ``(x_0, trajectory, times)`` where trajectory has shape (len(times), n, d) and
         trajectory[i] is the state at times[i] (trajectory[0] is the input noise).
     """
+    check_callable("model", model, "a model called as model(x, t)")
     x = check_points("x", x)
     if (steps is None) == (times is None):
         raise ValueError("give exactly one of steps (an int >= 1) or times (a decreasing grid)")
@@ -83,17 +84,30 @@ def euler(
 # Samplers for any path and any prediction target (generalized diffusion).
 # --------------------------------------------------------------------------------------
 
-def _setup(model, x, steps, path, target, t_start, t_end):
+def _check_convertible(path, target, name, t):
+    """The model's ``target`` prediction must be convertible to (x̂, ẑ) at time ``t`` (a d - b c != 0)."""
+    tt = torch.tensor([t], dtype=torch.float64)
+    c, d = path._coefficients(target, tt)
+    det = path._a(tt) * d - path._b(tt) * c
+    if not bool(torch.isfinite(det).all()) or float(det.abs()) < 1e-6:
+        raise ValueError(f"{name}={t:g} is a time where a {target!r} prediction on the {path.name} path cannot be "
+                         f"turned into x and eps (a d - b c = {float(det):.3g}); choose {name} strictly inside "
+                         "(0, 1), e.g. 0.999")
+
+
+def _setup(model, x, steps, path, target, t_start, t_end, generator=None):
     if not callable(model):
         raise ValueError(f"model must be callable as model(x_t, t), got {type(model).__name__}")
     x = check_points("x", x)
     steps = check_int("steps", steps, minimum=1)
     check_path(path)
     check_target("target", target)
+    check_generator("generator", generator, x.device)
     t_start = check_real("t_start", t_start, minimum=0.0, maximum=1.0)
     t_end = check_real("t_end", t_end, minimum=0.0, maximum=1.0)
     if not t_end < t_start:
         raise ValueError(f"t_end must be < t_start (sampling runs from noise to data), got {t_end} and {t_start}")
+    _check_convertible(path, target, "t_start", t_start)
     times = torch.linspace(t_start, t_end, steps + 1, device=x.device, dtype=x.dtype)
     return x, times
 
@@ -101,12 +115,12 @@ def _setup(model, x, steps, path, target, t_start, t_end):
 def _x_eps(model, path, target, x, t):
     """(x̂, ẑ) from the model's prediction of ``target`` at (x, t) (t a 0-d tensor)."""
     tt = t.expand(x.shape[0])
-    return path.to_x_eps(model(x, tt), target, x, tt)
+    return path._to_x_eps(model(x, tt), x, target=target, t=tt)
 
 
 def _velocity(model, path, target, x, t):
     x_hat, z_hat = _x_eps(model, path, target, x, t)
-    return path.da(t) * x_hat + path.db(t) * z_hat
+    return path._da(t) * x_hat + path._db(t) * z_hat
 
 
 @torch.no_grad()
@@ -141,7 +155,7 @@ def ddim(model, x: torch.Tensor, steps: int, *, path, target: str, t_start: floa
     for i in range(steps):
         x_hat, z_hat = _x_eps(model, path, target, x, times[i])
         s = times[i + 1]
-        x = path.a(s) * x_hat + path.b(s) * z_hat
+        x = path._a(s) * x_hat + path._b(s) * z_hat
     return x
 
 
@@ -160,11 +174,11 @@ def ddpm(model, x: torch.Tensor, steps: int, *, path, target: str, generator: to
     With DDPM's discrete betas this is exactly Ho et al.'s sampler (beta_t = b_{t|s}^2
     for a VP path); the last step to b = 0 returns x̂.
     """
-    x, times = _setup(model, x, steps, path, target, t_start, t_end)
+    x, times = _setup(model, x, steps, path, target, t_start, t_end, generator)
     for i in range(steps):
         t, s = times[i], times[i + 1]
         x_hat, _ = _x_eps(model, path, target, x, t)
-        a_t, b_t, a_s, b_s = path.a(t), path.b(t), path.a(s), path.b(s)
+        a_t, b_t, a_s, b_s = path._a(t), path._b(t), path._a(s), path._b(s)
         a_ts = a_t / a_s
         b_ts2 = (b_t**2 - a_ts**2 * b_s**2).clamp_min(0.0)
         mean = (a_s * b_ts2 / b_t**2) * x_hat + (a_ts * b_s**2 / b_t**2) * x
@@ -188,18 +202,23 @@ def reverse_sde(model, x: torch.Tensor, steps: int, *, path, target: str,
     (s = -ẑ / b). With ``denoise`` the final state is replaced by its x̂ (Tweedie's
     estimate), which removes the last step's noise.
     """
-    x, times = _setup(model, x, steps, path, target, t_start, t_end)
+    x, times = _setup(model, x, steps, path, target, t_start, t_end, generator)
+    if float(path._a(torch.tensor(t_start, dtype=torch.float64))) < 1e-6:
+        raise ValueError(f"t_start={t_start:g} is where a(t) = 0 on the {path.name} path, so the SDE's drift a'/a is "
+                         "infinite there; choose t_start < 1, e.g. 0.999")
+    if denoise and t_end > 0:
+        _check_convertible(path, target, "t_end", t_end)
     for i in range(steps):
         t, t_next = times[i], times[i + 1]
         dt = t_next - t  # negative
-        a, b, da, db = path.a(t), path.b(t), path.da(t), path.db(t)
+        a, b, da, db = path._a(t), path._b(t), path._da(t), path._db(t)
         f = da / a
         g2 = (2 * b * db - 2 * f * b**2).clamp_min(0.0)
         _, z_hat = _x_eps(model, path, target, x, t)
         score = -z_hat / b
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x = x + (f * x - g2 * score) * dt + torch.sqrt(g2 * -dt) * noise
-    if denoise and float(path.b(times[-1])) > 0:
+    if denoise and float(path._b(times[-1])) > 0:
         x = _x_eps(model, path, target, x, times[-1])[0]
     return x
 
@@ -218,19 +237,20 @@ def langevin(model, x: torch.Tensor, levels: int, steps_per_level: int, *, path,
     p_data. With ``denoise`` the result is mapped to x̂ at the last level (Tweedie).
     """
     levels = check_int("levels", levels, minimum=2)
-    x, _ = _setup(model, x, levels - 1, path, target, t_start, t_end)
+    x, _ = _setup(model, x, levels - 1, path, target, t_start, t_end, generator)
     if t_end <= 0:
         raise ValueError(f"t_end must be > 0 for Langevin (the score at b = 0 is undefined), got {t_end}")
+    _check_convertible(path, target, "t_end", t_end)
     log_snr = torch.log(path.snr(torch.tensor([t_start, t_end], dtype=torch.float64)))
     times = path.t_at_log_snr(torch.linspace(float(log_snr[0]), float(log_snr[1]), levels)).to(x)
     steps_per_level = check_int("steps_per_level", steps_per_level, minimum=1)
     step_scale = check_real("step_scale", step_scale, minimum=0.0, strict_min=True)
     for t in times:
-        eps = step_scale * path.b(t) ** 2
+        eps = step_scale * path._b(t) ** 2
         for _ in range(steps_per_level):
             _, z_hat = _x_eps(model, path, target, x, t)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x - eps * z_hat / path.b(t) + torch.sqrt(2 * eps) * noise
+            x = x - eps * z_hat / path._b(t) + torch.sqrt(2 * eps) * noise
     if denoise:
         x = _x_eps(model, path, target, x, times[-1])[0]
     return x

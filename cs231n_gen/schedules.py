@@ -25,12 +25,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_int, check_real, check_tensor
+from numbers import Real
+
+from ._validate import check_device, check_dtype, check_generator, check_int, check_real, check_tensor
 
 
 def uniform_t(n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """n training times drawn from U[0, 1]."""
     n = check_int("n", n, minimum=1)
+    device = check_device("device", device)
+    generator = check_generator("generator", generator, device)
     return torch.rand(n, generator=generator, device=device)
 
 
@@ -43,7 +47,7 @@ def time_grid(steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
     off-by-one that evaluates the model at t = 0 and never quite reaches it.)
     """
     steps = check_int("steps", steps, minimum=1)
-    return torch.linspace(1.0, 0.0, steps + 1, device=device, dtype=dtype)
+    return torch.linspace(1.0, 0.0, steps + 1, device=check_device("device", device), dtype=check_dtype("dtype", dtype))
 
 
 def logit_normal_t(n: int, m: float = 0.0, s: float = 1.0, generator: torch.Generator | None = None,
@@ -52,6 +56,8 @@ def logit_normal_t(n: int, m: float = 0.0, s: float = 1.0, generator: torch.Gene
     n = check_int("n", n, minimum=1)
     m = check_real("m", m)
     s = check_real("s", s, minimum=0.0, strict_min=True)
+    device = check_device("device", device)
+    generator = check_generator("generator", generator, device)
     return torch.sigmoid(m + s * torch.randn(n, generator=generator, device=device))
 
 
@@ -68,6 +74,8 @@ def logit_normal_density(t: torch.Tensor, m: float = 0.0, s: float = 1.0) -> tor
 
 def _times(t) -> torch.Tensor:
     """A number or a tensor of times as a floating tensor (values checked by the caller)."""
+    if isinstance(t, bool) or not isinstance(t, (Real, torch.Tensor)):
+        raise ValueError(f"t must be a number or a tensor of times, got {t!r}")
     if not isinstance(t, torch.Tensor):
         t = torch.as_tensor(t, dtype=torch.get_default_dtype())
     return check_tensor("t", t)
@@ -164,10 +172,13 @@ def block_snr(images: torch.Tensor, t: float, block: int = 1, generator: torch.G
     k^2, while a smooth (upsampled) image keeps its signal: the SNR rises k^2-fold.
     """
     images = check_tensor("images", images, ndim=4)
+    if images.numel() == 0:
+        raise ValueError(f"images must hold at least one pixel, got shape {tuple(images.shape)}")
     t = check_real("t", t, minimum=0.0, maximum=1.0, strict_min=True)
+    generator = check_generator("generator", generator, images.device)
     block = check_int("block", block, minimum=1)
     if images.shape[-1] % block or images.shape[-2] % block:
-        raise ValueError(f"block must divide the image size {tuple(images.shape[-2:])}, got {block}")
+        raise ValueError(f"block must divide the images' size {tuple(images.shape[-2:])}, got {block}")
     signal = (1 - t) * images
     noisy = signal + t * torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     if block > 1:

@@ -1,30 +1,64 @@
 """One training loop for every lecture: ``fit``.
 
-``fit`` owns the plumbing a notebook should not repeat: device placement, a seeded
-random stream for data and noise, Adam with an optional cosine decay, a progress bar,
-the loss history, a guard against NaN/inf losses, and checkpoints that are written
-atomically and resume bit-for-bit (an interrupted run, resumed, ends with exactly the
-parameters of an uninterrupted one on the same device).
+``fit`` is a step function for the engine (:mod:`cs231n_gen.engine`), which owns the
+plumbing a notebook should not repeat: a progress bar, the loss history, a guard
+against NaN/inf losses, and checkpoints that are written atomically and resume
+bit-for-bit (an interrupted run, resumed, ends with exactly the parameters of an
+uninterrupted one on the same device). ``fit`` adds device placement, a seeded random
+stream for data and noise, and AdamW with an optional warm-up and cosine decay.
 
 The lecture keeps the idea: ``loss_fn(model, batch, generator)`` is where the slide's
 few lines live.
 """
 from __future__ import annotations
 
-import math
 import os
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ._validate import check_int, check_real
+from ._validate import check_device, check_int, check_real
+from .engine import (
+    Loop,
+    Trainable,
+    TrainingDivergedError,
+    batch_source,
+    callable_signature,
+    data_signature,
+    lr_factor,
+    model_signature,
+    run,
+)
 from .runtime import get_device
 
+__all__ = ["fit", "FitSettings", "History", "TrainingDivergedError"]
 
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite during :func:`fit`."""
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """The optimisation settings of :func:`fit`, validated once (see its arguments)."""
+
+    batch_size: int = 512
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    warmup: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        fix("batch_size", check_int("batch_size", self.batch_size, minimum=1))
+        fix("lr", check_real("lr", self.lr, minimum=0.0, strict_min=True))
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        fix("warmup", check_int("warmup", self.warmup, minimum=0))
+        fix("weight_decay", check_real("weight_decay", self.weight_decay, minimum=0.0))
+        if self.grad_clip is not None:
+            fix("grad_clip", check_real("grad_clip", self.grad_clip, minimum=0.0, strict_min=True))
+        fix("seed", check_int("seed", self.seed, minimum=0))
 
 
 @dataclass
@@ -62,78 +96,6 @@ class History:
                 acc -= self.loss[i - window]
             out.append(acc / min(i + 1, window))
         return out
-
-
-def _batch_source(data, device):
-    """Turn ``data`` into ``draw(n, generator) -> batch`` on ``device``."""
-    if isinstance(data, torch.Tensor):
-        if data.ndim < 1 or data.shape[0] < 1:
-            raise ValueError(f"data as a tensor must have shape (N, ...), got {tuple(data.shape)}")
-        if data.is_floating_point() and not bool(torch.isfinite(data).all()):
-            raise ValueError("data contains NaN or infinite values")
-        table = data.to(device)
-
-        def draw(n, generator):
-            idx = torch.randint(0, table.shape[0], (n,), generator=generator, device=device)
-            return table[idx]
-
-        return draw
-    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
-        n = data[0].shape[0] if data[0].ndim else 0
-        if n < 1 or any(d.ndim < 1 or d.shape[0] != n for d in data):
-            raise ValueError("data as a tuple of tensors needs the same number of rows (>= 1) in each, got shapes "
-                             f"{[tuple(d.shape) for d in data]}")
-        for d in data:
-            if d.is_floating_point() and not bool(torch.isfinite(d).all()):
-                raise ValueError("data contains NaN or infinite values")
-        tables = tuple(d.to(device) for d in data)
-
-        def draw_rows(n_draw, generator):
-            idx = torch.randint(0, n, (n_draw,), generator=generator, device=device)
-            return tuple(table[idx] for table in tables)
-
-        return draw_rows
-    if hasattr(data, "sample"):
-        source = data.to(device) if hasattr(data, "to") else data
-        return lambda n, generator: source.sample(n, generator=generator)
-    if callable(data):
-        return data
-    raise ValueError(
-        "data must be a tensor of examples, a tuple of tensors with matching rows, an object with "
-        f".sample(n, generator=...), or a callable draw(n, generator); got {type(data).__name__}"
-    )
-
-
-def _lr_factor(schedule: str, step: int, steps: int, warmup: int) -> float:
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, steps - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _read_checkpoint(path: Path, settings: dict, device) -> dict:
-    """Load a checkpoint written by this module, refusing one made with other settings."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    if state.get("settings") != settings:
-        raise ValueError(
-            f"checkpoint {path} was written with settings {state.get('settings')}, "
-            f"but this call uses {settings}; pass resume=False to start over"
-        )
-    return state
-
-
-def _restore_rng(generator: torch.Generator, saved: torch.Tensor) -> None:
-    """Generators take their state as a CPU byte tensor, whatever device they draw on."""
-    generator.set_state(saved.cpu())
 
 
 def fit(
@@ -177,7 +139,9 @@ def fit(
         seed: seeds the random stream for data, noise and times.
         checkpoint, checkpoint_every, resume: write a checkpoint to this path every
             ``checkpoint_every`` steps and at the end; with ``resume`` an existing one
-            is loaded and training continues from its step.
+            is loaded and training continues from its step. It resumes only under the
+            same settings, model shapes, loss function and kind of data
+            (:class:`~cs231n_gen.engine.CheckpointError` otherwise).
         progress: show a progress bar (a notebook widget in Jupyter).
         log_every: steps between host syncs (progress update, NaN check).
 
@@ -189,114 +153,62 @@ def fit(
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    steps = check_int("steps", steps, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    lr = check_real("lr", lr, minimum=0.0, strict_min=True)
-    if lr_schedule not in ("cosine", "constant"):
-        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
-    warmup = check_int("warmup", warmup, minimum=0)
-    weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
-    if grad_clip is not None:
-        grad_clip = check_real("grad_clip", grad_clip, minimum=0.0, strict_min=True)
-    seed = check_int("seed", seed, minimum=0)
-    log_every = check_int("log_every", log_every, minimum=1)
-    if checkpoint_every is not None:
-        checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-        if checkpoint is None:
-            raise ValueError("checkpoint_every was given but checkpoint (a file path) was not")
-    device = torch.device(device) if device is not None else get_device()
+    config = FitSettings(batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, warmup=warmup,
+                         weight_decay=weight_decay, grad_clip=grad_clip, seed=seed)
+    loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                resume=resume, progress=progress, desc=desc)
+    device = check_device("device", device) or get_device()
 
     model.to(device)
-    draw = _batch_source(data, device)
+    draw = batch_source(data, device)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    generator.manual_seed(config.seed)
     history = History()
-    start = 0
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
-    settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
-                "warmup": warmup, "seed": seed}
+    lr_at = lambda i: config.lr * lr_factor(config.lr_schedule, i, loop.steps, config.warmup)  # noqa: E731
 
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        state = _read_checkpoint(ckpt_path, settings, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _restore_rng(generator, state["generator"])
-        history.loss, history.lr = list(state["loss"]), list(state["lr"])
-        start = state["step"]
-
-    def save(step):
-        _atomic_save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "generator": generator.get_state(), "step": step, "loss": history.loss,
-             "lr": history.lr, "settings": settings},
-            ckpt_path,
-        )
-
-    bar = None
-    if progress and start < steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=start, desc=desc, mininterval=0.5, leave=True)
-
-    pending: list[torch.Tensor] = []
-    pending_lr: list[float] = []
-
-    def flush(step_after):
-        """Bring the buffered losses to the host; stop on NaN/inf."""
-        if not pending:
-            return
-        values = torch.stack(pending).detach().float().cpu().tolist()
-        first = step_after - len(values)
-        for i, v in enumerate(values):
-            if not math.isfinite(v):
-                raise TrainingDivergedError(
-                    f"the loss became {v} at step {first + i} (lr {pending_lr[i]:.3g}). "
-                    "Things to try: a smaller lr, grad_clip=1.0, warmup=100, and checking "
-                    "that the data holds no NaN or inf."
-                )
-        history.loss.extend(values)
-        history.lr.extend(pending_lr)
-        if bar is not None:
-            bar.update(len(values))
-            bar.set_postfix(loss=f"{sum(values) / len(values):.4f}", refresh=False)
-        pending.clear()
-        pending_lr.clear()
-
-    model.train()
-    t0 = time.perf_counter()
-    try:
-        for step in range(start, steps):
-            factor = _lr_factor(lr_schedule, step, steps, warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * factor
-            batch = draw(batch_size, generator)
+    def step(i):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(i)
+        # Data and the lecture's loss.
+        batch = draw(config.batch_size, generator)
+        try:
             loss = loss_fn(model, batch, generator)
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise ValueError(f"loss_fn must return a scalar tensor, got {loss!r}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            pending.append(loss.detach().reshape(()))
-            pending_lr.append(lr * factor)
-            done = step + 1
-            history.steps_run += 1
-            if done % log_every == 0 or done == steps:
-                flush(done)
-            if checkpoint_every is not None and done % checkpoint_every == 0:
-                flush(done)
-                save(done)
-        flush(steps)
-        if ckpt_path is not None and history.steps_run:
-            save(steps)
+        except ValueError as err:
+            raise ValueError(f"loss_fn rejected a batch drawn from data at step {i}: {err}") from err
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"loss_fn must return a scalar tensor, got {loss!r}")
+        # The update.
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        return loss.detach().reshape(1)
+
+    def record(steps_done, rows):
+        history.loss.extend(row[0] for row in rows)
+        history.lr.extend(lr_at(s - 1) for s in steps_done)
+
+    def describe(s, row):
+        return (f"the loss became {row[0]} at step {s - 1} (lr {lr_at(s - 1):.3g}). Things to try: a smaller lr, "
+                "grad_clip=1.0, warmup=100, and checking that the data holds no NaN or inf.")
+
+    def set_history(saved):
+        history.loss, history.lr = list(saved["loss"]), list(saved["lr"])
+
+    settings = {**asdict(config), "steps": loop.steps, "model": model_signature(model),
+                "loss_fn": callable_signature(loss_fn), "data": data_signature(data)}
+    model.train()
+    try:
+        stats = run(step, Trainable({"model": model}, {"optimizer": optimizer}, {"generator": generator}), loop,
+                    kind="fit", settings=settings, record=record, describe=describe,
+                    history_state=(lambda: {"loss": history.loss, "lr": history.lr}, set_history),
+                    postfix=lambda rows: {"loss": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
+        history.steps_run, history.seconds = stats.steps_run, stats.seconds
     finally:
-        history.seconds = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
         model.eval()
     return history

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._validate import check_int, check_labels, check_points, check_real, check_tensor
+from ._validate import check_axes, check_callable, check_int, check_labels, check_points, check_real, check_tensor
 from .runtime import device_of
 
 DATA = "#1f77b4"
@@ -27,6 +27,19 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
+def _lim(lim) -> float:
+    return check_real("lim", lim, minimum=0.0, strict_min=True)
+
+
+def _size(name, size) -> float:
+    return check_real(name, size, minimum=0.0, strict_min=True)
+
+
+def _reference(name, points):
+    """Optional (n, 2) points drawn behind a figure, checked under the caller's argument name."""
+    return None if points is None else check_points(name, points, 2)
+
+
 def _square(ax, lim: float) -> None:
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
@@ -37,6 +50,10 @@ def _square(ax, lim: float) -> None:
 
 def scatter(ax, points, color=MODEL, lim: float = 3.5, title: str | None = None, s: float = 2.0, alpha=0.5, **kw):
     """A square scatter plot of (n, 2) points."""
+    check_axes("ax", ax)
+    lim = _lim(lim)
+    s = check_real("s", s, minimum=0.0, strict_min=True)
+    alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
     pts = _np(check_points("points", points, 2))
     ax.scatter(pts[:, 0], pts[:, 1], s=s, color=color, alpha=alpha, linewidths=0, **kw)
     _square(ax, lim)
@@ -47,8 +64,12 @@ def scatter(ax, points, color=MODEL, lim: float = 3.5, title: str | None = None,
 
 def class_scatter(ax, points, labels, lim: float = 3.5, title: str | None = None, s: float = 2.0, alpha=0.5):
     """A square scatter plot of (n, 2) points coloured by their class label (0..7)."""
+    check_axes("ax", ax)
+    lim = _lim(lim)
+    s = check_real("s", s, minimum=0.0, strict_min=True)
+    alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
     pts = check_points("points", points, 2).detach().cpu()
-    labels = check_labels("labels", labels, pts.shape[0], len(CLASS_COLORS), "cpu")
+    labels = check_labels("labels", labels, pts.shape[0], len(CLASS_COLORS), "cpu", rows_of="points")
     for c in torch.unique(labels).tolist():
         rows = _np(pts[labels == c])
         ax.scatter(rows[:, 0], rows[:, 1], s=s, color=CLASS_COLORS[c], alpha=alpha, linewidths=0)
@@ -60,6 +81,11 @@ def class_scatter(ax, points, labels, lim: float = 3.5, title: str | None = None
 
 def plot_density(ax, mixture, lim: float = 3.5, resolution: int = 200, cmap="Blues"):
     """Filled contours of a mixture's density on [-lim, lim]^2."""
+    from .oracle import _check_mixture
+
+    check_axes("ax", ax)
+    mixture = _check_mixture(mixture)
+    lim = _lim(lim)
     resolution = check_int("resolution", resolution, minimum=8)
     g = torch.linspace(-lim, lim, resolution)
     xx, yy = torch.meshgrid(g, g, indexing="xy")
@@ -72,8 +98,11 @@ def plot_density(ax, mixture, lim: float = 3.5, resolution: int = 200, cmap="Blu
 
 def plot_samples(panels: dict, lim: float = 3.5, size: float = 3.0, colors=None):
     """One square panel per entry of ``{title: points}``; returns the figure."""
-    if not panels:
-        raise ValueError("panels must hold at least one {title: points} entry")
+    if not isinstance(panels, dict) or not panels:
+        raise ValueError(f"panels must be a dict with at least one {{title: points}} entry, got {panels!r}")
+    lim, size = _lim(lim), _size("size", size)
+    for title, pts in panels.items():
+        check_points(f"panels[{title!r}]", pts, 2)
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False)
     palette = colors or [DATA, NOISE, MODEL, ORACLE]
     for i, (ax, (title, pts)) in enumerate(zip(axes[0], panels.items())):
@@ -88,8 +117,12 @@ def plot_field(ax, field, t: float, lim: float = 3.5, n: int = 17, color="k", ba
 
     ``field`` is any callable ``field(x, t)`` (a trained model or an oracle).
     """
+    check_axes("ax", ax)
+    check_callable("field", field, "a velocity field called as field(x, t)")
     t = check_real("t", t, minimum=0.0, maximum=1.0)
     n = check_int("n", n, minimum=2)
+    lim = _lim(lim)
+    background = _reference("background", background)
     if background is not None:
         scatter(ax, background, color=NOISE, lim=lim, alpha=0.25)
     g = torch.linspace(-lim * 0.9, lim * 0.9, n)
@@ -111,9 +144,12 @@ def compare_fields(fields: dict, times, lim: float = 3.5, n: int = 15, backgroun
     ``colors`` gives one arrow colour per row (default: oracle green, model orange, black,
     repeating).
     """
+    if not isinstance(fields, dict) or not fields:
+        raise ValueError(f"fields must be a dict with at least one {{name: field}} entry, got {fields!r}")
+    if not isinstance(times, (list, tuple, torch.Tensor)) or len(times) == 0:
+        raise ValueError(f"times must be a non-empty list of times in [0, 1], got {times!r}")
     times = [check_real("times", t, minimum=0.0, maximum=1.0) for t in times]
-    if not fields or not times:
-        raise ValueError("fields and times must both be non-empty")
+    lim, size = _lim(lim), _size("size", size)
     fig, axes = plt.subplots(len(fields), len(times), figsize=(size * len(times), size * len(fields)), squeeze=False)
     colors = list(colors) if colors is not None else [ORACLE, MODEL, "k"]
     if not colors:
@@ -133,8 +169,13 @@ def compare_fields(fields: dict, times, lim: float = 3.5, n: int = 15, backgroun
 
 def plot_trajectories(ax, trajectory, n_show: int = 300, lim: float = 3.5, reference=None):
     """Paths of ``n_show`` particles from noise (grey dots) to samples (orange dots)."""
+    check_axes("ax", ax)
     traj = check_tensor("trajectory", trajectory, ndim=3)
+    if traj.shape[0] < 1 or traj.shape[1] < 1 or traj.shape[2] != 2:
+        raise ValueError(f"trajectory must have shape (frames, n, 2) with frames, n >= 1, got {tuple(traj.shape)}")
     n_show = min(check_int("n_show", n_show, minimum=1), traj.shape[1])
+    lim = _lim(lim)
+    reference = _reference("reference", reference)
     tr = _np(traj[:, :n_show])
     if reference is not None:
         scatter(ax, reference, color=DATA, lim=lim, alpha=0.15)
@@ -149,9 +190,16 @@ def plot_snapshots(trajectory, times, at=(1.0, 0.75, 0.5, 0.25, 0.0), lim: float
                    size: float = 2.6, title: str | None = None):
     """Particles at several times of a sampling trajectory (nearest grid point to each)."""
     traj = check_tensor("trajectory", trajectory, ndim=3)
+    if traj.shape[0] < 1 or traj.shape[1] < 1 or traj.shape[2] != 2:
+        raise ValueError(f"trajectory must have shape (frames, n, 2) with frames, n >= 1, got {tuple(traj.shape)}")
     times = check_tensor("times", times, ndim=1)
     if times.shape[0] != traj.shape[0]:
-        raise ValueError(f"times must have {traj.shape[0]} entries (one per frame), got {times.shape[0]}")
+        raise ValueError(f"times must have {traj.shape[0]} entries (one per frame of trajectory), got {times.shape[0]}")
+    if not isinstance(at, (list, tuple)) or not at:
+        raise ValueError(f"at must be a non-empty list of times in [0, 1], got {at!r}")
+    at = [check_real("at", t, minimum=0.0, maximum=1.0) for t in at]
+    lim, size = _lim(lim), _size("size", size)
+    reference = _reference("reference", reference)
     fig, axes = plt.subplots(1, len(at), figsize=(size * len(at), size), squeeze=False)
     for ax, t in zip(axes[0], at):
         i = int((times.cpu() - t).abs().argmin())
@@ -166,6 +214,11 @@ def plot_snapshots(trajectory, times, at=(1.0, 0.75, 0.5, 0.25, 0.0), lim: float
 
 def plot_loss(history, ax=None, window: int = 100, label: str | None = None):
     """The training loss (raw, faint) and its running mean over ``window`` steps."""
+    if not (hasattr(history, "loss") and hasattr(history, "smoothed")):
+        raise ValueError(f"history must be what fit() returned (a History), got {type(history).__name__}")
+    window = check_int("window", window, minimum=1)
+    if ax is not None:
+        check_axes("ax", ax)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
     ax.plot(history.loss, color=MODEL, alpha=0.25, lw=0.5)
@@ -181,7 +234,10 @@ def plot_decision(ax, decision, lim: float, alpha: float = 0.85):
 
     Blue where D says "real" (D near 1), red where it says "fake" (D near 0), white at 1/2.
     """
+    check_axes("ax", ax)
     dec = check_tensor("decision", decision, ndim=2)
+    lim = _lim(lim)
+    alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
     im = ax.imshow(_np(dec), origin="lower", extent=(-lim, lim, -lim, lim), cmap="RdBu",
                    vmin=0.0, vmax=1.0, alpha=alpha, interpolation="bilinear")
     _square(ax, lim)
@@ -190,6 +246,14 @@ def plot_decision(ax, decision, lim: float, alpha: float = 0.85):
 
 def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: int = 1000, title: str | None = None):
     """One moment of a 2D GAN game: D's decision surface, the data, the generator's samples."""
+    from .gan import Snapshot
+
+    check_axes("ax", ax)
+    if not isinstance(snapshot, Snapshot):
+        raise ValueError(f"snapshot must be a cs231n_gen.gan.Snapshot, got {type(snapshot).__name__}")
+    lim = _lim(lim)
+    n_show = check_int("n_show", n_show, minimum=1)
+    reference = _reference("reference", reference)
     if snapshot.decision is not None:
         plot_decision(ax, snapshot.decision, lim)
     if reference is not None:
@@ -201,10 +265,12 @@ def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: in
 
 def image_grid(ax, images, per_row: int | None = None, title: str | None = None, pad: int = 1):
     """Show (n, 1, h, w) images in [-1, 1] as one grayscale mosaic (ink dark on white)."""
+    check_axes("ax", ax)
     imgs = check_tensor("images", images, ndim=4).detach().float().cpu().clamp(-1, 1)
     n, c, h, w = imgs.shape
-    if c != 1:
-        raise ValueError(f"images must have 1 channel, got shape {tuple(imgs.shape)}")
+    if c != 1 or n < 1:
+        raise ValueError(f"images must be at least one image with 1 channel, got shape {tuple(imgs.shape)}")
+    pad = check_int("pad", pad, minimum=0)
     ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(n))), minimum=1)
     nrows = int(np.ceil(n / ncol))
     canvas = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad))

@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from . import viz
-from ._validate import check_int, check_labels, check_points, check_real, check_tensor
+from ._validate import check_bool, check_callable, check_int, check_labels, check_module, check_points, check_real, check_tensor
 
 
 FRAME_DPI = 110
@@ -35,6 +35,12 @@ class FramePlayer:
         import ipywidgets as W
 
         self.n_frames = check_int("n_frames", n_frames, minimum=1)
+        check_callable("draw", draw, "a function draw(ax, i)")
+        check_callable("label", label, "a function label(i) -> str")
+        if not (isinstance(size, (tuple, list)) and len(size) == 2):
+            raise ValueError(f"size must be a (width, height) pair in inches, got {size!r}")
+        size = tuple(check_real("size", v, minimum=0.0, strict_min=True) for v in size)
+        interval = check_int("interval", interval, minimum=1)
         self._draw, self._label, self._size = draw, label, size
         self._cache: dict[int, bytes] = {}
         # Shown at its own pixel size: left alone, JupyterLab stretches an Image to the
@@ -52,6 +58,9 @@ class FramePlayer:
         self.widget = W.VBox([W.HBox([self.play, self.slider, self.caption]), self.image])
 
     def frame_png(self, i: int) -> bytes:
+        i = check_int("i", i, minimum=0)
+        if i >= self.n_frames:
+            raise ValueError(f"i must be < {self.n_frames}, got {i}")
         if i not in self._cache:
             fig = Figure(figsize=self._size)
             ax = fig.add_subplot(1, 1, 1)
@@ -105,10 +114,16 @@ def flow_player(trajectory, times, reference=None, lim: float = 3.5, n_show: int
         reference: optional data points drawn faintly behind the particles.
         static: also draw a strip of snapshots (the figure that stays in the notebook).
     """
+    static = check_bool("static", static)
     traj = check_tensor("trajectory", trajectory, ndim=3, last_dim=2)
+    if traj.shape[0] < 1 or traj.shape[1] < 1:
+        raise ValueError(f"trajectory must hold at least one frame of one point, got {tuple(traj.shape)}")
     times = check_tensor("times", times, ndim=1)
     if times.shape[0] != traj.shape[0]:
-        raise ValueError(f"times must have {traj.shape[0]} entries (one per frame), got {times.shape[0]}")
+        raise ValueError(f"times must have {traj.shape[0]} entries (one per frame of trajectory), "
+                         f"got {times.shape[0]}")
+    lim = check_real("lim", lim, minimum=0.0, strict_min=True)
+    n_show = check_int("n_show", n_show, minimum=1)
     pts = traj[:, :n_show].detach().cpu()
     ts = times.detach().cpu()
     ref = check_points("reference", reference, 2).detach().cpu() if reference is not None else None
@@ -136,11 +151,14 @@ def interpolation_explorer(x, z, n_frames: int = 21, lim: float = 3.5, n_pairs: 
     Shows the cloud of x_t and, for ``n_pairs`` pairs, the straight segment from x to z
     with the current x_t on it.
     """
+    static = check_bool("static", static)
     x = check_points("x", x, 2).detach().cpu()
     z = check_points("z", z, 2).detach().cpu()
     if x.shape != z.shape:
         raise ValueError(f"z must have the shape of x {tuple(x.shape)}, got {tuple(z.shape)}")
     n_frames = check_int("n_frames", n_frames, minimum=2)
+    lim = check_real("lim", lim, minimum=0.0, strict_min=True)
+    n_pairs = check_int("n_pairs", n_pairs, minimum=1)
     ts = torch.linspace(0, 1, n_frames)
 
     def draw(ax, i):
@@ -174,7 +192,14 @@ def gan_training_player(history, reference=None, lim: float = 3.5, n_show: int =
             ``snapshot_every`` (and ``snapshot_grid`` for the decision surface).
         reference: data points drawn in black for comparison.
     """
-    snaps = getattr(history, "snapshots", None)
+    static = check_bool("static", static)
+    from .gan import GANHistory
+
+    if not isinstance(history, GANHistory):
+        raise ValueError(f"history must be what train_gan() returned (a GANHistory), got {type(history).__name__}")
+    n_show = check_int("n_show", n_show, minimum=1)
+    lim = check_real("lim", lim, minimum=0.0, strict_min=True)
+    snaps = history.snapshots
     if not snaps:
         raise ValueError("history has no snapshots: train with train_gan(..., snapshot_every=N)")
     if snaps[0].samples.ndim != 2 or snaps[0].samples.shape[1] != 2:
@@ -209,6 +234,8 @@ def latent_interpolation(generator_net, z0, z1, n_frames: int = 11, per_row: int
         z0, z1: (pairs, z_dim) latents; row k interpolates z1[k] (t = 0) to z0[k] (t = 1).
         n_frames: number of t values in [0, 1].
     """
+    static = check_bool("static", static)
+    check_module("generator_net", generator_net)
     z0 = check_tensor("z0", z0, ndim=2)
     z1 = check_tensor("z1", z1, ndim=2)
     if z0.shape != z1.shape:
@@ -223,7 +250,7 @@ def latent_interpolation(generator_net, z0, z1, n_frames: int = 11, per_row: int
     if frames.ndim != 5:
         raise ValueError(f"generator_net must return images (n, c, h, w), got shape {tuple(frames.shape[1:])}")
     pairs = z0.shape[0]
-    per_row = per_row or min(pairs, 8)
+    per_row = check_int("per_row", per_row, minimum=1) if per_row is not None else min(pairs, 8)
 
     def draw(ax, i):
         viz.image_grid(ax, frames[i], per_row=per_row, title=f"x_t = G(t z0 + (1 - t) z1),  t = {float(ts[i]):.2f}")
@@ -251,7 +278,11 @@ def guidance_explorer(ws, samples, labels, reference=None, captions=None, lim: f
         reference: optional real data drawn faintly behind the samples.
         captions: optional strings, one per frame, shown next to the slider (scores).
     """
+    static = check_bool("static", static)
+    if not isinstance(ws, (list, tuple, torch.Tensor)) or len(ws) == 0:
+        raise ValueError(f"ws must be a non-empty list of guidance weights, got {ws!r}")
     ws = [float(check_real("ws", w, minimum=0.0)) for w in ws]
+    lim = check_real("lim", lim, minimum=0.0, strict_min=True)
     pts = check_tensor("samples", samples, ndim=3, last_dim=2).detach().cpu()
     if len(ws) != pts.shape[0]:
         raise ValueError(f"ws must have {pts.shape[0]} entries (one per frame of samples), got {len(ws)}")
@@ -291,12 +322,15 @@ def time_sampler_explorer(reference=None, reference_label: str = "difficulty", s
             instance the oracle's difficulty per noise level), to compare with.
         reference_label: the axis label of that curve.
     """
+    static = check_bool("static", static)
     import ipywidgets as W
 
     from .schedules import TimeSampler
 
     ref = None
     if reference is not None:
+        if not (isinstance(reference, (tuple, list)) and len(reference) == 2):
+            raise ValueError(f"reference must be a pair (t, values) of 1-D tensors, got {reference!r}")
         ref_t = check_tensor("reference[0]", reference[0], ndim=1).detach().cpu()
         ref_v = check_tensor("reference[1]", reference[1], ndim=1).detach().cpu()
         if ref_t.shape != ref_v.shape:
@@ -373,9 +407,11 @@ def path_explorer(mixture, paths: dict, targets=("eps", "x", "v", "velocity", "s
         raise ValueError(f"paths must be a non-empty dict of name -> DiffusionPath, got {paths!r}")
     for path in paths.values():
         check_path(path)
+    if not isinstance(targets, (list, tuple)) or not targets:
+        raise ValueError(f"targets must be a non-empty list of target names, got {targets!r}")
     targets = [check_target("targets", t) for t in targets]
-    if not targets:
-        raise ValueError("targets must name at least one target")
+    lim = check_real("lim", lim, minimum=0.0, strict_min=True)
+    n = check_int("n", n, minimum=2)
     mixture = mixture.to("cpu")
     grid = torch.linspace(-lim * 0.9, lim * 0.9, n)
     gx, gy = torch.meshgrid(grid, grid, indexing="xy")

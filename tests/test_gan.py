@@ -165,8 +165,20 @@ def test_train_gan_resume_is_exact(tmp_path):
 def test_train_gan_nan_guard_and_bad_settings():
     G, D = MLPGenerator(2, 2, 8, 1), MLPDiscriminator(2, 8, 1)
     bad = lambda n, generator: torch.full((n, 2), float("nan"))  # noqa: E731
-    with pytest.raises(TrainingDivergedError, match="non-finite"):
+    with pytest.raises(ValueError, match="data.*NaN"):
         gan.train_gan(G, D, bad, steps=20, device="cpu", progress=False, log_every=5)
+    ring8 = ring_gaussians(8)
+
+    def exploding(n, generator):  # the generator's weights blow up after a few steps
+        exploding.calls += 1
+        if exploding.calls == 7:
+            with torch.no_grad():
+                next(G.parameters()).fill_(float("inf"))
+        return ring8.sample(n, generator=generator)
+
+    exploding.calls = 0
+    with pytest.raises(TrainingDivergedError, match="non-finite"):
+        gan.train_gan(G, D, exploding, steps=20, device="cpu", progress=False, log_every=5)
     ring = ring_gaussians(8)
     for kwargs, name in ((dict(g_loss="hinge"), "g_loss"), (dict(d_steps=0), "d_steps"), (dict(lr_g=0.0), "lr_g"),
                          (dict(betas=(0.5,)), "betas"), (dict(r1_gamma=-1.0), "r1_gamma"), (dict(lr_schedule="step"), "lr_schedule"),

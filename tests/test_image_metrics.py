@@ -36,18 +36,13 @@ def test_frechet_distance_known_values():
 
 
 @pytest.fixture(scope="module")
-def judge(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv(image_metrics.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
-    try:
-        yield DigitJudge(16, device="cpu", progress=False)
-    finally:
-        mp.undo()
+def judge(digit_cache):
+    return DigitJudge(16, device="cpu", progress=False)
 
 
 def test_classifier_is_accurate_and_cached(judge, monkeypatch):
     assert judge.test_accuracy >= 0.97
-    cached = list(image_metrics.cache_dir().glob("digit_classifier_s16_*.pt"))
+    cached = list(image_metrics.cache_dir().glob("digit_classifier_*.pt"))
     assert len(cached) == 1
     again = digit_classifier(16, device="cpu", progress=False)  # from the cache: same weights, no training
     for a, b in zip(again.state_dict().values(), judge.classifier.state_dict().values()):

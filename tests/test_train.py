@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from cs231n_gen import _io
 from cs231n_gen.data import eight_gaussians
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.paths import rectified_flow_loss
@@ -31,20 +32,21 @@ def test_resume_gives_exactly_the_uninterrupted_parameters(tmp_path):
     ckpt = tmp_path / "run.pt"
     calls = {"n": 0}
 
-    def interrupted(model, batch, generator):
+    def interrupted(n, generator):  # the student presses stop while step 75's batch is drawn
         calls["n"] += 1
         if calls["n"] == 75:
-            raise KeyboardInterrupt  # the student pressed stop
-        return rectified_flow_loss(model, batch, generator)
+            raise KeyboardInterrupt
+        return data.sample(n, generator=generator)
 
     part = _model()
     with pytest.raises(KeyboardInterrupt):
-        fit(part, interrupted, data, steps=120, checkpoint=ckpt, checkpoint_every=30, **KW)
-    assert torch.load(ckpt, weights_only=False)["step"] == 60
-    assert not (tmp_path / "run.pt.tmp").exists()
+        fit(part, rectified_flow_loss, interrupted, steps=120, checkpoint=ckpt, checkpoint_every=30, **KW)
+    assert _io.load(ckpt)["step"] == 60
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind
 
     resumed = _model()
-    h = fit(resumed, rectified_flow_loss, data, steps=120, checkpoint=ckpt, checkpoint_every=30, **KW)
+    h = fit(resumed, rectified_flow_loss, lambda n, g: data.sample(n, generator=g), steps=120, checkpoint=ckpt,
+            checkpoint_every=30, **KW)
     assert h.steps == 120 and h.steps_run == 60
     for a, b in zip(full.parameters(), resumed.parameters()):
         assert torch.equal(a, b)

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .._validate import check_int, check_points, check_real, check_tensor
+from .._validate import check_device, check_dtype, check_generator, check_int, check_points, check_real, check_tensor
 
 
 def _as_float_tensor(name: str, value, ndim: int | None = None) -> torch.Tensor:
@@ -44,14 +44,14 @@ class GaussianMixture:
         if std.ndim == 0:
             std = std.expand(k).clone()
         if std.shape != (k,):
-            raise ValueError(f"std must be a number or have shape ({k},), got shape {tuple(std.shape)}")
+            raise ValueError(f"std must be a number or have shape ({k},) (one per row of means), got shape {tuple(std.shape)}")
         if bool((std <= 0).any()):
             raise ValueError(f"std must be > 0, got {std.tolist()}")
         if weights is None:
             weights = torch.full((k,), 1.0 / k)
         weights = _as_float_tensor("weights", weights).to(means)
         if weights.shape != (k,):
-            raise ValueError(f"weights must have shape ({k},), got shape {tuple(weights.shape)}")
+            raise ValueError(f"weights must have shape ({k},) (one per row of means), got shape {tuple(weights.shape)}")
         if bool((weights < 0).any()) or float(weights.sum()) <= 0:
             raise ValueError(f"weights must be >= 0 with a positive sum, got {weights.tolist()}")
         self.means = means
@@ -84,6 +84,9 @@ class GaussianMixture:
 
     def to(self, device=None, dtype=None) -> "GaussianMixture":
         """A copy on another device or dtype."""
+        device = check_device("device", device)
+        if dtype is not None:
+            check_dtype("dtype", dtype)
         out = GaussianMixture.__new__(GaussianMixture)
         out.means = self.means.to(device=device, dtype=dtype)
         out.stds = self.stds.to(device=device, dtype=dtype)
@@ -100,6 +103,7 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator | None = None, return_labels: bool = False):
         """Draw ``n`` points (and, with ``return_labels``, their component indices)."""
         n = check_int("n", n, minimum=1)
+        generator = check_generator("generator", generator, self.device)
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, generator=generator, device=self.device, dtype=self.means.dtype)
         x = self.means[labels] + self.stds[labels, None] * noise
@@ -163,9 +167,12 @@ class _SampleOnly:
     def to(self, device=None, dtype=None):
         import copy
 
+        device = check_device("device", device)
+        if dtype is not None:
+            check_dtype("dtype", dtype)
         out = copy.copy(self)
         if device is not None:
-            out.device = torch.device(device)
+            out.device = device
         return out
 
     def _draw(self, n, generator):  # pragma: no cover - implemented by subclasses
@@ -174,6 +181,7 @@ class _SampleOnly:
     def sample(self, n: int, generator: torch.Generator | None = None, return_labels: bool = False):
         """Draw ``n`` points (and, with ``return_labels``, which part each came from)."""
         n = check_int("n", n, minimum=1)
+        generator = check_generator("generator", generator)
         gen_device = generator.device if generator is not None else torch.device("cpu")
         x, labels = self._draw(n, generator, gen_device)
         x, labels = x.to(self.device), labels.to(self.device)
@@ -263,7 +271,13 @@ class LabelledMixture:
     def __init__(self, mixture: GaussianMixture, component_classes):
         if not isinstance(mixture, GaussianMixture):
             raise ValueError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
-        classes = torch.as_tensor(component_classes)
+        if not isinstance(component_classes, (torch.Tensor, list, tuple)):
+            raise ValueError(f"component_classes must be {mixture.n_components} integers, got {component_classes!r}")
+        try:
+            classes = torch.as_tensor(component_classes)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"component_classes must be {mixture.n_components} integers, "
+                             f"got {component_classes!r}") from None
         if classes.dtype not in (torch.int32, torch.int64) or classes.shape != (mixture.n_components,):
             raise ValueError(f"component_classes must be {mixture.n_components} integers, got {component_classes!r}")
         classes = classes.long().to(mixture.device)
@@ -289,7 +303,9 @@ class LabelledMixture:
                                                                           self.mixture.weights)
 
     def to(self, device=None, dtype=None) -> "LabelledMixture":
-        return LabelledMixture(self.mixture.to(device, dtype), self.component_classes.to(device))
+        """A copy on another device or dtype."""
+        mixture = self.mixture.to(device, dtype)
+        return LabelledMixture(mixture, self.component_classes.to(mixture.device))
 
     def _check_class(self, y: int) -> int:
         if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < self.n_classes:

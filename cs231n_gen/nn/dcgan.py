@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validate import check_int, check_real, check_tensor
+from .._validate import check_int, check_model_input, check_real, check_tensor
 
 
 def adain(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -50,7 +50,11 @@ class AdaIN(nn.Module):
         self.to_style = nn.Linear(self.style_dim, 2 * self.channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        style = check_tensor("style", style, ndim=2, last_dim=self.style_dim, finite=False)
+        x = check_model_input("x", x, (None, self.channels, None, None))
+        style = check_model_input("style", style, (None, self.style_dim))
+        if style.shape[0] != x.shape[0] or x.shape[0] < 1:
+            raise ValueError(f"style must have one row per image of x, got {style.shape[0]} rows for "
+                             f"{x.shape[0]} images")
         w, b = self.to_style(style).chunk(2, dim=1)
         return adain(x, 1 + w, b)
 
@@ -77,8 +81,11 @@ class DCGenerator(nn.Module):
         self._c0 = chans[0]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must have shape (n, {self.z_dim}), got {tuple(z.shape)}")
+        z = check_model_input("z", z, (None, self.z_dim))
+        if z.shape[0] < (2 if self.training else 1):
+            raise ValueError(f"z must hold at least {2 if self.training else 1} latents "
+                             f"({'batch norm in training mode needs 2' if self.training else 'one image each'}), "
+                             f"got {z.shape[0]}")
         return self.body(self.project(z).reshape(z.shape[0], self._c0, 4, 4))
 
 
@@ -101,6 +108,7 @@ class DCDiscriminator(nn.Module):
         self.channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1:] != (self.channels, self.size, self.size):
-            raise ValueError(f"x must have shape (n, {self.channels}, {self.size}, {self.size}), got {tuple(x.shape)}")
+        x = check_model_input("x", x, (None, self.channels, self.size, self.size))
+        if x.shape[0] < 1:
+            raise ValueError(f"x must hold at least one image, got shape {tuple(x.shape)}")
         return self.body(x)[:, 0]

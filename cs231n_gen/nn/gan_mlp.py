@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .._validate import check_int, check_real, check_tensor
+from .._validate import check_generator, check_int, check_model_input, check_real, check_tensor
 
 
 def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation) -> nn.Sequential:
@@ -36,9 +36,7 @@ class MLPGenerator(nn.Module):
                         check_int("depth", depth, minimum=1), nn.ReLU)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must have shape (n, {self.z_dim}), got {tuple(z.shape)}")
-        return self.net(z)
+        return self.net(check_model_input("z", z, (None, self.z_dim)))
 
 
 class MLPDiscriminator(nn.Module):
@@ -51,9 +49,7 @@ class MLPDiscriminator(nn.Module):
                         check_int("depth", depth, minimum=1), lambda: nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 2 or x.shape[1] != self.in_dim:
-            raise ValueError(f"x must have shape (n, {self.in_dim}), got {tuple(x.shape)}")
-        return self.net(x)[:, 0]
+        return self.net(check_model_input("x", x, (None, self.in_dim)))[:, 0]
 
 
 class GaussianGenerator(nn.Module):
@@ -79,9 +75,7 @@ class GaussianGenerator(nn.Module):
         return self.log_sigma.exp()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim != 2 or z.shape[1] != self.dim:
-            raise ValueError(f"z must have shape (n, {self.dim}), got {tuple(z.shape)}")
-        return self.mu + self.sigma * z
+        return self.mu + self.sigma * check_model_input("z", z, (None, self.dim))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         x = check_tensor("x", x, ndim=2, last_dim=self.dim)
@@ -90,5 +84,6 @@ class GaussianGenerator(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         n = check_int("n", n, minimum=1)
+        generator = check_generator("generator", generator, self.mu.device)
         z = torch.randn(n, self.dim, generator=generator, device=self.mu.device)
         return self(z)

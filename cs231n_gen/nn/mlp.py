@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from .._validate import as_time, check_int, check_real
+from .._validate import as_time, check_int, check_model_input, check_real
 
 
 class FourierTimeEmbedding(nn.Module):
@@ -36,6 +36,7 @@ class FourierTimeEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        t = check_model_input("t", t, (None,))
         angles = t[:, None] * self.frequencies[None]
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
@@ -64,6 +65,9 @@ class TimeMLP(nn.Module):
         self.dim = check_int("dim", dim, minimum=1)
         hidden = check_int("hidden", hidden, minimum=1)
         depth = check_int("depth", depth, minimum=1)
+        time_dim = check_int("time_dim", time_dim, minimum=2)
+        if time_dim % 2:
+            raise ValueError(f"time_dim must be even (sin and cos of each frequency), got {time_dim}")
         self.time_embed = FourierTimeEmbedding(time_dim)
         cond_dim = time_dim
         self.num_classes = None
@@ -82,17 +86,21 @@ class TimeMLP(nn.Module):
         return self.num_classes
 
     def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (n, {self.dim}), got {got}")
-        t = as_time("t", t, x.shape[0], x, check_values=False)
+        x = check_model_input("x", x, (None, self.dim))
+        on_cpu = x.device.type == "cpu"  # value checks cost nothing there (see check_model_input)
+        t = as_time("t", t, x.shape[0], x, check_values=on_cpu)
         cond = self.time_embed(t)
         if self.num_classes is not None:
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
-            if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-                raise ValueError(f"y must be a ({x.shape[0]},) tensor of labels, got {y!r}")
-            cond = cond + self.label_embed(y)
+            if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.is_floating_point() \
+                    or y.dtype == torch.bool or y.is_complex():
+                got = f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else repr(y)
+                raise ValueError(f"y must be a ({x.shape[0]},) integer tensor of labels, got {got}")
+            if on_cpu and bool(((y < 0) | (y > self.num_classes)).any()):
+                raise ValueError(f"y must lie in 0..{self.num_classes} ({self.num_classes} = no label), got values in "
+                                 f"{int(y.min())}..{int(y.max())}")
+            cond = cond + self.label_embed(y.long())
         elif y is not None:
             raise ValueError("y was given but this model was built with num_classes=None")
         return self.net(torch.cat([x, cond], dim=1))

@@ -1,0 +1,409 @@
+"""The one training engine: a step function, driven with all the plumbing around it.
+
+Every trainer in the library (:func:`~cs231n_gen.train.fit`,
+:func:`~cs231n_gen.gan.train_gan`) is a *step function* ``step(i)`` that takes
+optimisation step i and returns a row of metrics to record (or None), plus the state it
+trains (:class:`Trainable`). :func:`run` owns the rest:
+
+- **resume** from a checkpoint, refused with a :class:`CheckpointError` when the file is
+  unreadable, damaged, holds non-finite numbers, or was written with other settings
+  (every setting, the model's parameter shapes and the loss function included);
+- a **progress bar**;
+- metrics **buffered on the device** and brought to the host every ``log_every`` steps
+  (one sync), where a non-finite value stops training with a
+  :class:`TrainingDivergedError` that names the step;
+- **checkpoints** every ``checkpoint_every`` steps and at the end, written atomically
+  with a checksum (:mod:`cs231n_gen._io`), and never with non-finite parameters: a
+  diverged run leaves the last good checkpoint in place;
+- the **random state**: the trainer's generators and torch's global CPU and CUDA
+  generators (which Dropout draws from), so a resumed run ends with exactly the
+  parameters of an uninterrupted one;
+- **timing** (:class:`RunStats`).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import _io
+from ._validate import check_device, check_int, check_module
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss or a parameter became NaN or infinite during training."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names the file and the way out."""
+
+
+@dataclass(frozen=True)
+class Loop:
+    """How the engine drives a trainer (validated once, here).
+
+    Args:
+        steps: total optimisation steps, including any already in a resumed checkpoint.
+        log_every: steps between host syncs (metrics, NaN check, progress bar).
+        checkpoint: a file path, or None for no checkpoints.
+        checkpoint_every: save every this many steps (and always at the end).
+        resume: continue from ``checkpoint`` when it exists.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+    """
+
+    steps: int
+    log_every: int = 50
+    checkpoint: Path | None = None
+    checkpoint_every: int | None = None
+    resume: bool = True
+    progress: bool = True
+    desc: str = "training"
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", check_int("steps", self.steps, minimum=1))
+        object.__setattr__(self, "log_every", check_int("log_every", self.log_every, minimum=1))
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint, (str, os.PathLike)) or str(self.checkpoint) == "":
+                raise ValueError(f"checkpoint must be a file path (str or Path) or None, got {self.checkpoint!r}")
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+            if self.checkpoint.is_dir():
+                raise ValueError(f"checkpoint must be a file path, got the folder {str(self.checkpoint)!r}")
+        if self.checkpoint_every is not None:
+            object.__setattr__(self, "checkpoint_every",
+                               check_int("checkpoint_every", self.checkpoint_every, minimum=1))
+            if self.checkpoint is None:
+                raise ValueError("checkpoint_every was given but checkpoint (a file path) was not")
+        for name in ("resume", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.desc, str):
+            raise ValueError(f"desc must be a string, got {self.desc!r}")
+
+
+@dataclass
+class Trainable:
+    """What a checkpoint holds besides the trainer's own history: named modules,
+    optimizers and random generators."""
+
+    modules: dict
+    optimizers: dict
+    generators: dict
+
+
+@dataclass
+class RunStats:
+    """``start``: the step training began at (after a resume); ``steps_run`` in this call; ``seconds``."""
+
+    start: int
+    steps_run: int
+    seconds: float
+
+
+# ------------------------------------------------------------------ settings and their checks
+def plain(value):
+    """Settings as plain comparable values: tuples and sizes become lists, paths strings."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, torch.Size)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def model_signature(module: torch.nn.Module) -> dict:
+    """The class and every parameter's and buffer's shape: what must match to resume."""
+    check_module("module", module)
+    shapes = {name: list(t.shape) for name, t in module.state_dict().items() if isinstance(t, torch.Tensor)}
+    return {"class": type(module).__qualname__, "shapes": shapes}
+
+
+def _code_digest(code, h) -> None:
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            _code_digest(const, h)
+        else:
+            h.update(repr(const).encode())
+
+
+def callable_signature(fn) -> str:
+    """A name for a function that changes when its code does (module, name and bytecode).
+
+    Two lambdas differ when their bodies or constants differ; a function's closure
+    values are not part of it.
+    """
+    inner = getattr(fn, "func", None)  # functools.partial
+    if inner is not None and callable(inner):
+        extra = {k: v for k, v in getattr(fn, "keywords", {}).items() if isinstance(v, (int, float, str, bool))}
+        return f"partial({callable_signature(inner)}, {sorted(extra.items())})"
+    code = getattr(fn, "__code__", None)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+    if code is None:
+        return name
+    h = hashlib.sha256()
+    _code_digest(code, h)
+    return f"{name}#{h.hexdigest()[:12]}"
+
+
+def _differences(saved: dict, current: dict) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    out = []
+    for k in keys:
+        a, b = saved.get(k, "<missing>"), current.get(k, "<missing>")
+        if a != b:
+            a_s, b_s = repr(a), repr(b)
+            out.append(f"{k}: {a_s[:120]} in the file, {b_s[:120]} now")
+    return out
+
+
+def _all_finite(tensors) -> bool:
+    flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point() or t.is_complex()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _state_tensors(state: Trainable):
+    for m in state.modules.values():
+        yield from m.parameters()
+        yield from m.buffers()
+    for opt in state.optimizers.values():
+        for per_param in opt.state.values():
+            yield from (v for v in per_param.values() if isinstance(v, torch.Tensor))
+
+
+def _global_rng() -> dict:
+    out = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_global_rng(saved: dict) -> None:
+    torch.set_rng_state(saved["cpu"])
+    cuda = saved.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+_WAY_OUT = ("pass resume=False to start over (the file is overwritten at the first save), "
+            "delete the file, or choose another checkpoint path")
+
+
+def _read_checkpoint(path: Path, kind: str, settings: dict) -> dict:
+    try:
+        state = _io.load(path)
+    except _io.UnusableFileError as err:
+        raise CheckpointError(f"cannot resume from checkpoint {path}: {err}. To go on, {_WAY_OUT}.") from None
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"checkpoint {path} was written by a {found!r} trainer, not {kind!r}. "
+                              f"To go on, {_WAY_OUT}.")
+    if state.get("settings") != settings:
+        diff = _differences(state.get("settings") or {}, settings)
+        raise CheckpointError(f"checkpoint {path} was written with other settings ({'; '.join(diff)}). "
+                              f"Resuming would mix two runs; {_WAY_OUT}.")
+    return state
+
+
+def _restore(state: Trainable, saved: dict, path: Path) -> None:
+    try:
+        for name, m in state.modules.items():
+            m.load_state_dict(saved["modules"][name])
+        for name, opt in state.optimizers.items():
+            opt.load_state_dict(saved["optimizers"][name])
+        for name, g in state.generators.items():
+            g.set_state(saved["generators"][name].cpu())
+        _set_global_rng(saved["global_rng"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} does not fit this run ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200]}). To go on, {_WAY_OUT}.") from None
+    if not _all_finite(_state_tensors(state)):
+        raise CheckpointError(f"checkpoint {path} holds NaN or infinite parameters (a diverged run). "
+                              f"To go on, {_WAY_OUT}.")
+
+
+# ------------------------------------------------------------------------------ the loop
+def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record, describe,
+        history_state=None, on_start=None, postfix=None) -> RunStats:
+    """Drive ``step`` from the first unfinished step to ``loop.steps``.
+
+    Args:
+        step: ``step(i)`` takes optimisation step i (0-based) and returns a 1-D tensor
+            of metrics to record for step i + 1, or None. Rows stay on the device
+            until the next flush; every value in them must be finite.
+        state: the modules, optimizers and generators the checkpoint holds.
+        loop: a :class:`Loop`.
+        kind, settings: the trainer's name and its settings (plain values, see
+            :func:`plain`); a checkpoint resumes only under the same ones.
+        record: ``record(steps, rows)`` receives the flushed rows (host lists) and the
+            step numbers they belong to.
+        describe: ``describe(step, row)`` words the error for the first non-finite row.
+        history_state: ``(get, set)``: the trainer's history as plain values for the
+            checkpoint, and how to put it back.
+        on_start: ``on_start(start)`` runs after any resume, before the first step.
+        postfix: ``postfix(rows) -> dict`` for the progress bar.
+    """
+    settings = plain(settings)
+    path = loop.checkpoint
+    start = 0
+    saved_at = None
+    if path is not None and loop.resume and path.exists():
+        saved = _read_checkpoint(path, kind, settings)
+        _restore(state, saved, path)
+        if history_state is not None:
+            history_state[1](saved["history"])
+        start = saved_at = int(saved["step"])
+    if on_start is not None:
+        on_start(start)
+
+    def save(done):
+        nonlocal saved_at
+        if not _all_finite(_state_tensors(state)):
+            kept = f"the checkpoint from step {saved_at} is kept" if saved_at is not None else "nothing was saved"
+            raise TrainingDivergedError(
+                f"the parameters became NaN or infinite by step {done}, so checkpoint {path} was not written "
+                f"({kept}). Things to try: a smaller lr or grad_clip=1.0, then resume=False to start over.")
+        _io.save({"kind": kind, "settings": settings, "step": done,
+                  "modules": {k: m.state_dict() for k, m in state.modules.items()},
+                  "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
+                  "generators": {k: g.get_state() for k, g in state.generators.items()},
+                  "global_rng": _global_rng(),
+                  "history": history_state[0]() if history_state is not None else None}, path)
+        saved_at = done
+
+    bar = None
+    if loop.progress and start < loop.steps:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=loop.steps, initial=start, desc=loop.desc, mininterval=0.5, leave=True)
+
+    pending: list[tuple[int, torch.Tensor]] = []
+
+    def way_out():
+        if saved_at is None:
+            return ""
+        return (f" Checkpoint {path} still holds step {saved_at}; resuming would repeat this run, so pass "
+                "resume=False with the new settings.")
+
+    def flush():
+        """Bring the buffered rows to the host; stop at the first non-finite value."""
+        if not pending:
+            return
+        steps = [s for s, _ in pending]
+        rows = torch.stack([r for _, r in pending]).detach().float().cpu().tolist()
+        pending.clear()
+        for s, row in zip(steps, rows):
+            if not all(math.isfinite(v) for v in row):
+                raise TrainingDivergedError(describe(s, row) + way_out())
+        record(steps, rows)
+        if bar is not None:
+            bar.update(steps[-1] - bar.n)
+            if postfix is not None:
+                bar.set_postfix(postfix(rows), refresh=False)
+
+    steps_run = 0
+    t0 = time.perf_counter()
+    try:
+        for i in range(start, loop.steps):
+            try:
+                row = step(i)
+            except TrainingDivergedError as err:
+                raise TrainingDivergedError(f"at step {i}: {err}{way_out()}") from None
+            done = i + 1
+            steps_run += 1
+            if row is not None:
+                pending.append((done, row.detach().reshape(-1)))
+            if done % loop.log_every == 0 or done == loop.steps:
+                flush()
+            if loop.checkpoint_every is not None and done % loop.checkpoint_every == 0:
+                flush()
+                save(done)
+        flush()
+        if path is not None and steps_run:
+            save(loop.steps)
+    finally:
+        seconds = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+    return RunStats(start=start, steps_run=steps_run, seconds=seconds)
+
+
+# ------------------------------------------------------------------ shared trainer helpers
+def lr_factor(schedule: str, step: int, steps: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant or a cosine decay to 0 at ``steps``."""
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    step = check_int("step", step, minimum=0)
+    steps = check_int("steps", steps, minimum=1)
+    warmup = check_int("warmup", warmup, minimum=0)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def batch_source(data, device):
+    """Turn ``data`` into ``draw(n, generator) -> batch`` on ``device``.
+
+    ``data`` is a tensor of examples (rows drawn with replacement), a tuple of tensors
+    with matching rows (batches are tuples of the same rows), an object with
+    ``.sample(n, generator=...)``, or a callable ``draw(n, generator)``.
+    """
+    device = check_device("device", device)
+    if isinstance(data, torch.Tensor):
+        if data.ndim < 1 or data.shape[0] < 1:
+            raise ValueError(f"data as a tensor must have shape (N, ...) with N >= 1, got {tuple(data.shape)}")
+        if data.is_floating_point() and not bool(torch.isfinite(data).all()):
+            raise ValueError("data contains NaN or infinite values")
+        table = data.to(device)
+
+        def draw(n, generator):
+            idx = torch.randint(0, table.shape[0], (n,), generator=generator, device=device)
+            return table[idx]
+
+        return draw
+    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
+        n = data[0].shape[0] if data[0].ndim else 0
+        if n < 1 or any(d.ndim < 1 or d.shape[0] != n for d in data):
+            raise ValueError("data as a tuple of tensors needs the same number of rows (>= 1) in each, got shapes "
+                             f"{[tuple(d.shape) for d in data]}")
+        for d in data:
+            if d.is_floating_point() and not bool(torch.isfinite(d).all()):
+                raise ValueError("data contains NaN or infinite values")
+        tables = tuple(d.to(device) for d in data)
+
+        def draw_rows(n_draw, generator):
+            idx = torch.randint(0, n, (n_draw,), generator=generator, device=device)
+            return tuple(table[idx] for table in tables)
+
+        return draw_rows
+    if hasattr(data, "sample"):
+        source = data.to(device) if hasattr(data, "to") else data
+        return lambda n, generator: source.sample(n, generator=generator)
+    if callable(data):
+        return data
+    raise ValueError(
+        "data must be a tensor of examples, a tuple of tensors with matching rows, an object with "
+        f".sample(n, generator=...), or a callable draw(n, generator); got {type(data).__name__}"
+    )
+
+
+def data_signature(data) -> dict:
+    """What a resume can cheaply check about ``data``: its kind and, for tensors, the shapes."""
+    if isinstance(data, torch.Tensor):
+        return {"kind": "tensor", "shape": list(data.shape)}
+    if isinstance(data, (tuple, list)):
+        return {"kind": "rows", "shapes": [list(d.shape) for d in data if isinstance(d, torch.Tensor)]}
+    if hasattr(data, "sample"):
+        return {"kind": type(data).__qualname__}
+    return {"kind": "callable"}

@@ -1,0 +1,545 @@
+"""Every public callable, called with bad arguments, answers clearly.
+
+For each public function, method, class and model ``forward`` there is one valid call
+(``SPECS``). The fuzzer replaces one argument at a time by values chosen from the valid
+value's kind (a tensor: wrong rank, wrong last size, one row fewer, integer dtype, NaN,
+inf, empty, a list, a string; a number: negative, zero, NaN, inf, a string, a bool; a
+label tensor: out of range, float; a generator: an int; an object: a string, None; ...)
+and requires one of two outcomes:
+
+- a ``ValueError`` raised by cs231n_gen itself (not passed through from torch, NumPy or
+  another dependency) whose message names the argument, or
+- a normal return whose floating-point numbers are all finite.
+
+Anything else (TypeError, RuntimeError, IndexError, an assert inside torch, a ValueError
+from inside NumPy, a NaN in the result) fails the test. ``test_every_public_callable_has_a_spec``
+keeps the list complete as the library grows.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import pkgutil
+import traceback
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import cs231n_gen  # noqa: E402
+from cs231n_gen import (  # noqa: E402
+    cache,
+    engine,
+    exercises,
+    gan,
+    guidance,
+    image_metrics,
+    metrics,
+    oracle,
+    paths,
+    runtime,
+    sampling,
+    schedules,
+    train,
+    viz,
+    widgets,
+)
+from cs231n_gen.data import images as data_images  # noqa: E402
+from cs231n_gen.data import toy2d  # noqa: E402
+from cs231n_gen.nn import dcgan, gan_mlp, mlp  # noqa: E402
+
+PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
+
+# Kept out of the fuzzing, each for a reason.
+EXEMPT = {
+    "cs231n_gen.engine.TrainingDivergedError": "an exception class",
+    "cs231n_gen.engine.CheckpointError": "an exception class",
+    "cs231n_gen.engine.run": "the trainers' engine; fuzzed through fit and train_gan, which validate for it",
+    "cs231n_gen.engine.Trainable": "a plain record of what a checkpoint holds, built by the trainers",
+    "cs231n_gen.engine.RunStats": "a result record",
+    "cs231n_gen.gan.Snapshot": "a result record",
+    "cs231n_gen.gan.GANHistory": "a result record",
+    "cs231n_gen.train.History": "a result record (its smoothed() is fuzzed)",
+    "cs231n_gen.runtime.is_quick": "takes no arguments",
+    "cs231n_gen.engine.plain": "turns any value into plain values; every input is valid",
+    "cs231n_gen.engine.data_signature": "describes any value; every input is valid",
+    "cs231n_gen.engine.callable_signature": "describes any value; every input is valid",
+}
+
+
+# ------------------------------------------------------------------------------ fixtures
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+MIX = toy2d.eight_gaussians()
+LAB = toy2d.overlapping_classes()
+X = MIX.sample(16, generator=_g(1))
+Z = torch.randn(16, 2, generator=_g(2))
+T = torch.rand(16, generator=_g(3)) * 0.9 + 0.05
+Y = torch.arange(16) % 3
+IMG = torch.rand(6, 1, 16, 16, generator=_g(4)) * 2 - 1
+PATH = paths.vp_cosine()
+
+
+def _tmlp(classes=None):
+    torch.manual_seed(0)
+    return mlp.TimeMLP(hidden=16, depth=1, num_classes=classes)
+
+
+def _history():
+    h = train.History()
+    h.loss = [1.0, 0.8, 0.5]
+    h.lr = [1e-3] * 3
+    return h
+
+
+def _gan_history():
+    G = gan_mlp.MLPGenerator(4, 2, 8, 1)
+    return gan.train_gan(G, gan_mlp.MLPDiscriminator(2, 8, 1), MIX, steps=2, batch_size=8, device="cpu",
+                         progress=False, snapshot_every=1, snapshot_n=10, snapshot_grid=(3.0, 4), log_every=1)
+
+
+def _axes():
+    return plt.figure().add_subplot(1, 1, 1)
+
+
+def _player():
+    return widgets.FramePlayer(2, lambda ax, i: ax.plot([0, i]), lambda i: f"frame {i}", size=(1, 1))
+
+
+@pytest.fixture(scope="module")
+def judge(digit_cache):
+    return image_metrics.DigitJudge(16, device="cpu", progress=False)
+
+
+# One valid call per callable: name -> () -> (callable, kwargs). Names are the public paths.
+def specs(judge):
+    rf = paths.rectified_flow()
+    cond = _tmlp(3)
+    unc = _tmlp()
+    G, D = gan_mlp.MLPGenerator(4, 2, 8, 1), gan_mlp.MLPDiscriminator(2, 8, 1)
+    dcg, dcd = dcgan.DCGenerator(8, 16, 4), dcgan.DCDiscriminator(16, 4)
+    gauss = gan_mlp.GaussianGenerator(2)
+    traj = torch.randn(4, 16, 2, generator=_g(5))
+    times = schedules.time_grid(3)
+    loss = lambda m, b, g: paths.rectified_flow_loss(m, b, g)  # noqa: E731
+    s = {
+        # runtime
+        "runtime.get_device": (runtime.get_device, dict(prefer="cpu")),
+        "runtime.seed_everything": (runtime.seed_everything, dict(seed=3)),
+        "runtime.budget": (runtime.budget, dict(full=10, quick=2)),
+        "runtime.device_of": (runtime.device_of, dict(model=unc)),
+        # data
+        "data.images.digits": (data_images.digits, dict(size=8, split="test")),
+        "data.toy2d.GaussianMixture": (toy2d.GaussianMixture, dict(means=torch.zeros(2, 2), std=0.5,
+                                                                   weights=torch.ones(2))),
+        "data.toy2d.GaussianMixture.to": (MIX.to, dict(device="cpu", dtype=torch.float64)),
+        "data.toy2d.GaussianMixture.sample": (MIX.sample, dict(n=5, generator=_g(), return_labels=True)),
+        "data.toy2d.GaussianMixture.component_log_prob": (MIX.component_log_prob, dict(x=X)),
+        "data.toy2d.GaussianMixture.log_prob": (MIX.log_prob, dict(x=X)),
+        "data.toy2d.GaussianMixture.posterior": (MIX.posterior, dict(x=X)),
+        "data.toy2d.eight_gaussians": (toy2d.eight_gaussians, dict(radius=2.0, std=0.1)),
+        "data.toy2d.ring_gaussians": (toy2d.ring_gaussians, dict(n_modes=5, radius=2.0, std=0.1)),
+        "data.toy2d.grid_gaussians": (toy2d.grid_gaussians, dict(n_side=3, spacing=2.0, std=0.05)),
+        "data.toy2d.TwoMoons": (toy2d.TwoMoons, dict(noise=0.05, scale=1.5)),
+        "data.toy2d.Checkerboard": (toy2d.Checkerboard, dict(side=2.0)),
+        "data.toy2d.Spiral": (toy2d.Spiral, dict(turns=1.5, radius=2.5, noise=0.08)),
+        "data.toy2d.moons": (toy2d.moons, dict(noise=0.05, scale=1.5)),
+        "data.toy2d.checkerboard": (toy2d.checkerboard, dict(side=2.0)),
+        "data.toy2d.spiral": (toy2d.spiral, dict(turns=1.5, radius=2.5, noise=0.08)),
+        "data.toy2d.TwoMoons.sample": (toy2d.moons().sample, dict(n=5, generator=_g(), return_labels=False)),
+        "data.toy2d.TwoMoons.to": (toy2d.moons().to, dict(device="cpu", dtype=torch.float64)),
+        "data.toy2d.LabelledMixture": (toy2d.LabelledMixture, dict(mixture=MIX, component_classes=torch.arange(8) % 2)),
+        "data.toy2d.LabelledMixture.to": (LAB.to, dict(device="cpu", dtype=torch.float64)),
+        "data.toy2d.LabelledMixture.class_mixture": (LAB.class_mixture, dict(y=1)),
+        "data.toy2d.LabelledMixture.sample": (LAB.sample, dict(n=5, generator=_g())),
+        "data.toy2d.LabelledMixture.sample_class": (LAB.sample_class, dict(y=1, n=5, generator=_g())),
+        "data.toy2d.LabelledMixture.sample_sharpened": (LAB.sample_sharpened, dict(y=1, n=5, w=1.0, generator=_g())),
+        "data.toy2d.LabelledMixture.class_posterior": (LAB.class_posterior, dict(x=X)),
+        "data.toy2d.check_labelled_mixture": (toy2d.check_labelled_mixture, dict(labelled=LAB)),
+        "data.toy2d.overlapping_classes": (toy2d.overlapping_classes, dict(std=0.5)),
+        # paths
+        "paths.interpolate": (paths.interpolate, dict(x=X, z=Z, t=T)),
+        "paths.velocity_target": (paths.velocity_target, dict(x=X, z=Z)),
+        "paths.rectified_flow_loss": (paths.rectified_flow_loss, dict(model=unc, x=X, generator=_g(), z=Z, t=T)),
+        "paths.check_target": (paths.check_target, dict(name="target", target="eps")),
+        "paths.check_path": (paths.check_path, dict(path=PATH)),
+        "paths.DiffusionPath": (paths.DiffusionPath, dict(name="p", a=lambda t: 1 - t, b=lambda t: t,
+                                                          da=lambda t: -torch.ones_like(t),
+                                                          db=lambda t: torch.ones_like(t))),
+        "paths.DiffusionPath.a": (PATH.a, dict(t=T)),
+        "paths.DiffusionPath.b": (PATH.b, dict(t=T)),
+        "paths.DiffusionPath.da": (PATH.da, dict(t=T)),
+        "paths.DiffusionPath.db": (PATH.db, dict(t=T)),
+        "paths.DiffusionPath.snr": (PATH.snr, dict(t=T)),
+        "paths.DiffusionPath.t_at_log_snr": (PATH.t_at_log_snr, dict(log_snr=torch.tensor([-1.0, 0.0, 2.0]))),
+        "paths.DiffusionPath.interpolate": (PATH.interpolate, dict(x=X, z=Z, t=T)),
+        "paths.DiffusionPath.target_coefficients": (PATH.target_coefficients, dict(target="v", t=T)),
+        "paths.DiffusionPath.target": (PATH.target, dict(target="v", x=X, z=Z, t=T)),
+        "paths.DiffusionPath.to_x_eps": (PATH.to_x_eps, dict(y=Z, target="eps", x_t=X, t=T)),
+        "paths.DiffusionPath.convert": (PATH.convert, dict(y=Z, source="eps", dest="v", x_t=X, t=T)),
+        "paths.DiffusionPath.loss": (PATH.loss, dict(model=unc, x=X, target="v", generator=_g(), z=Z, t=T,
+                                                     t_range=(0.0, 1.0))),
+        "paths.rectified_flow": (paths.rectified_flow, {}),
+        "paths.vp_cosine": (paths.vp_cosine, {}),
+        "paths.vp_linear": (paths.vp_linear, dict(beta_min=0.1, beta_max=20.0)),
+        "paths.ve": (paths.ve, dict(sigma_min=0.01, sigma_max=50.0)),
+        # schedules
+        "schedules.uniform_t": (schedules.uniform_t, dict(n=4, generator=_g(), device="cpu")),
+        "schedules.time_grid": (schedules.time_grid, dict(steps=4, device="cpu", dtype=torch.float64)),
+        "schedules.logit_normal_t": (schedules.logit_normal_t, dict(n=4, m=0.0, s=1.0, generator=_g(), device="cpu")),
+        "schedules.logit_normal_density": (schedules.logit_normal_density, dict(t=T, m=0.0, s=1.0)),
+        "schedules.shift_time": (schedules.shift_time, dict(t=T, shift=3.0)),
+        "schedules.shifted_time_grid": (schedules.shifted_time_grid, dict(steps=4, shift=3.0, device="cpu",
+                                                                          dtype=torch.float32)),
+        "schedules.snr": (schedules.snr, dict(t=T)),
+        "schedules.snr_matching_shift": (schedules.snr_matching_shift, dict(low_pixels=64, high_pixels=1024)),
+        "schedules.TimeSampler": (schedules.TimeSampler, dict(kind="logit_normal", m=0.0, s=1.0, shift=2.0)),
+        "schedules.TimeSampler.__call__": (schedules.TimeSampler("logit_normal"), dict(n=4, generator=_g(),
+                                                                                      device="cpu")),
+        "schedules.TimeSampler.density": (schedules.TimeSampler("logit_normal", shift=2.0).density, dict(t=T)),
+        "schedules.block_snr": (schedules.block_snr, dict(images=IMG, t=0.5, block=2, generator=_g())),
+        # guidance
+        "guidance.drop_labels": (guidance.drop_labels, dict(y=Y, p_uncond=0.5, null_label=3, generator=_g())),
+        "guidance.conditional_rf_loss": (guidance.conditional_rf_loss, dict(model=cond, x=X, y=Y, p_uncond=0.5,
+                                                                            generator=_g(), z=Z, t=T)),
+        "guidance.cfg_velocity": (guidance.cfg_velocity, dict(model=cond, x_t=X, t=T, y=Y, w=2.0)),
+        "guidance.Guided": (guidance.Guided, dict(model=cond, y=Y, w=2.0)),
+        "guidance.Guided.forward": (guidance.Guided(cond, Y, 2.0), dict(x_t=X, t=T)),
+        # sampling
+        "sampling.euler": (sampling.euler, dict(model=unc, x=Z, steps=3, return_trajectory=True)),
+        "sampling.probability_flow": (sampling.probability_flow, dict(model=oracle.Oracle(MIX, PATH, "eps"), x=Z,
+                                                                      steps=3, path=PATH, target="eps",
+                                                                      method="heun", t_start=0.99, t_end=0.0)),
+        "sampling.ddim": (sampling.ddim, dict(model=oracle.Oracle(MIX, PATH, "v"), x=Z, steps=3, path=PATH,
+                                              target="v", t_start=0.99, t_end=0.0)),
+        "sampling.ddpm": (sampling.ddpm, dict(model=oracle.Oracle(MIX, PATH, "x"), x=Z, steps=3, path=PATH, target="x",
+                                              generator=_g(), t_start=0.99, t_end=0.0)),
+        "sampling.reverse_sde": (sampling.reverse_sde, dict(model=oracle.Oracle(MIX, paths.vp_linear(), "eps"), x=Z,
+                                                            steps=5, path=paths.vp_linear(), target="eps",
+                                                            generator=_g(), t_start=0.99, t_end=0.0, denoise=True)),
+        "sampling.langevin": (sampling.langevin, dict(model=oracle.Oracle(MIX, paths.ve(), "score"), x=Z * 50,
+                                                      levels=3, steps_per_level=2, path=paths.ve(), target="score",
+                                                      step_scale=0.5, generator=_g(), t_start=0.99, t_end=0.01,
+                                                      denoise=True)),
+        # oracle
+        "oracle.component_posterior": (oracle.component_posterior, dict(mixture=MIX, x_t=X, t=T)),
+        "oracle.posterior_mean": (oracle.posterior_mean, dict(mixture=MIX, x_t=X, t=T)),
+        "oracle.noise_mean": (oracle.noise_mean, dict(mixture=MIX, x_t=X, t=T)),
+        "oracle.velocity": (oracle.velocity, dict(mixture=MIX, x_t=X, t=T)),
+        "oracle.conditional_variance": (oracle.conditional_variance, dict(mixture=MIX, x_t=X, t=T)),
+        "oracle.irreducible_loss": (oracle.irreducible_loss, dict(mixture=MIX, t=torch.tensor([0.2, 0.8]), n=64,
+                                                                  generator=_g())),
+        "oracle.predict": (oracle.predict, dict(mixture=MIX, x_t=X, t=T, path=PATH, target="score")),
+        "oracle.Oracle": (oracle.Oracle, dict(mixture=MIX, path=PATH, target="eps")),
+        "oracle.Oracle.forward": (oracle.Oracle(MIX, PATH, "eps"), dict(x_t=X, t=T)),
+        "oracle.denoising_error": (oracle.denoising_error, dict(mixture=MIX, t=torch.tensor([0.2, 0.8]), n=64,
+                                                                generator=_g())),
+        "oracle.VelocityOracle": (oracle.VelocityOracle, dict(mixture=MIX)),
+        "oracle.VelocityOracle.forward": (oracle.VelocityOracle(MIX), dict(x_t=X, t=T)),
+        "oracle.affine_loss": (oracle.affine_loss, dict(mixture=MIX, t=torch.tensor([0.2, 0.8]), n=64,
+                                                        generator=_g())),
+        "oracle.class_velocity": (oracle.class_velocity, dict(labelled=LAB, x_t=X, t=T, y=Y)),
+        "oracle.class_conditional_variance": (oracle.class_conditional_variance, dict(labelled=LAB, x_t=X, t=T, y=Y)),
+        "oracle.guided_velocity": (oracle.guided_velocity, dict(labelled=LAB, x_t=X, t=T, y=Y, w=2.0)),
+        "oracle.class_log_posterior": (oracle.class_log_posterior, dict(labelled=LAB, x_t=X, t=T)),
+        "oracle.classifier_guided_velocity": (oracle.classifier_guided_velocity, dict(labelled=LAB, x_t=X, t=T, y=Y,
+                                                                                      scale=2.0)),
+        # metrics
+        "metrics.wasserstein2": (metrics.wasserstein2, dict(a=X, b=Z)),
+        "metrics.wasserstein2_ratio": (metrics.wasserstein2_ratio, dict(samples=X, data=Z, fresh=X.flip(0) + 0.1)),
+        "metrics.sliced_wasserstein": (metrics.sliced_wasserstein, dict(a=X, b=Z, n_projections=8, generator=_g())),
+        "metrics.mmd": (metrics.mmd, dict(a=X, b=Z, bandwidths=(0.5, 1.0))),
+        "metrics.excess_loss": (metrics.excess_loss, dict(model=unc, mixture=MIX, n=32, t=0.5, generator=_g(),
+                                                          batch_size=16)),
+        "metrics.mode_coverage": (metrics.mode_coverage, dict(samples=X, means=MIX.means, std=0.1, radius=3.0)),
+        "metrics.class_conditional_scores": (metrics.class_conditional_scores, dict(labelled=LAB, samples=X, labels=Y,
+                                                                                    generator=_g())),
+        "metrics.branch_errors": (metrics.branch_errors, dict(model=cond, labelled=LAB, n=32, generator=_g(),
+                                                              batch_size=16)),
+        # models
+        "nn.mlp.FourierTimeEmbedding": (mlp.FourierTimeEmbedding, dict(dim=8, max_frequency=50.0)),
+        "nn.mlp.FourierTimeEmbedding.forward": (mlp.FourierTimeEmbedding(8), dict(t=T)),
+        "nn.mlp.TimeMLP": (mlp.TimeMLP, dict(dim=2, hidden=8, depth=1, time_dim=8, num_classes=3)),
+        "nn.mlp.TimeMLP.forward": (cond, dict(x=X, t=T, y=Y)),
+        "nn.gan_mlp.MLPGenerator": (gan_mlp.MLPGenerator, dict(z_dim=4, out_dim=2, hidden=8, depth=1)),
+        "nn.gan_mlp.MLPGenerator.forward": (G, dict(z=torch.randn(5, 4, generator=_g()))),
+        "nn.gan_mlp.MLPDiscriminator": (gan_mlp.MLPDiscriminator, dict(in_dim=2, hidden=8, depth=1)),
+        "nn.gan_mlp.MLPDiscriminator.forward": (D, dict(x=X)),
+        "nn.gan_mlp.GaussianGenerator": (gan_mlp.GaussianGenerator, dict(dim=2, mean=0.5, std=2.0)),
+        "nn.gan_mlp.GaussianGenerator.forward": (gauss, dict(z=Z)),
+        "nn.gan_mlp.GaussianGenerator.log_prob": (gauss.log_prob, dict(x=X)),
+        "nn.gan_mlp.GaussianGenerator.sample": (gauss.sample, dict(n=5, generator=_g())),
+        "nn.dcgan.adain": (dcgan.adain, dict(x=torch.randn(2, 3, 4, 4, generator=_g()), w=torch.rand(2, 3) + 0.5,
+                                             b=torch.randn(2, 3, generator=_g()), eps=1e-5)),
+        "nn.dcgan.AdaIN": (dcgan.AdaIN, dict(channels=3, style_dim=4)),
+        "nn.dcgan.AdaIN.forward": (dcgan.AdaIN(3, 4), dict(x=torch.randn(2, 3, 4, 4, generator=_g()),
+                                                           style=torch.randn(2, 4, generator=_g()))),
+        "nn.dcgan.DCGenerator": (dcgan.DCGenerator, dict(z_dim=8, size=16, width=4, channels=1)),
+        "nn.dcgan.DCGenerator.forward": (dcg, dict(z=torch.randn(3, 8, generator=_g()))),
+        "nn.dcgan.DCDiscriminator": (dcgan.DCDiscriminator, dict(size=16, width=4, channels=1)),
+        "nn.dcgan.DCDiscriminator.forward": (dcd, dict(x=IMG)),
+        # gan
+        "gan.discriminator_loss": (gan.discriminator_loss, dict(real_logits=T, fake_logits=-T)),
+        "gan.value": (gan.value, dict(real_logits=T, fake_logits=-T)),
+        "gan.minimax_generator_loss": (gan.minimax_generator_loss, dict(fake_logits=T)),
+        "gan.nonsaturating_generator_loss": (gan.nonsaturating_generator_loss, dict(fake_logits=T)),
+        "gan.generator_loss": (gan.generator_loss, dict(fake_logits=T, kind="minimax")),
+        "gan.optimal_discriminator": (gan.optimal_discriminator, dict(log_p_data=-T, log_p_model=-2 * T)),
+        "gan.js_divergence": (gan.js_divergence, dict(p=MIX, q=gauss, n=64, generator=_g())),
+        "gan.optimal_value": (gan.optimal_value, dict(p_data=MIX, p_model=gauss, n=64, generator=_g())),
+        "gan.sample_latents": (gan.sample_latents, dict(generator_net=G, n=4, generator=_g(), device="cpu")),
+        "gan.sample": (gan.sample, dict(generator_net=G, n=5, generator=_g(), batch_size=2)),
+        "gan.decision_grid": (gan.decision_grid, dict(lim=3.0, res=4, device="cpu")),
+        "gan.GANSettings": (gan.GANSettings, dict(batch_size=8, lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.9), d_steps=1,
+                                                  r1_gamma=0.1, g_loss="minimax")),
+        "gan.train_gan": (gan.train_gan, dict(generator_net=G, discriminator_net=D, data=MIX, steps=2, batch_size=8,
+                                              device="cpu", progress=False, snapshot_every=1, snapshot_n=4,
+                                              snapshot_grid=(3.0, 4), log_every=1, lr_g=1e-3, r1_gamma=0.1)),
+        # training
+        "engine.Loop": (engine.Loop, dict(steps=3, log_every=1, checkpoint=None, resume=True, progress=False,
+                                          desc="x")),
+        "engine.lr_factor": (engine.lr_factor, dict(schedule="cosine", step=3, steps=10, warmup=2)),
+        "engine.batch_source": (engine.batch_source, dict(data=X, device="cpu")),
+        "engine.model_signature": (engine.model_signature, dict(module=unc)),
+        "train.FitSettings": (train.FitSettings, dict(batch_size=8, lr=1e-3, lr_schedule="constant", warmup=1,
+                                                      weight_decay=0.1, grad_clip=1.0, seed=1)),
+        "train.History.smoothed": (_history().smoothed, dict(window=2)),
+        "train.fit": (train.fit, dict(model=unc, loss_fn=loss, data=X, steps=2, batch_size=8, lr=1e-3,
+                                      weight_decay=0.1, grad_clip=1.0, device="cpu", progress=False, log_every=1)),
+        # cache and judges
+        "cache.cache_dir": (cache.cache_dir, {}),
+        "cache.cache_key": (cache.cache_key, dict(config={"a": 1})),
+        "cache.cache_path": (cache.cache_path, dict(name="thing", config={"a": 1})),
+        "cache.load": (cache.load, dict(name="thing", config={"a": 1}, verify=None)),
+        "cache.store": (cache.store, dict(name="fuzz_thing", config={"a": 1}, payload={"w": torch.ones(2)})),
+        "image_metrics.DigitClassifier": (image_metrics.DigitClassifier, dict(size=16)),
+        "image_metrics.DigitClassifier.forward": (judge.classifier, dict(x=IMG)),
+        "image_metrics.DigitClassifier.features": (judge.classifier.features, dict(x=IMG)),
+        "image_metrics.accuracy": (image_metrics.accuracy, dict(model=judge.classifier, images=IMG,
+                                                                labels=torch.arange(6), batch_size=4)),
+        "image_metrics.train_digit_classifier": (image_metrics.train_digit_classifier, dict(size=8, epochs=1,
+                                                                                            seed=0, device="cpu",
+                                                                                            progress=False)),
+        "image_metrics.digit_classifier": (image_metrics.digit_classifier, dict(size=16, device="cpu", retrain=False,
+                                                                                progress=False)),
+        "image_metrics.frechet_distance": (image_metrics.frechet_distance, dict(features_a=X, features_b=Z)),
+        "image_metrics.DigitJudge": (image_metrics.DigitJudge, dict(size=16, device="cpu", progress=False)),
+        "image_metrics.DigitJudge.features": (judge.features, dict(images=IMG)),
+        "image_metrics.DigitJudge.evaluate": (judge.evaluate, dict(images=IMG, labels=torch.arange(6),
+                                                                   min_fraction=0.1, confidence=0.5)),
+        # figures
+        "viz.scatter": (viz.scatter, dict(ax=_axes(), points=X, color="r", lim=3.0, title="t", s=2.0, alpha=0.5)),
+        "viz.class_scatter": (viz.class_scatter, dict(ax=_axes(), points=X, labels=Y, lim=3.0, title="t")),
+        "viz.plot_density": (viz.plot_density, dict(ax=_axes(), mixture=MIX, lim=3.0, resolution=10)),
+        "viz.plot_samples": (viz.plot_samples, dict(panels={"a": X, "b": Z}, lim=3.0, size=1.0)),
+        "viz.plot_field": (viz.plot_field, dict(ax=_axes(), field=unc, t=0.5, lim=3.0, n=4, background=X)),
+        "viz.compare_fields": (viz.compare_fields, dict(fields={"m": unc}, times=[0.2, 0.8], lim=3.0, n=4, size=1.0)),
+        "viz.plot_trajectories": (viz.plot_trajectories, dict(ax=_axes(), trajectory=traj, n_show=5, lim=3.0,
+                                                              reference=X)),
+        "viz.plot_snapshots": (viz.plot_snapshots, dict(trajectory=traj, times=times, at=(1.0, 0.0), lim=3.0,
+                                                        size=1.0)),
+        "viz.plot_loss": (viz.plot_loss, dict(history=_history(), ax=_axes(), window=2, label="l")),
+        "viz.plot_decision": (viz.plot_decision, dict(ax=_axes(), decision=torch.rand(4, 4, generator=_g()), lim=3.0,
+                                                      alpha=0.5)),
+        "viz.plot_gan_snapshot": (viz.plot_gan_snapshot, dict(ax=_axes(), snapshot=_gan_history().snapshots[-1],
+                                                              reference=X, lim=3.0, n_show=5)),
+        "viz.image_grid": (viz.image_grid, dict(ax=_axes(), images=IMG, per_row=3, title="t", pad=1)),
+        # widgets
+        "widgets.FramePlayer": (widgets.FramePlayer, dict(n_frames=2, draw=lambda ax, i: ax.plot([0, i]),
+                                                          label=lambda i: str(i), size=(1, 1), interval=100)),
+        "widgets.FramePlayer.frame_png": (_player().frame_png, dict(i=1)),
+        "widgets.FramePlayer.show_frame": (_player().show_frame, dict(i=1)),
+        "widgets.flow_player": (widgets.flow_player, dict(trajectory=traj, times=times, reference=X, lim=3.0,
+                                                          n_show=5, static=False)),
+        "widgets.interpolation_explorer": (widgets.interpolation_explorer, dict(x=X, z=Z, n_frames=3, lim=3.0,
+                                                                                n_pairs=4, static=False)),
+        "widgets.gan_training_player": (widgets.gan_training_player, dict(history=_gan_history(), reference=X,
+                                                                          lim=3.0, n_show=5, static=False)),
+        "widgets.latent_interpolation": (widgets.latent_interpolation, dict(generator_net=dcg,
+                                                                            z0=torch.randn(2, 8, generator=_g()),
+                                                                            z1=torch.randn(2, 8, generator=_g(1)),
+                                                                            n_frames=3, per_row=2, static=False)),
+        "widgets.guidance_explorer": (widgets.guidance_explorer, dict(ws=[0.0, 1.0], samples=torch.stack([X, Z]),
+                                                                      labels=Y, reference=X, lim=3.0, static=False)),
+        "widgets.time_sampler_explorer": (widgets.time_sampler_explorer, dict(reference=(T.sort().values, T),
+                                                                              reference_label="d", static=False)),
+        "widgets.path_explorer": (widgets.path_explorer, dict(mixture=MIX, paths={"cos": PATH}, targets=("eps",),
+                                                              lim=3.0, static=False)),
+    }
+    for name in ("check_rf_loss", "check_euler_sampler", "check_nonsaturating_loss", "check_optimal_discriminator",
+                 "check_cfg_velocity", "check_cfg_loss", "check_logit_normal_sampler", "check_shift",
+                 "check_eps_conversions", "check_ddpm_step"):
+        s[f"exercises.{name}"] = (getattr(exercises, name), dict(student_fn=None))  # only bad values are tried
+    return s
+
+
+# -------------------------------------------------------------------- the bad values
+class _Bad:
+    """A bad value and a label for the report."""
+
+    def __init__(self, label, value):
+        self.label, self.value = label, value
+
+
+def bad_values(valid):
+    """Values of the wrong kind, shape or range for an argument whose valid value is ``valid``."""
+    common = [_Bad("str", "bogus"), _Bad("list-of-str", ["a"]), _Bad("object", object())]
+    if isinstance(valid, torch.Tensor):
+        out = [_Bad("list", valid.tolist()), _Bad("empty", valid[:0])] + common
+        if valid.ndim >= 1:
+            out += [_Bad("rank+1", valid.unsqueeze(0)), _Bad("rank-1", valid[0]), _Bad("row-fewer", valid[:-1])]
+            out.append(_Bad("last+1", torch.cat([valid, valid[..., :1]], dim=-1)))
+        if valid.is_floating_point():
+            nan, inf = valid.clone(), valid.clone()
+            if valid.numel():
+                nan.view(-1)[0] = float("nan")
+                inf.view(-1)[-1] = float("inf")
+            out += [_Bad("nan", nan), _Bad("inf", inf), _Bad("int64", valid.long()), _Bad("bool", valid > 0),
+                    _Bad("complex", valid.to(torch.complex64))]
+        else:
+            out += [_Bad("float", valid.float()), _Bad("negative", valid - 100), _Bad("huge", valid + 100)]
+        return out
+    if isinstance(valid, bool):
+        return [_Bad("int", 1), _Bad("None", None)] + common
+    if isinstance(valid, int):
+        return [_Bad("-1", -1), _Bad("0", 0), _Bad("2.5", 2.5), _Bad("True", True), _Bad("nan", float("nan")),
+                _Bad("None", None)] + common
+    if isinstance(valid, float):
+        return [_Bad("nan", float("nan")), _Bad("inf", float("inf")), _Bad("-inf", float("-inf")), _Bad("-1", -1.0),
+                _Bad("0", 0.0), _Bad("True", True), _Bad("tensor2", torch.ones(2))] + common
+    if isinstance(valid, str):
+        return [_Bad("unknown", "no-such-choice"), _Bad("3", 3)] + [_Bad("list-of-str", ["a"])]
+    if isinstance(valid, torch.Generator):
+        return [_Bad("int", 0), _Bad("str", "seed")]
+    if isinstance(valid, torch.dtype):
+        return [_Bad("int64", torch.int64), _Bad("bool", torch.bool), _Bad("str", "float32")]
+    if isinstance(valid, (tuple, list)):
+        return [_Bad("empty", type(valid)()), _Bad("nan", type(valid)([float("nan")] * max(1, len(valid)))),
+                _Bad("str", "bogus"), _Bad("int", 3)]
+    if isinstance(valid, dict):
+        return [_Bad("empty", {}), _Bad("str", "bogus"), _Bad("list", [1])]
+    return [_Bad("int", 3), _Bad("None", None)] + common  # models, mixtures, paths, callables, axes...
+
+
+def _device_bad():
+    return [_Bad("unknown-device", "tpu9"), _Bad("int", -3), _Bad("object", object())]
+
+
+# --------------------------------------------------------------------------- outcomes
+def _finite(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return not (value.is_floating_point() or value.is_complex()) or bool(torch.isfinite(value).all())
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values() if not isinstance(v, float) or not math.isnan(v) or True)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _raised_inside_package(err: BaseException) -> bool:
+    """Was the ValueError raised by cs231n_gen's own code (the innermost frame is ours)?"""
+    frames = traceback.extract_tb(err.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def _names(arg: str):
+    return {arg, arg.rstrip("_")}
+
+
+def _outcome(fn, kwargs, arg):
+    """None when the call answered well, else a description of what went wrong."""
+    try:
+        result = fn(**kwargs)
+    except ValueError as err:
+        if not _raised_inside_package(err):
+            return f"ValueError from a dependency: {err}"
+        message = str(err)
+        if not any(n in message for n in _names(arg)):
+            return f"ValueError that does not name {arg!r}: {message}"
+        return None
+    except Exception as err:  # noqa: BLE001 (any other exception is the failure being looked for)
+        return f"{type(err).__name__}: {str(err)[:200]}"
+    finally:
+        plt.close("all")
+    if not _finite(result):
+        return "returned NaN or inf without an error"
+    return None
+
+
+# Arguments whose valid value should not be mutated (labels of a figure, file names...) or
+# where a bad value is accepted on purpose (documented), by "spec.arg".
+NOT_FUZZED = {
+    "paths.check_target.name", "viz.scatter.color", "viz.scatter.title", "viz.class_scatter.title",
+    "viz.plot_loss.label", "viz.image_grid.title", "widgets.time_sampler_explorer.reference_label",
+    "engine.Loop.desc", "paths.DiffusionPath.name",
+}
+
+
+def _cases(judge):
+    for name, (fn, kwargs) in specs(judge).items():
+        for arg, valid in kwargs.items():
+            if f"{name}.{arg}" in NOT_FUZZED:
+                continue
+            values = _device_bad() if arg == "device" or arg == "prefer" else bad_values(valid)
+            for bad in values:
+                yield name, fn, kwargs, arg, bad
+
+
+def test_every_public_callable_has_a_spec(judge):
+    names = set(specs(judge))
+    missing = []
+    for info in pkgutil.walk_packages(cs231n_gen.__path__, "cs231n_gen."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        mod = importlib.import_module(info.name)
+        for key, obj in vars(mod).items():
+            if key.startswith("_") or getattr(obj, "__module__", None) != info.name:
+                continue
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            full = f"{info.name}.{key}"
+            short = full.removeprefix("cs231n_gen.")
+            if full in EXEMPT or issubclass(obj, BaseException) if inspect.isclass(obj) else full in EXEMPT:
+                continue
+            if short not in names:
+                missing.append(short)
+            if inspect.isclass(obj):
+                for meth, f in vars(obj).items():
+                    if (not meth.startswith("_") or meth == "__call__") and inspect.isfunction(f) \
+                            and f"{short}.{meth}" not in names and f"{full}.{meth}" not in EXEMPT:
+                        missing.append(f"{short}.{meth}")
+    assert not missing, f"public callables with no fuzz spec: {missing}"
+
+
+def test_bad_arguments_get_clear_errors(judge, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    failures, calls = [], 0
+    for name, fn, kwargs, arg, bad in _cases(judge):
+        calls += 1
+        problem = _outcome(fn, {**kwargs, arg: bad.value}, arg)
+        if problem:
+            failures.append(f"{name}({arg}={bad.label}): {problem}")
+    print(f"fuzz: {calls} calls with one bad argument each, {len(failures)} answered badly")
+    assert calls > 1500
+    assert not failures, f"{len(failures)} of {calls} bad calls answered badly:\n" + "\n".join(failures)
+
+
+def test_valid_calls_succeed(judge):
+    """The specs themselves are valid (so every failure above is about the bad value)."""
+    for name, (fn, kwargs) in specs(judge).items():
+        if name.startswith("exercises."):
+            continue
+        try:
+            result = fn(**kwargs)
+        finally:
+            plt.close("all")
+        assert _finite(result), name

@@ -1,0 +1,83 @@
+"""Settings that pass a type check but used to give NaN, garbage or a crash deep inside torch."""
+import pytest
+import torch
+
+from cs231n_gen import gan, guidance, image_metrics, oracle, paths, sampling, schedules
+from cs231n_gen.data import eight_gaussians
+from cs231n_gen.nn import MLPGenerator, TimeMLP
+
+MIX = eight_gaussians()
+Z = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("sampler", [sampling.ddim, sampling.ddpm, sampling.probability_flow, sampling.reverse_sde])
+def test_samplers_refuse_a_start_time_where_the_target_cannot_be_converted(sampler):
+    path = paths.vp_cosine()  # a(1) = 0: an eps prediction says nothing about x there
+    with pytest.raises(ValueError, match="t_start"):
+        sampler(oracle.Oracle(MIX, path, "eps"), Z, 4, path=path, target="eps", t_start=1.0)
+
+
+def test_reverse_sde_refuses_t_start_where_its_drift_is_infinite():
+    path = paths.rectified_flow()
+    with pytest.raises(ValueError, match="t_start"):
+        sampling.reverse_sde(oracle.Oracle(MIX, path, "x"), Z, 4, path=path, target="x", t_start=1.0)
+
+
+def test_oracle_score_at_t0_is_an_error_not_nan():
+    with pytest.raises(ValueError, match="score"):
+        oracle.predict(MIX, Z, 0.0, paths.vp_cosine(), "score")
+    assert torch.isfinite(oracle.predict(MIX, Z, 0.5, paths.vp_cosine(), "score")).all()
+
+
+@pytest.mark.parametrize("t", [1.5, float("nan"), -0.1])
+def test_cfg_velocity_checks_its_time(t):
+    model = TimeMLP(hidden=8, depth=1, num_classes=3)
+    with pytest.raises(ValueError, match="t"):
+        guidance.cfg_velocity(model, Z, t, 0, 1.0)
+    with pytest.raises(ValueError, match="x_t"):
+        guidance.cfg_velocity(model, Z * float("nan"), 0.5, 0, 1.0)
+
+
+def test_time_mlp_refuses_integer_inputs_and_labels_out_of_range():
+    model = TimeMLP(hidden=8, depth=1, num_classes=3)
+    with pytest.raises(ValueError, match="x must be a floating-point"):
+        model(torch.ones(4, 2, dtype=torch.long), torch.full((4,), 0.5))
+    with pytest.raises(ValueError, match="t must be a floating-point"):
+        model(torch.ones(4, 2), torch.ones(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"y must lie in 0\.\.3"):
+        model(torch.ones(4, 2), torch.full((4,), 0.5), torch.tensor([0, 1, 2, 7]))
+    with pytest.raises(ValueError, match="time_dim"):
+        TimeMLP(time_dim=3)
+
+
+def test_path_methods_check_shapes_and_times():
+    path = paths.vp_cosine()
+    with pytest.raises(ValueError, match="z must have the shape of x"):
+        path.target("eps", Z, Z[:1], 0.5)  # used to broadcast silently
+    for bad in (1.5, float("nan"), "half"):
+        with pytest.raises(ValueError, match="t"):
+            path.a(bad)
+    with pytest.raises(ValueError, match="t must lie where"):
+        path.to_x_eps(Z, "eps", Z, 1.0)
+
+
+def test_grids_and_metrics_refuse_what_they_cannot_use():
+    with pytest.raises(ValueError, match="dtype"):
+        schedules.time_grid(4, dtype=torch.int64)
+    judge_like = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    with pytest.raises(ValueError, match="labels"):
+        image_metrics.accuracy(judge_like, torch.zeros(10, 1, 2, 2), torch.tensor([3]))  # used to broadcast
+    with pytest.raises(ValueError, match="images"):
+        image_metrics.accuracy(judge_like, torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long))
+
+
+def test_deep_crashes_are_now_clear_errors():
+    G = MLPGenerator(4, 2, 8, 1)
+    with pytest.raises(ValueError, match="generator"):
+        MIX.sample(5, generator=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        gan.sample(G, 5, batch_size=0)
+    with pytest.raises(ValueError, match="t"):
+        oracle.affine_loss(MIX, float("nan"))
+    with pytest.raises(ValueError, match="t"):
+        oracle.irreducible_loss(MIX, torch.tensor([]))
