@@ -2,8 +2,19 @@
 
 Set CS231N_GEN_QUICK=0 to execute the lectures at their full (student) budget.
 The variable is set before any notebook kernel starts, so kernels inherit it.
+
+Each lecture runs once per session: where the browser test executes a lecture in a
+real JupyterLab (every cell, failing on any error, like nbval), nbval's own run of that
+notebook is deselected, and the summary says so. Without a browser, nbval runs them.
+
+A SIGTERM (a ``timeout`` wrapper, a CI runner's limit) is handled like Ctrl-C: pytest
+stops and runs every fixture's teardown, so kernels, JupyterLab and the browser are
+shut down instead of outliving the run.
 """
+import importlib.util
 import os
+import signal
+import threading
 from pathlib import Path
 
 os.environ.setdefault("CS231N_GEN_QUICK", "1")
@@ -11,6 +22,25 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 import pytest  # noqa: E402
+
+_PREVIOUS_SIGTERM = pytest.StashKey[object]()
+_RUN_IN_BROWSER = pytest.StashKey[list]()
+BROWSER_TEST = "test_widgets_in_browser.py::test_widgets_render_and_respond["
+
+
+def _terminate_like_ctrl_c(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def pytest_configure(config):
+    if threading.current_thread() is threading.main_thread():
+        config.stash[_PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
+
+
+def pytest_unconfigure(config):
+    previous = config.stash.get(_PREVIOUS_SIGTERM, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 _SCREENSHOTS = pytest.StashKey[Path]()
 
@@ -28,7 +58,34 @@ def screenshot_dir(request, tmp_path_factory):
     return path
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m, so only the browser runs that will happen count
+def pytest_collection_modifyitems(session, config, items):
+    covered = {}
+    for item in items:
+        if BROWSER_TEST in item.nodeid:
+            notebook = Path(item.callspec.params["notebook"]).resolve()
+            covered[notebook] = item
+    if not covered:
+        return
+    module = next(iter(covered.values())).module
+    if importlib.util.find_spec("playwright") is None or module.find_browser() is None:
+        return  # the browser test will skip: nbval must execute the lectures
+    keep, dropped = [], []
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        (dropped if path.suffix == ".ipynb" and path in covered else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        config.stash[_RUN_IN_BROWSER] = sorted({Path(str(i.fspath)).name for i in dropped})
+
+
 def pytest_terminal_summary(terminalreporter, config):
+    in_browser = config.stash.get(_RUN_IN_BROWSER, None)
+    if in_browser:
+        terminalreporter.write_sep("-", "lectures executed once")
+        terminalreporter.write_line(f"{len(in_browser)} notebook(s) executed by the browser test (all cells, failing "
+                                    f"on any error); nbval's second run of them was deselected: {', '.join(in_browser)}")
     path = config.stash.get(_SCREENSHOTS, None)
     if path is not None:
         shots = sorted(p.name for p in path.glob("*.png"))

@@ -5,9 +5,13 @@ kernels it starts use the environment under test), on 127.0.0.1 with a free port
 a random token, serving a private copy of the lectures (running cells in the browser
 must never write outputs into the repository's notebooks). Its settings, workspaces
 and runtime files live in a temporary folder too, so a person's own JupyterLab setup
-cannot change what the test sees. ``stop()`` shuts the server down and then kills
-whatever it started that is still alive (kernels included): no stray processes even
-when a test fails half way.
+cannot change what the test sees. ``shutdown_kernels()`` ends the kernels once a
+notebook is checked, so they do not pile up; ``stop()`` shuts the server down and then
+kills whatever it started that is still alive (kernels included): no stray processes
+even when a test fails half way.
+
+``Reaper`` covers the cases where no teardown runs at all (SIGKILL, a crash): a
+watcher process that stops everything the test process started once it is gone.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+
+from _reaper import stop_processes
 
 BROWSER_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -57,9 +63,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class Reaper:
+    """A watcher (``_reaper.py``) that stops this process's descendants once it dies.
+
+    ``release()`` when the test cleaned up after itself; until then, however this
+    process ends, what it started does not outlive it.
+    """
+
+    def __init__(self):
+        # Where it reports what it had to stop: $CS231N_GEN_REAPER_LOG, else this process's
+        # stderr as it is now (pytest may be capturing it: the report then shows with the test).
+        log_path = os.environ.get("CS231N_GEN_REAPER_LOG")
+        log = open(log_path, "a") if log_path else None
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("_reaper.py")), str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        finally:
+            if log is not None:
+                log.close()
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"the process watcher did not start (exit code {self.proc.wait()})")
+
+    def watch(self, pid: int) -> None:
+        """Name a process just started, so the watcher knows it before its next scan."""
+        try:
+            self.proc.stdin.write(f"watch {pid}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def watch_descendants(self) -> None:
+        """Name every process this one has started so far (a browser just launched)."""
+        for child in psutil.Process().children(recursive=True):
+            if child.pid != self.proc.pid:
+                self.watch(child.pid)
+
+    def release(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b"release\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        self.proc.wait(timeout=10)
+
+
 class LabServer:
-    def __init__(self, notebooks: list[Path], workdir: Path, env: dict[str, str] | None = None):
+    def __init__(self, notebooks: list[Path], workdir: Path, env: dict[str, str] | None = None,
+                 reaper: Reaper | None = None):
         self.workdir = Path(workdir)
+        self.reaper = reaper
         self.root = self.workdir / "lectures"
         self.root.mkdir(parents=True)
         for nb in notebooks:
@@ -93,12 +149,22 @@ class LabServer:
         self._env = run_env
         self.proc: subprocess.Popen | None = None
         self._log = None
+        self.children_at_stop: list[psutil.Process] = []
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, timeout: float = 90.0) -> "LabServer":
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(self._cmd, cwd=self.root, env=self._env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        if self.reaper is not None:
+            self.reaper.watch(self.proc.pid)
+        try:
+            return self._wait_until_up(timeout)
+        except BaseException:  # an interrupt while starting must not leave a server behind
+            self.stop()
+            raise
+
+    def _wait_until_up(self, timeout: float) -> "LabServer":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -133,19 +199,37 @@ class LabServer:
                 except subprocess.TimeoutExpired:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                     self.proc.wait(timeout=10)
-        _, alive = psutil.wait_procs(tree, timeout=10)
-        forced = []
-        for p in alive:  # kernels live in sessions of their own: kill them one by one
-            try:
-                p.kill()
-                forced.append(p.pid)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        forced = stop_processes(tree, 10)  # kernels live in sessions of their own: one by one
         if self._log is not None:
             self._log.close()
         self.children_at_stop = tree
         return forced
+
+    def kernel_pids(self) -> list[int]:
+        """Pids of the kernels the server runs now: its children given a connection file in
+        its runtime folder (other children, such as an extension's helper, are not kernels)."""
+        runtime = self._env["JUPYTER_RUNTIME_DIR"]
+        pids = []
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        for child in children:
+            try:
+                if any(arg.startswith(runtime) for arg in child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.Error:
+                pass
+        return pids
+
+    def shutdown_kernels(self, timeout: float = 20.0) -> list[int]:
+        """End every session and kernel; returns the kernel pids that had to be killed by force."""
+        procs = [psutil.Process(pid) for pid in self.kernel_pids()]
+        for session in self.api("GET", "/api/sessions"):
+            self.api("DELETE", f"/api/sessions/{session['id']}", timeout=timeout)
+        for kernel in self.api("GET", "/api/kernels"):
+            self.api("DELETE", f"/api/kernels/{kernel['id']}", timeout=timeout)
+        return stop_processes(procs, timeout)
 
     def __enter__(self):
         return self.start()

@@ -18,6 +18,13 @@ This test can. For every lecture that uses widgets it
 5. saves screenshots (the whole page, and each widget mid-animation) to a folder
    printed at the end of the run.
 
+Each lecture's kernel is shut down as soon as its checks are done. An interrupt
+(SIGINT, or SIGTERM, which the test session turns into one) at any moment leaves no
+JupyterLab, kernel or browser behind, and a watcher process (``_reaper.py``) covers
+a test process killed outright; ``test_browser_cleanup.py`` checks both.
+``$CS231N_GEN_BROWSER_NOTEBOOKS`` (paths joined by ``os.pathsep``) checks other
+notebooks than the lectures.
+
 Chromium comes from the system (``/usr/bin/chromium`` on Debian; ``$CS231N_GEN_BROWSER``
 overrides); no browser is ever downloaded. Without one the test skips, loudly.
 """
@@ -31,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from _jupyterlab import LabServer, find_browser
+from _jupyterlab import LabServer, Reaper, find_browser
 
 LECTURES = Path(__file__).resolve().parent.parent / "lectures"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -39,6 +46,9 @@ USES_WIDGETS = re.compile(r"\bwidgets\.\w+\(|\bipywidgets\b")
 
 
 def lectures_with_widgets() -> list[Path]:
+    explicit = os.environ.get("CS231N_GEN_BROWSER_NOTEBOOKS")
+    if explicit:
+        return [Path(p) for p in explicit.split(os.pathsep) if p]
     found = []
     for src in sorted(LECTURES.glob("[0-9][0-9]_*.py")):
         if USES_WIDGETS.search(src.read_text()):
@@ -47,7 +57,10 @@ def lectures_with_widgets() -> list[Path]:
 
 
 WIDGET_LECTURES = lectures_with_widgets()
-RUN_TIMEOUT_S = float(os.environ.get("CS231N_GEN_BROWSER_TIMEOUT", "600"))
+# Quick mode runs a lecture in minutes; full mode may take much longer on a laptop.
+QUICK = os.environ.get("CS231N_GEN_QUICK", "1").strip().lower() in ("1", "true", "yes", "on")
+RUN_TIMEOUT_S = float(os.environ.get("CS231N_GEN_BROWSER_TIMEOUT", "900" if QUICK else "5400"))
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-dev-shm-usage"]
 
@@ -61,13 +74,14 @@ NOTEBOOK_STATE_JS = """
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   let pending = 0, widgets = 0;
   const errors = [];
-  for (const c of cells) {
+  cells.forEach((c, i) => {
     if (c.model.executionCount === null) pending += 1;
     for (const o of c.model.outputs.toJSON()) {
-      if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
+      if (o.output_type === 'error') errors.push({cell: i, source: c.model.sharedModel.getSource(),
+                                                  error: o.ename + ': ' + o.evalue, traceback: o.traceback});
       if (o.data && o.data['%s']) widgets += 1;
     }
-  }
+  });
   const running = [...panel.node.querySelectorAll('.jp-InputPrompt')]
       .filter(n => n.textContent.includes('*')).length;
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
@@ -82,7 +96,17 @@ def test_lectures_with_widgets_are_found():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def reaper():
+    """Stops the browser, JupyterLab and kernels should this process die without a teardown."""
+    guard = Reaper()
+    try:
+        yield guard
+    finally:
+        guard.release()
+
+
+@pytest.fixture(scope="module")
+def browser(reaper):
     path = find_browser()
     reason = None
     try:
@@ -97,6 +121,7 @@ def browser():
         pytest.skip(reason)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        reaper.watch_descendants()
         try:
             yield b
         finally:
@@ -104,12 +129,13 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(reaper, tmp_path_factory):
     server = LabServer(WIDGET_LECTURES, tmp_path_factory.mktemp("jupyterlab"),
                        env={"CS231N_GEN_QUICK": os.environ.get("CS231N_GEN_QUICK", "1"),
-                            "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
-    server.start()
+                            "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
+                       reaper=reaper)
     try:
+        server.start()
         yield server
     finally:
         forced = server.stop()
@@ -126,6 +152,14 @@ def _dismiss_dialogs(page):
         accept.first.click()
 
 
+def _describe_error(err: dict) -> str:
+    """The failing code cell (its start), the error and the end of its traceback, as nbval would show them."""
+    source = "\n".join(err["source"].splitlines()[:6])
+    trace = ANSI.sub("", "\n".join(err.get("traceback") or [])).splitlines()
+    return (f"code cell {err['cell'] + 1} raised {err['error']}\n--- cell ---\n{source}\n"
+            f"--- traceback (end) ---\n" + "\n".join(trace[-25:]))
+
+
 def _wait_for(page, predicate, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     state = None
@@ -133,7 +167,7 @@ def _wait_for(page, predicate, timeout_s, what):
         _dismiss_dialogs(page)
         state = page.evaluate(NOTEBOOK_STATE_JS)
         if state and state["errors"]:
-            pytest.fail(f"a cell raised: {state['errors'][0]}")
+            pytest.fail(_describe_error(state["errors"][0]))
         if state and predicate(state):
             return state
         page.wait_for_timeout(500)
@@ -147,6 +181,7 @@ def _image_pixels(img) -> bytes:
 
 @pytest.mark.parametrize("notebook", WIDGET_LECTURES, ids=lambda p: p.stem)
 def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
+    assert lab.kernel_pids() == [], f"kernels of earlier notebooks still run: {lab.kernel_pids()}"
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     console_errors = []
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
@@ -218,3 +253,5 @@ def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
         raise
     finally:
         page.close()
+        forced = lab.shutdown_kernels()
+    assert not forced, f"{notebook.name}: its kernel ignored the shutdown request and was killed: {forced}"
