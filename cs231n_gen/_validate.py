@@ -265,3 +265,15 @@ def check_axes(name: str, value):
     if not isinstance(value, Axes):
         raise ValueError(f"{name} must be a matplotlib Axes (e.g. from plt.subplots()), got {_describe(value)}")
     return value
+
+
+def check_points_sequence(name: str, value, flatten: bool = False) -> torch.Tensor:
+    """A (T, n, d) float tensor of T >= 2 snapshots of n >= 1 points, finite; with
+    ``flatten``, (T, n, ...) of any trailing shape, returned as (T, n, numbers per item)."""
+    value = check_tensor(name, value)
+    if flatten and value.ndim >= 3 and value.numel() > 0:
+        value = value.reshape(value.shape[0], value.shape[1], -1)
+    if value.ndim != 3 or value.shape[0] < 2 or value.shape[1] < 1 or value.shape[2] < 1:
+        want = "(T, n, ...) with T >= 2 frames of n >= 1 items" if flatten else "(T, n, d) with T >= 2 steps of n >= 1 points"
+        raise ValueError(f"{name} must be shaped {want}, got {tuple(value.shape)}")
+    return value.detach().float()

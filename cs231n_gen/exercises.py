@@ -137,12 +137,20 @@ def check_euler_sampler(student_fn) -> None:
             _fail("euler_sample evaluates the velocity at the end of each step (t - 1/T) instead of its start "
                   "(t): Euler uses the velocity where the step begins, starting at t = 1.")
         if _close(calls, grid):
-            plus = z.clone()
+            plus, full = z.clone(), z.clone()
             for t in grid:
-                plus = plus + ref_model(plus, torch.full((z.shape[0],), t)) / steps
+                tt = torch.full((z.shape[0],), t)
+                plus = plus + ref_model(plus, tt) / steps
+                full = full - ref_model(full, tt)
             if _close(got, plus, 1e-4):
                 _fail("euler_sample steps the wrong way: v = z - x points towards noise, so going from noise "
                       "to data means x = x - v / num_steps.")
+            if _close(got, full, 1e-4):
+                _fail("euler_sample moves by the whole velocity each step (x = x - v): a step covers dt = "
+                      "1 / num_steps of time, so x = x - v / num_steps.")
+            _fail(f"euler_sample calls the model at the right times (t = {[round(c, 3) for c in calls]}), so "
+                  "the update is what differs: each step is x = x - v(x, t) / num_steps, with v evaluated at the "
+                  "current x.")
         _fail(f"euler_sample with num_steps={steps} does not match the reference Euler sampler "
               f"(your model calls were at t = {[round(c, 3) for c in calls]}, expected {[round(c, 3) for c in grid]}).")
     print("euler_sample is correct (matches the reference for 4, 10 and 1 steps).")
@@ -183,6 +191,12 @@ def check_nonsaturating_loss(student_fn) -> None:
         for value, hint in hints:
             if _close(got.detach(), value, tol=1e-4):
                 _fail(f"On {what}: {hint}")
+        for eps in (1e-12, 1e-10, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3):
+            if _close(got.detach(), -torch.log(torch.sigmoid(lo) + eps).mean(), tol=1e-4):
+                _fail(f"On {what}: -log(sigmoid(l) + {eps:g}) stops growing at -log({eps:g}) = {-math.log(eps):.1f}, "
+                      "and its gradient vanishes there: the generator gets no signal exactly when D rejects its "
+                      "samples most. Write -log D = softplus(-l) (torch.nn.functional.softplus) instead of adding "
+                      "an epsilon.")
         _fail(f"On {what}: expected {float(want):.6f}, got {float(got.detach()):.6f}.")
     x = torch.tensor([-8.0, -6.0]).requires_grad_(True)
     try:
@@ -213,12 +227,15 @@ def check_optimal_discriminator(student_fn) -> None:
         return
     hints = [
         (q / (p + q), "this is 1 - D*: D* is the probability that x is REAL, p_data / (p_data + p_G)."),
-        (p / q.clamp(min=1e-12), "this is the density ratio p_data / p_G; D* divides by the sum p_data + p_G."),
         (p / (p + q) / 2, "D* has no factor 1/2: where p_data = p_G it equals 1/2 already."),
     ]
     for value, hint in hints:
         if _close(got, value):
             _fail(hint)
+    has_g = q > 0  # the ratio p / q is inf or NaN where q = 0: compare where it is defined
+    if _close(got.detach()[has_g], (p / q)[has_g]):
+        _fail("this is the density ratio p_data / p_G (infinite where p_G = 0); D* divides by the sum: "
+              "p_data / (p_data + p_G), which stays between 0 and 1.")
     _fail(f"expected {want.tolist()}, got {got.tolist()}.")
 
 
@@ -323,7 +340,18 @@ def check_cfg_loss(student_fn) -> None:
                                                  "1 - p_uncond. Drop them where u < p_uncond."),
             (loss(y), "no label was dropped: replace y by null_label where u < p_uncond."),
             (loss(null), "every label was dropped: only those with u < p_uncond become null_label."),
+            (loss(torch.where(u < p, torch.zeros_like(y), y)), "dropped labels became 0, which is a real class: "
+                                                               "use null_label, the extra label the model keeps "
+                                                               "for 'no condition'."),
         ]
+        all_or_none = _close(got, loss(y), 1e-5) or _close(got, loss(null), 1e-5)
+        if all_or_none and 0 < p < 1:  # one coin for the whole batch? flip the first coin and see
+            u_flip = u.clone()
+            u_flip[0] = p / 2 if float(u[0]) >= p else (1 + p) / 2
+            other = student_fn(_ProbeConditional(), x.clone(), y.clone(), z.clone(), t.clone(), u_flip, p, 3)
+            if not _close(torch.as_tensor(other).detach().reshape(()), got, 1e-5):
+                _fail(f"with p_uncond = {p}: one coin decides for the whole batch (changing u[0] alone dropped "
+                      "or kept every label): each example needs its own coin, drop label i where u[i] < p_uncond.")
         for value, hint in hints:
             if _close(got, value, 1e-5):
                 _fail(f"with p_uncond = {p}: {hint}")
@@ -360,43 +388,55 @@ def check_logit_normal_sampler(student_fn) -> None:
         hint = ""
         if abs(s - 1.0) > 0.1 and torch.allclose(have, sq, atol=0.01):
             hint = " The spread looks like s^2: s is the standard deviation, multiply n ~ N(0, 1) by s."
-        elif torch.allclose(have, qs.double(), atol=0.02):
-            hint = " These look uniform: draw n from torch.randn, not torch.rand."
+        elif torch.allclose(have, qs.double(), atol=0.02) or torch.allclose(
+                have, torch.sigmoid(m + s * qs.double()), atol=0.01):
+            hint = (" Your n looks uniform on [0, 1): torch.rand draws uniform numbers; draw n from the standard "
+                    "normal, torch.randn.")
         elif torch.allclose(have, 1 - want.flip(0), atol=0.01):
             hint = " The location has the wrong sign: t = sigmoid(m + s n), so m > 0 moves t towards 1 (noise)."
         _fail(f"with m = {m}, s = {s} the quantiles {[round(v, 3) for v in qs.tolist()]} of your draws are "
               f"{[round(v, 3) for v in have.tolist()]}; a logit-normal gives {[round(v, 3) for v in want.tolist()]}."
               + hint)
-    print("logit_normal is correct: its quantiles match sigmoid(m + s n) for three (m, s) settings.")
+    try:
+        again = [student_fn(1000, 0.0, 1.0, torch.Generator().manual_seed(seed)) for seed in (3, 3, 4)]
+    except Exception as err:
+        _fail(f"logit_normal raised {type(err).__name__}: {err}")
+    if not torch.equal(again[0], again[1]):
+        _fail("the distribution is right, but two calls with generators seeded alike gave different draws: "
+              "pass generator=generator to torch.randn, so a seed reproduces the training times.")
+    if torch.equal(again[0], again[2]):
+        _fail("two different seeds gave the same draws: draw from the generator you are given.")
+    print("logit_normal is correct: its quantiles match sigmoid(m + s n) for three (m, s) settings, and the "
+          "generator makes it reproducible.")
 
 
 @_takes_a_function
 def check_shift(student_fn) -> None:
-    """Check ``shift(t, s) -> t'``: s t / (1 + (s - 1) t), elementwise."""
+    """Check ``shift(t, k) -> t'``: k t / (1 + (k - 1) t), elementwise."""
     t = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], dtype=torch.float64)
-    for s in (3.0, 0.5, 1.0):
+    for k in (3.0, 0.5, 1.0):
         try:
-            got = student_fn(t.clone(), s)
+            got = student_fn(t.clone(), k)
         except Exception as err:
             _fail(f"shift raised {type(err).__name__}: {err}")
         if not isinstance(got, torch.Tensor) or got.shape != t.shape:
             _fail(f"shift must return a tensor shaped like t {tuple(t.shape)}, got {got!r}")
         got = got.detach().double()
-        want = s * t / (1 + (s - 1) * t)
+        want = k * t / (1 + (k - 1) * t)
         if _close(got, want, 1e-6):
             continue
         hints = [
-            (t / (s - (s - 1) * t), "this is the inverse shift (the shift with 1 / s): it moves t towards the "
-                                    "data for s > 1, but the shift must move it towards noise "
+            (t / (k - (k - 1) * t), "this is the inverse shift (the shift with 1 / k): it moves t towards the "
+                                    "data for k > 1, but the shift must move it towards noise "
                                     "(shift(0.5, 3) = 0.75)."),
-            (s * t / (1 + s * t), "the denominator is 1 + (s - 1) t, so that t = 1 stays 1."),
-            ((s * t).clamp(max=1.0), "scaling t by s and clipping is not the shift: use s t / (1 + (s - 1) t)."),
+            (k * t / (1 + k * t), "the denominator is 1 + (k - 1) t, so that t = 1 stays 1."),
+            ((k * t).clamp(max=1.0), "scaling t by k and clipping is not the shift: use k t / (1 + (k - 1) t)."),
         ]
         for value, hint in hints:
             if _close(got, value, 1e-6):
-                _fail(f"with s = {s}: {hint}")
-        _fail(f"with s = {s}: expected {[round(v, 4) for v in want.tolist()]}, got {[round(v, 4) for v in got.tolist()]}.")
-    print("shift is correct: shift(0.5, 3) = 0.75, it fixes 0 and 1, and s = 1 changes nothing.")
+                _fail(f"with k = {k}: {hint}")
+        _fail(f"with k = {k}: expected {[round(v, 4) for v in want.tolist()]}, got {[round(v, 4) for v in got.tolist()]}.")
+    print("shift is correct: shift(0.5, 3) = 0.75, it fixes 0 and 1, and k = 1 changes nothing.")
 
 
 def _path_probe():
@@ -470,14 +510,39 @@ def check_ddpm_step(student_fn) -> None:
     if _close(got, mean + std * noise, 1e-6):
         print("ddpm_step is correct: mean and standard deviation of q(x_s | x_t, x_hat) both match.")
         return
-    hints = [(mean, "you returned the mean only: add the standard deviation times the noise."),
-             (mean + std**2 * noise, "multiply the noise by the standard deviation, not the variance."),
-             (a_s * x_hat + b_s * noise, "this re-noises x_hat from scratch; the posterior also uses x_t (its mean "
-                                         "mixes x_hat and x_t)."),
-             (a_s * x_hat + b_s * (x_t - a_t * x_hat) / b_t, "this is the deterministic DDIM step; DDPM draws from the "
-                                                              "posterior, with fresh noise.")]
-    for value, hint in hints:
-        if _close(got, value, 1e-6):
-            _fail(hint)
-    _fail("x_s does not match a draw from q(x_s | x_t, x_hat): check a_{t|s} = a_t / a_s, "
-          "b_{t|s}^2 = b_t^2 - a_{t|s}^2 b_s^2, the mean weights and the variance b_{t|s}^2 b_s^2 / b_t^2.")
+    # First the mean: with zero noise the step must return it exactly.
+    try:
+        got_mean = student_fn(x_t.clone(), x_hat.clone(), a_t, b_t, a_s, b_s, torch.zeros_like(noise))
+    except Exception as err:
+        _fail(f"ddpm_step raised {type(err).__name__} with zero noise: {err}")
+    if not isinstance(got_mean, torch.Tensor) or got_mean.shape != x.shape:
+        _fail(f"ddpm_step must return a tensor of shape {tuple(x.shape)}, got {got_mean!r}")
+    got_mean = got_mean.detach().double()
+    if not _close(got_mean, mean, 1e-6):
+        mean_hints = [
+            (a_s * x_hat, "with zero noise you return a_s x_hat: that re-noises x_hat from scratch and forgets x_t; "
+                          "the posterior mean mixes x_hat and x_t."),
+            (a_s * x_hat + b_s * (x_t - a_t * x_hat) / b_t, "this is the deterministic DDIM step; DDPM's mean is "
+                                                             "a_s b_{t|s}^2 / b_t^2 x_hat + a_{t|s} b_s^2 / b_t^2 x_t."),
+            (a_ts * b_s**2 / b_t**2 * x_hat + a_s * b_ts2 / b_t**2 * x_t, "the weights of x_hat and x_t are swapped: "
+                                                                          "x_hat gets a_s b_{t|s}^2 / b_t^2."),
+            (x_t, "with zero noise the step returns x_t unchanged: the mean moves toward x_hat."),
+        ]
+        for value, hint in mean_hints:
+            if _close(got_mean, value, 1e-6):
+                _fail("The mean (your output with noise = 0) is wrong: " + hint)
+        _fail("The mean (your output with noise = 0) is wrong: it should be a_s b_{t|s}^2 / b_t^2 x_hat + "
+              "a_{t|s} b_s^2 / b_t^2 x_t, with a_{t|s} = a_t / a_s and b_{t|s}^2 = b_t^2 - a_{t|s}^2 b_s^2.")
+    # The mean is right, so the rest is the noise term: read off the scale you gave it.
+    biggest = noise.abs().argmax(dim=1, keepdim=True)  # per row, the coordinate with the most noise
+    scale = (got - mean).gather(1, biggest) / noise.gather(1, biggest)
+    std_hints = [(torch.zeros_like(std), "you add no noise: DDPM draws x_s, so add std * noise."),
+                 (std**2, "you multiply the noise by the variance; multiply it by the standard deviation."),
+                 (b_s.expand_as(std), "the noise scale is b_s, the spread of x_s given the clean x; given x_t it is "
+                                      "smaller: sqrt(b_{t|s}^2 b_s^2 / b_t^2)."),
+                 (b_ts2.sqrt(), "the noise scale is b_{t|s}, the forward step's; the posterior's is "
+                                "sqrt(b_{t|s}^2 b_s^2 / b_t^2).")]
+    for value, hint in std_hints:
+        if _close(scale, value, 1e-4):
+            _fail("The mean is right; the noise is not: " + hint)
+    _fail("The mean is right; the noise is not: x_s = mean + std * noise with std = sqrt(b_{t|s}^2 b_s^2 / b_t^2).")

@@ -62,12 +62,12 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def _shift(x: torch.Tensor, generator: torch.Generator, max_shift: int) -> torch.Tensor:
-    """Random translations by up to ``max_shift`` pixels (background fill -1)."""
+def _translate(x: torch.Tensor, generator: torch.Generator, max_pixels: int) -> torch.Tensor:
+    """Random translations by up to ``max_pixels`` pixels (background fill -1)."""
     n, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=x.device)
-    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator, device=x.device)
+    padded = F.pad(x, (max_pixels,) * 4, value=-1.0)
+    dx = torch.randint(0, 2 * max_pixels + 1, (n,), generator=generator, device=x.device)
+    dy = torch.randint(0, 2 * max_pixels + 1, (n,), generator=generator, device=x.device)
     rows = dy[:, None] + torch.arange(h, device=x.device)[None]
     cols = dx[:, None] + torch.arange(w, device=x.device)[None]
     idx = torch.arange(n, device=x.device)[:, None, None]
@@ -110,11 +110,11 @@ def train_digit_classifier(size: int = 16, epochs: int = 30, seed: int = 0, devi
     torch.manual_seed(seed)
     model = DigitClassifier(size)
     x, y = (v.to(device) for v in digits(size, "train"))
-    max_shift = max(1, size // 8)
+    max_pixels = max(1, size // 8)
 
     def draw(n, generator):  # a minibatch of randomly shifted digits and their labels
         idx = torch.randint(0, x.shape[0], (n,), generator=generator, device=device)
-        return _shift(x[idx], generator, max_shift), y[idx]
+        return _translate(x[idx], generator, max_pixels), y[idx]
 
     def loss_fn(net, batch, generator):
         images, labels = batch

@@ -4,6 +4,8 @@ r"""Sample-quality metrics for point clouds, and the excess loss over the oracle
   transport via POT's network simplex). Finite samples put a floor under it, so
   lectures report :func:`wasserstein2_ratio`: W2(samples, data) / W2(fresh data, data),
   which is about 1 for a perfect sampler.
+- :func:`evaluation_sets`: the sets of the course's W2 protocol (ten sets of 1000
+  points), including a "real" draw whose ratio is printed next to every model's.
 - :func:`sliced_wasserstein`: the average 1D W2 over random projections; cheap.
 - :func:`mmd`: squared maximum mean discrepancy with a sum of RBF kernels.
 - :func:`excess_loss`: how far a velocity model is above the best possible loss.
@@ -12,13 +14,17 @@ r"""Sample-quality metrics for point clouds, and the excess loss over the oracle
   against the exact classifier and the true p(x | y) (accuracy, W2, spread).
 - :func:`branch_errors`: both branches of a classifier-free-guidance model against the
   exact conditional and unconditional fields.
+- :func:`path_straightness`: how far sampling paths bend away from their chords.
+- :func:`interpolation_smoothness`: the steps of walks through a latent space, against
+  the distance between their ends.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ._validate import as_time, check_callable, check_generator, check_int, check_labels, check_points, check_real
+from ._validate import (as_time, check_callable, check_generator, check_int, check_labels, check_points,
+                        check_points_sequence, check_real)
 from .data.toy2d import check_labelled_mixture
 from .runtime import device_of
 
@@ -57,6 +63,35 @@ def _as_sets(name: str, value) -> list[torch.Tensor]:
             raise ValueError(f"{name} must hold at least one point set")
         return [check_points(f"{name}[{i}]", v) for i, v in enumerate(value)]
     return [check_points(name, value)]
+
+
+W2_SETS = 10       # the course's W2 protocol: ten independent sets ...
+W2_POINTS = 1000   # ... of 1000 points each (fewer sets in quick mode)
+
+
+def evaluation_sets(data, n_sets: int = W2_SETS, n_points: int = W2_POINTS,
+                    generator: torch.Generator | None = None) -> dict:
+    """Point sets for the course's W2 protocol, drawn once so every sampler is compared on the same ones.
+
+    ``data`` is a distribution with ``.sample(n, generator=...)`` and ``.dim`` (a
+    :class:`~cs231n_gen.data.GaussianMixture`). Returns ``n_sets`` sets of ``n_points``
+    each, on the data's device: ``noise`` (standard normal starting points for the
+    samplers), ``data`` (the reference draws), ``fresh`` (the baseline of
+    :func:`wasserstein2_ratio`) and ``real`` (a third independent draw: its ratio is
+    what real data scores, the row to print next to every model's ratio, since the
+    ratio of a perfect sampler is 1 only on average).
+    """
+    if not (hasattr(data, "sample") and hasattr(data, "dim")):
+        raise ValueError(f"data must be a distribution with .sample(n, generator=...) and .dim, "
+                         f"got {type(data).__name__}")
+    n_sets = check_int("n_sets", n_sets, minimum=1)
+    n_points = check_int("n_points", n_points, minimum=2)
+    device = device_of(data) if isinstance(data, torch.nn.Module) else getattr(data, "device", torch.device("cpu"))
+    check_generator("generator", generator, device)
+    out = {"noise": [torch.randn(n_points, data.dim, generator=generator, device=device) for _ in range(n_sets)]}
+    for key in ("data", "fresh", "real"):
+        out[key] = [data.sample(n_points, generator=generator) for _ in range(n_sets)]
+    return out
 
 
 def wasserstein2_ratio(samples, data, fresh) -> float:
@@ -310,3 +345,65 @@ def branch_errors(model, labelled, n: int = 16384, generator: torch.Generator | 
     cond, uncond, oracle_cond, oracle_uncond = (float(v) / n for v in sums)
     return {"conditional": cond, "unconditional": uncond,
             "oracle_conditional": oracle_cond, "oracle_unconditional": oracle_uncond}
+
+
+def path_straightness(trajectory: torch.Tensor) -> dict:
+    r"""How far sampling paths bend away from straight lines.
+
+    ``trajectory`` is (K + 1, n, d): n particles, each followed through K steps (what
+    the samplers return with ``return_trajectory=True``). Each path's **chord** runs
+    from its first point to its last. Per path,
+
+    * deviation = max_k dist(x^(k), chord) / |chord|: 0 for a straight path;
+    * length ratio = (sum_k |x^(k+1) - x^(k)|) / |chord|: 1 for a straight path.
+
+    Both divide by the chord, so a path that ends near where it started (a short chord)
+    gets a huge ratio from a small wiggle; the summaries are robust to those: the
+    **medians** over paths (``deviation``, ``length_ratio``), and the largest deviation
+    (``max_deviation``) and its path's index (``most_bent``) among the paths whose chord
+    is at least the median chord length. Paths whose ends coincide are left out.
+    """
+    traj = check_points_sequence("trajectory", trajectory)
+    start, end = traj[0], traj[-1]
+    chord = end - start
+    length = chord.norm(dim=1)
+    keep = length > 1e-8
+    if not bool(keep.any()):
+        raise ValueError("trajectory must hold at least one path whose ends differ")
+    # distance of every point from its path's chord segment
+    safe = length.clamp_min(1e-8)
+    rel = traj - start
+    along = ((rel * chord).sum(-1) / safe**2).clamp(0.0, 1.0)
+    off = (rel - along[..., None] * chord).norm(dim=-1)
+    deviation = off.max(dim=0).values / safe
+    walked = (traj[1:] - traj[:-1]).norm(dim=-1).sum(0) / safe
+    long = keep & (length >= length[keep].quantile(0.5))
+    candidates = torch.where(long, deviation, torch.full_like(deviation, -1.0))
+    worst = int(candidates.argmax())
+    return {"deviation": float(deviation[keep].quantile(0.5)), "length_ratio": float(walked[keep].quantile(0.5)),
+            "max_deviation": float(deviation[worst]), "most_bent": worst}
+
+
+def interpolation_smoothness(frames: torch.Tensor) -> dict:
+    r"""Is a walk through a latent space smooth? ``frames`` is (T, n, ...): n walks of T frames.
+
+    Distances are Euclidean over all of a frame's numbers (pixels). Per walk, its
+    largest step between neighbouring frames is divided by the distance between its
+    first and last frame (two unrelated samples): about 1 / (T - 1) for an even walk,
+    1 for a walk that jumps from one end to the other in a single step. Returns
+
+    * ``max_step_ratio``: the median of that ratio over the walks;
+    * ``worst_ratio``: its largest value (the most abrupt walk);
+    * ``step`` and ``ends``: the mean step and the mean distance between the ends.
+    """
+    frames = check_points_sequence("frames", frames, flatten=True)
+    if frames.shape[0] < 3:
+        raise ValueError(f"frames must hold at least 3 frames per walk, got {frames.shape[0]}")
+    steps = (frames[1:] - frames[:-1]).norm(dim=-1)  # (T - 1, n)
+    ends = (frames[-1] - frames[0]).norm(dim=-1)  # (n,)
+    moving = ends > 0
+    if not bool(moving.any()):
+        raise ValueError("frames must walk somewhere: every walk's first and last frames are equal")
+    ratio = steps.max(dim=0).values[moving] / ends[moving]
+    return {"max_step_ratio": float(ratio.quantile(0.5)), "worst_ratio": float(ratio.max()),
+            "step": float(steps.mean()), "ends": float(ends.mean())}

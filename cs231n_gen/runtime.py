@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
 
 import numpy as np
 import torch
 
-from ._validate import check_int
+from ._validate import check_callable, check_device, check_int
 
 QUICK_ENV = "CS231N_GEN_QUICK"
 
@@ -73,6 +75,54 @@ def budget(full, quick):
         check_int("full", full, minimum=1)
         check_int("quick", quick, minimum=1)
     return quick if is_quick() else full
+
+
+def start_lecture(seed: int = 0, device: str | None = None) -> tuple[torch.device, bool]:
+    """Everything a lecture's first cell does, in one call: returns ``(device, QUICK)``.
+
+    Picks the device (:func:`get_device`, ``device`` forces one), seeds Python, NumPy and
+    PyTorch (:func:`seed_everything`), reads quick mode (``CS231N_GEN_QUICK``) and prints
+    one line saying what it chose, so a rerun of the notebook starts from the same state.
+    """
+    if device is not None and (not isinstance(device, str) or device not in ("cpu", "cuda", "mps")):
+        raise ValueError(f"device must be None (the best available), 'cpu', 'cuda' or 'mps', got {device!r}")
+    seed = seed_everything(seed)
+    chosen = get_device(device)
+    quick = is_quick()
+    from . import __version__
+
+    mode = f"quick ({QUICK_ENV}=1: small budgets, for tests)" if quick else "full"
+    print(f"cs231n-gen {__version__} | device: {chosen} | mode: {mode} | seed: {seed} | "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
+    return chosen, quick
+
+
+def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
+    """The median wall time of ``fn()`` over ``repeats`` runs, after ``warmup`` untimed runs.
+
+    Runs under ``torch.no_grad()``. On CUDA (``device``, default: the current
+    :func:`get_device`) each run is closed by a synchronisation, so queued kernels count.
+    Medians, because a shared machine makes single timings noisy.
+    """
+    check_callable("fn", fn, "a function of no arguments")
+    repeats = check_int("repeats", repeats, minimum=1)
+    warmup = check_int("warmup", warmup, minimum=0)
+    device = check_device("device", device) or get_device()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def device_of(model) -> torch.device:

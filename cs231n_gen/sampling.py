@@ -13,14 +13,49 @@ probability-flow ODE with Euler or Heun steps (:func:`probability_flow`), the re
 SDE with Euler-Maruyama (:func:`reverse_sde`) and annealed Langevin dynamics
 (:func:`langevin`). Each converts the model's prediction to (x̂, ẑ) with
 :meth:`~cs231n_gen.paths.DiffusionPath.to_x_eps`, so any model drives any sampler.
+
+:class:`CountCalls` wraps a model and counts what a sampler asks of it: forward calls
+and rows evaluated (the number of function evaluations, NFE, per sample).
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ._validate import check_callable, check_generator, check_int, check_points, check_real, check_tensor
 from .paths import check_path, check_target
 from .schedules import time_grid
+
+
+class CountCalls(nn.Module):
+    """``CountCalls(model)`` behaves like ``model`` and counts its use.
+
+    ``calls`` is the number of forward passes, ``rows`` the number of rows (samples)
+    evaluated over all of them; ``rows / n`` for a batch of ``n`` samples is the number
+    of function evaluations per sample (NFE). Attributes of the model (``null_label``...)
+    are read through. ``reset()`` sets both counts to 0.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        check_callable("model", model, "a model called as model(x_t, t, ...)")
+        self.model = model
+        self.calls = 0
+        self.rows = 0
+
+    def forward(self, x_t, *args, **kwargs):
+        self.calls += 1
+        self.rows += int(x_t.shape[0]) if isinstance(x_t, torch.Tensor) and x_t.ndim > 0 else 1
+        return self.model(x_t, *args, **kwargs)
+
+    def reset(self) -> None:
+        self.calls = self.rows = 0
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("model"), name)
 
 
 def _check_times(times: torch.Tensor) -> torch.Tensor:

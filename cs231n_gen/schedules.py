@@ -104,14 +104,6 @@ def shifted_time_grid(steps: int, shift: float, device=None, dtype=torch.float32
     return shift_time(time_grid(steps, device=device, dtype=dtype), shift)
 
 
-def snr(t) -> torch.Tensor:
-    """Per-pixel signal-to-noise ratio of x_t = (1 - t) x + t z: (1 - t)^2 / t^2."""
-    t = _times(t)
-    if bool(((t <= 0) | (t > 1)).any()):
-        raise ValueError("t must lie in (0, 1]")
-    return ((1 - t) / t) ** 2
-
-
 def snr_matching_shift(low_pixels: int, high_pixels: int) -> float:
     """The shift s that gives a high-resolution image the SNR its low-resolution version
     has at the unshifted t: s = sqrt(high_pixels / low_pixels) (= k for k-fold upsampling)."""

@@ -22,10 +22,11 @@
 # and samples on a uniform grid, `torch.linspace(1, 0, num_steps)`. The lecture asks
 # whether that is a good use of effort:
 #
-# * **Full noise ($t = 1$) is easy**: the optimal $v$ just points from the noise to the
-#   mean of $p_{data}$.
-# * **No noise ($t = 0$) is easy**: the optimal $v$ just points from the data to the
-#   mean of $p_{noise}$.
+# * **Full noise ($t = 1$) is easy**: the optimal $v$ is $x_t - E[x]$, the arrow from the
+#   mean of $p_{data}$ to the noisy point; the sampler steps along $-v$, straight toward
+#   that mean.
+# * **No noise ($t = 0$) is easy**: the optimal $v$ is $E[z] - x_t = -x_t$, the arrow
+#   from the data point to the mean of $p_{noise}$.
 # * **Middle noise is hardest**, most ambiguous. *But we give equal weight to all noise
 #   levels!*
 #
@@ -39,7 +40,7 @@
 # Run the cells top to bottom. Cells that make a claim check it with an `assert`.
 
 # %%
-# Setup: install the course library when it is missing (Colab), then import it.
+# Setup: install the course library when it is missing (Colab), then start the lecture.
 import importlib.util
 import subprocess
 import sys
@@ -48,11 +49,16 @@ if importlib.util.find_spec("cs231n_gen") is None:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
                            "cs231n-gen @ git+https://github.com/cs231n-gen/cs231n-gen"])
 
+import cs231n_gen
+
+device, QUICK = cs231n_gen.start_lecture(seed=0)
+
+# %%
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from cs231n_gen import budget, get_device, seed_everything
+from cs231n_gen import budget, seed_everything
 from cs231n_gen import metrics, oracle, schedules, viz, widgets
 from cs231n_gen.data import GaussianMixture, digits, eight_gaussians
 from cs231n_gen.image_metrics import DigitJudge
@@ -61,11 +67,6 @@ from cs231n_gen.paths import rectified_flow_loss
 from cs231n_gen.sampling import euler
 from cs231n_gen.schedules import TimeSampler
 from cs231n_gen.train import fit
-
-device = get_device()
-seed_everything(0)
-QUICK = budget(full=False, quick=True)
-print(f"device: {device}, mode: {'quick' if QUICK else 'full'}")
 
 # %% [markdown]
 # ## 1. How hard is each noise level?
@@ -118,6 +119,9 @@ difficulty = gap / gap.max()
 # %% [markdown]
 # The slide's claims hold, with two details it does not say:
 #
+# * The gap at the ends is zero up to Monte Carlo noise (the affine fit and the optimum
+#   are estimated from random draws), which is why it can print as a tiny negative
+#   number: no affine predictor beats the optimal one.
 # * "Easy" means the optimal answer is *simple*, not that the loss is small. The
 #   irreducible loss is far from zero at both ends (at $t = 0$ it is the noise's
 #   variance, 2 for two coordinates; at $t = 1$ the data's): no network can predict the
@@ -138,9 +142,12 @@ difficulty = gap / gap.max()
 #
 # that is, $t = \sigma(m + s\,n)$ with $n \sim \mathcal N(0, 1)$, $m = 0$, $s = 1$: the
 # **logit-normal** distribution (Esser et al. 2024, Stable Diffusion 3). The **shift**
-# $t' = \frac{s\,t}{1 + (s - 1)\,t}$ then moves every $t$ toward noise for $s > 1$
+# $t' = \frac{k\,t}{1 + (k - 1)\,t}$ then moves every $t$ toward noise for $k > 1$
 # (section 4 derives it). `schedules.TimeSampler` combines them; it draws training
-# times and gives their density.
+# times and gives their density. *Notation:* papers use $s$ both for the logit-normal's
+# spread and for the shift factor; this notebook keeps $s$ for the spread
+# (`TimeSampler(s=...)`) and writes the shift factor $k$ (`shift_time(t, k)`,
+# `TimeSampler(shift=k)`), the letter section 4's derivation arrives at.
 
 # %%
 draws = TimeSampler("logit_normal")(200_000, generator=gen)
@@ -286,23 +293,23 @@ plt.show()
 # \;\Longleftrightarrow\; \frac{1 - t'}{t'} = \frac{1 - t}{k\,t}
 # \;\Longleftrightarrow\; t' = \frac{k\,t}{1 + (k - 1)\,t}.$$
 #
-# That is exactly the shift with $s = k$, and $k$ is the square root of the ratio of
+# That is exactly the shift with factor $k$, and $k$ is the square root of the ratio of
 # pixel counts (`schedules.snr_matching_shift`). Measured on all training digits
 # (`schedules.block_snr`):
 
 # %%
 big_digits = F.interpolate(x_digits, scale_factor=K, mode="nearest")
-s_match = schedules.snr_matching_shift(8 * 8, 32 * 32)
+k_match = schedules.snr_matching_shift(8 * 8, 32 * 32)
 g_snr = torch.Generator().manual_seed(4)
 for t in (0.3, 0.5, 0.7):
-    t_shift = float(schedules.shift_time(torch.tensor(t), s_match))
+    t_shift = float(schedules.shift_time(torch.tensor(t), k_match))
     small = schedules.block_snr(x_digits, t, generator=g_snr)
     big_same = schedules.block_snr(big_digits, t, block=K, generator=g_snr)
     big_shifted = schedules.block_snr(big_digits, t_shift, block=K, generator=g_snr)
     print(f"t = {t}: SNR 8x8 {small:6.3f} | 32x32 averaged, same t {big_same:6.2f} ({big_same / small:4.1f}x) | "
           f"at t' = {t_shift:.3f}: {big_shifted:6.3f}")
     assert abs(big_same / small - K**2) < 0.05 * K**2 and abs(big_shifted / small - 1) < 0.05
-print(f"SNR-matching shift for 8x8 -> 32x32: s = sqrt(1024 / 64) = {s_match:g}")
+print(f"SNR-matching shift for 8x8 -> 32x32: k = sqrt(1024 / 64) = {k_match:g}")
 
 # %% [markdown]
 # The same shift lines up *difficulty*, not just SNR. With the exact oracle (the
@@ -354,16 +361,16 @@ assert gap_same > 0.1 and gap_shifted < 0.03
 #
 # ## 5. Sampling grids: where to put a few steps
 #
-# The same reasoning applies at sampling time. `schedules.shifted_time_grid(steps, s)`
-# takes the uniform grid $1, 1 - \frac1T, \dots, 0$ and shifts every point: $s > 1$
-# packs the steps toward noise, $s < 1$ toward data.
+# The same reasoning applies at sampling time. `schedules.shifted_time_grid(steps, k)`
+# takes the uniform grid $1, 1 - \frac1T, \dots, 0$ and shifts every point: $k > 1$
+# packs the steps toward noise, $k < 1$ toward data.
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 1.9))
-for r, s in enumerate((1 / 3, 1.0, 4.0)):
-    grid = schedules.shifted_time_grid(8, s)
+for r, k in enumerate((1 / 3, 1.0, 4.0)):
+    grid = schedules.shifted_time_grid(8, k)
     ax.plot(grid, torch.full_like(grid, r), "|", ms=16, mew=2)
-    ax.text(1.05, r, f"shift {s:.2g}", va="center", fontsize=9)
+    ax.text(1.05, r, f"shift {k:.2g}", va="center", fontsize=9)
 ax.set_yticks([])
 ax.set_xlim(-0.02, 1.2)
 ax.set_xlabel("t (8 steps from t = 1 down to t = 0)")
@@ -381,12 +388,12 @@ GRID_SHIFTS = [1 / 3, 1.0, 3.0]
 ring_oracle = oracle.VelocityOracle(ring)
 on_mode = {}
 for steps in STEP_BUDGETS:
-    for s in GRID_SHIFTS:
-        outs = [euler(ring_oracle, z, times=schedules.shifted_time_grid(steps, s)) for z in noise_sets]
-        on_mode[steps, s] = metrics.mode_coverage(torch.cat(outs), ring.means, std=0.1)["high_quality"]
-print("steps | " + " | ".join(f"shift {s:.2g}" for s in GRID_SHIFTS))
+    for k in GRID_SHIFTS:
+        outs = [euler(ring_oracle, z, times=schedules.shifted_time_grid(steps, k)) for z in noise_sets]
+        on_mode[steps, k] = metrics.mode_coverage(torch.cat(outs), ring.means, std=0.1)["high_quality"]
+print("steps | " + " | ".join(f"shift {k:.2g}" for k in GRID_SHIFTS))
 for steps in STEP_BUDGETS:
-    print(f"{steps:5d} | " + " | ".join(f"  {100 * on_mode[steps, s]:5.1f}%  " for s in GRID_SHIFTS))
+    print(f"{steps:5d} | " + " | ".join(f"  {100 * on_mode[steps, k]:5.1f}%  " for k in GRID_SHIFTS))
 assert on_mode[3, 1 / 3] > on_mode[3, 1.0] + 0.1 > on_mode[3, 3.0] + 0.2
 assert abs(on_mode[20, 1.0] - on_mode[20, 1 / 3]) < 0.05
 
@@ -409,27 +416,27 @@ digit_noise = torch.randn(N_DIGITS, 32 * 32, generator=torch.Generator().manual_
 DIGIT_BUDGETS = [2, 4, 8, 16]
 digit_scores, digit_samples = {}, {}
 for steps in DIGIT_BUDGETS:
-    for s in (1.0, s_match):
-        out = euler(big_oracle, digit_noise, times=schedules.shifted_time_grid(steps, s))
+    for k in (1.0, k_match):
+        out = euler(big_oracle, digit_noise, times=schedules.shifted_time_grid(steps, k))
         small = F.avg_pool2d(out.view(-1, 1, 32, 32), K).clamp(-1, 1)
-        digit_samples[steps, s] = out.view(-1, 1, 32, 32)
-        digit_scores[steps, s] = judge.evaluate(small)
-print(f"steps | uniform grid: classes, Frechet | shift {s_match:g} grid: classes, Frechet   (real digits: "
+        digit_samples[steps, k] = out.view(-1, 1, 32, 32)
+        digit_scores[steps, k] = judge.evaluate(small)
+print(f"steps | uniform grid: classes, Frechet | shift {k_match:g} grid: classes, Frechet   (real digits: "
       f"{digit_scores[2, 1.0]['frechet_real']:.1f})")
 for steps in DIGIT_BUDGETS:
-    u, v = digit_scores[steps, 1.0], digit_scores[steps, s_match]
+    u, v = digit_scores[steps, 1.0], digit_scores[steps, k_match]
     print(f"{steps:5d} |        {u['classes_covered']:2d}     {u['frechet']:6.1f}       |"
           f"          {v['classes_covered']:2d}     {v['frechet']:6.1f}")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-for ax, s in zip(axes, (1.0, s_match)):
-    viz.image_grid(ax, digit_samples[4, s][:24], per_row=8,
-                   title=f"4 steps, {'uniform grid' if s == 1.0 else f'shift {s:g} grid'}: "
-                         f"Frechet {digit_scores[4, s]['frechet']:.1f}")
+for ax, k in zip(axes, (1.0, k_match)):
+    viz.image_grid(ax, digit_samples[4, k][:24], per_row=8,
+                   title=f"4 steps, {'uniform grid' if k == 1.0 else f'shift {k:g} grid'}: "
+                         f"Frechet {digit_scores[4, k]['frechet']:.1f}")
 plt.tight_layout()
 plt.show()
-assert digit_scores[4, s_match]["frechet"] < 0.5 * digit_scores[4, 1.0]["frechet"]
-assert digit_scores[2, s_match]["classes_covered"] > digit_scores[2, 1.0]["classes_covered"]
+assert digit_scores[4, k_match]["frechet"] < 0.5 * digit_scores[4, 1.0]["frechet"]
+assert digit_scores[2, k_match]["classes_covered"] > digit_scores[2, 1.0]["classes_covered"]
 
 # %% [markdown]
 # At high resolution the shifted grid wins at small budgets: with the uniform grid the
@@ -457,14 +464,14 @@ from cs231n_gen.exercises import check_logit_normal_sampler
 check_logit_normal_sampler(logit_normal)
 
 # %% [markdown]
-# **Exercise 2: the shift.** Write $t' = \dfrac{s\,t}{1 + (s - 1)\,t}$ for a tensor `t`
-# and a number `s`. (Check for yourself: it maps 0.5 to 0.75 for $s = 3$, and it keeps
+# **Exercise 2: the shift.** Write $t' = \dfrac{k\,t}{1 + (k - 1)\,t}$ for a tensor `t`
+# and a number `k`. (Check for yourself: it maps 0.5 to 0.75 for $k = 3$, and it keeps
 # 0 and 1 where they are.)
 
 # %% tags=["exercise"]
-def shift(t, s):
+def shift(t, k):
     ### BEGIN SOLUTION
-    return s * t / (1 + (s - 1) * t)
+    return k * t / (1 + (k - 1) * t)
     ### END SOLUTION
 
 
@@ -481,7 +488,7 @@ check_shift(shift)
 # | $t = 1$ and $t = 0$ are easy; the middle is hardest | section 1: the nonlinearity gap is 0 at both ends and peaks in between (where depends on the data) |
 # | "we give equal weight to all noise levels" | sections 2-3: samplers decide where the model's error ends up |
 # | `t = torch.randn(()).sigmoid()` (logit-normal) | section 2: median 0.5, 97.2% of draws in [0.1, 0.9]; the widget explores m, s and the shift |
-# | "shift to higher noise for high-res data" | section 4: averaging k x k blocks multiplies the SNR by $k^2$; the shift with $s = k$ restores it exactly and lines up the difficulty curves |
+# | "shift to higher noise for high-res data" | section 4: averaging k x k blocks multiplies the SNR by $k^2$; the shift with factor $k$ restores it exactly and lines up the difficulty curves |
 # | sampling with few steps | section 5: the grid should follow where decisions happen: toward data for 2D modes, toward noise for 32 x 32 digits |
 #
 # Next: **latent diffusion**, which sidesteps high resolution by diffusing in a small

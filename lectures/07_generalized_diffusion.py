@@ -39,7 +39,7 @@
 # Run the cells top to bottom. Cells that make a claim check it with an `assert`.
 
 # %%
-# Setup: install the course library when it is missing (Colab), then import it.
+# Setup: install the course library when it is missing (Colab), then start the lecture.
 import importlib.util
 import subprocess
 import sys
@@ -48,21 +48,21 @@ if importlib.util.find_spec("cs231n_gen") is None:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
                            "cs231n-gen @ git+https://github.com/cs231n-gen/cs231n-gen"])
 
+import cs231n_gen
+
+device, QUICK = cs231n_gen.start_lecture(seed=0)
+
+# %%
 import math
 
 import matplotlib.pyplot as plt
 import torch
 
-from cs231n_gen import budget, get_device, seed_everything
+from cs231n_gen import budget, seed_everything
 from cs231n_gen import metrics, oracle, paths, sampling, viz, widgets
 from cs231n_gen.data import GaussianMixture, eight_gaussians
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.train import fit
-
-device = get_device()
-seed_everything(0)
-QUICK = budget(full=False, quick=True)
-print(f"device: {device}, mode: {'quick' if QUICK else 'full'}")
 
 # %% [markdown]
 # ## 1. One recipe
@@ -87,7 +87,10 @@ print("rectified flow: a = 1 - t, b = t; its velocity target has c = -1, d = 1 (
 #   $z$ are independent with unit variance, every $x_t$ has unit variance too. Two
 #   classics: the **cosine** path $a = \cos(\pi t/2)$, $b = \sin(\pi t/2)$, and DDPM's
 #   **linear betas** in continuous time, $\bar\alpha(t) = \exp(-\int_0^t \beta)$ with
-#   $\beta$ rising linearly from 0.1 to 20.
+#   $\beta$ rising linearly from 0.1 to 20. *Notation:* the slides write VP as
+#   $a = \sqrt{\sigma(t)}$, $b = \sqrt{1 - \sigma(t)}$; their $\sigma(t)$ is the
+#   $\bar\alpha(t)$ of DDPM and of this notebook (the signal's share of the variance),
+#   not the noise level $\sigma(t)$ of VE below.
 # * **Variance exploding (VE)**: $a = 1$, $b = \sigma(t)$ growing (here geometrically
 #   from 0.01 to 50). $\sigma(1)$ must be big enough to drown all the signal in $x$.
 
@@ -105,8 +108,9 @@ axes[0].set_title("a(t): how much signal (VE: always 1)", fontsize=10)
 axes[1].set_title("b(t): how much noise (VE: up to 50)", fontsize=10)
 axes[2].set_title("signal-to-noise ratio a^2 / b^2", fontsize=10)
 axes[2].set_yscale("log")
-for ax in axes:
+for ax, ylabel in zip(axes, ("a(t), scale of the data", "b(t), std of the noise", "SNR(t) (log scale)")):
     ax.set_xlabel("t")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
@@ -120,11 +124,22 @@ for name in ("VP cosine", "VP linear (DDPM)"):
     assert all(abs(v - 1) < 0.02 for v in variances)
     assert torch.allclose(path.a(tt) ** 2 + path.b(tt) ** 2, torch.ones_like(tt), atol=1e-6)
 ve_path = PATHS["VE"]
-print(f"VE: b(1) = {float(ve_path.b(torch.tensor(1.0))):.0f}, SNR(1) = {float(ve_path.snr(torch.tensor(1.0))):.1e}")
+print(f"VE: b(1) = {float(ve_path.b(torch.tensor(1.0))):.0f}, SNR(1) = {float(ve_path.snr(torch.tensor(1.0))):.1e}, "
+      f"b(0) = {float(ve_path.b(torch.tensor(0.0))):g}")
+ends = torch.tensor([0.0, 1.0])
+for name, path in PATHS.items():
+    snr0, snr1 = path.snr(ends).tolist()
+    assert snr0 > 1e3 and snr1 < 1e-2, (name, snr0, snr1)  # from (nearly) clean data to (nearly) pure noise
+    exact_start = bool(path.a(ends[:1]) == 1 and path.b(ends[:1]) == 0)
+    assert exact_start == (not name.startswith("VE")), name  # only VE starts off the data, at b(0) = sigma_min
 
 # %% [markdown]
 # The paths differ in *how fast* they destroy the signal (the SNR curves), not in what
-# they are: every one of them ends at noise and starts at data. Pick a path and a target
+# they are: every one ends where the signal is lost in the noise (SNR tiny at $t = 1$)
+# and starts where the noise is negligible (SNR huge at $t = 0$). Only rectified flow
+# and VP start exactly at the data ($a(0) = 1$, $b(0) = 0$); VE starts at
+# $x_0 = x + b(0)\,z$ with a small $b(0) = \sigma_{min}$: a sample that reaches $t = 0$
+# still carries noise of std $\sigma_{min} = 0.01$, negligible next to the data's spread. Pick a path and a target
 # below and drag $t$: the background is the exact density of $x_t$ for the eight
 # Gaussians (a mixture again, with means $a\mu_k$ and variances $a^2 s^2 + b^2$), and the
 # arrows are the optimal prediction of the chosen target at each point (from the oracle,
@@ -224,9 +239,49 @@ for i, state in checkpoints.items():
     assert abs(slope - a_i) < 0.01 and abs(resid - b_i**2) < 0.01 and abs(a_cont - a_i) < 0.01
 
 # %% [markdown]
-# **The loss.** Training maximises a variational lower bound, which (with Ho et al.'s
-# simplification) becomes $\epsilon$-prediction: $\|f(x_t, t) - z\|^2$, the recipe with
-# $c = 0$, $d = 1$.
+# **The loss.** Training maximises a variational lower bound (the ELBO). Its term for
+# step $i$ is a KL divergence between two Gaussians with the same variance
+# $\tilde\beta_i = \frac{1 - \bar\alpha_{i-1}}{1 - \bar\alpha_i}\beta_i$: the forward
+# posterior $q(x_{i-1} \mid x_i, x_0)$ and the model's step $p_\theta(x_{i-1} \mid x_i)$,
+# whose mean is the posterior mean with the model's guess
+# $\hat x_0 = (x_i - \sqrt{1 - \bar\alpha_i}\,\epsilon_\theta) / \sqrt{\bar\alpha_i}$ plugged
+# in. The notes work it out to a weighted $\epsilon$-error,
+#
+# $$\mathrm{KL}\big(q \,\|\, p_\theta\big) = \lambda_i\,\|\epsilon - \epsilon_\theta\|^2,
+# \qquad \lambda_i = \frac{\beta_i^2}{2\,\tilde\beta_i\,(1 - \beta_i)\,(1 - \bar\alpha_i)}.$$
+#
+# Check it numerically at a few steps, with the KL computed by `torch.distributions`
+# from the two Gaussians themselves and an arbitrary (wrong) noise guess $\epsilon_\theta$:
+
+# %%
+from torch.distributions import Normal, kl_divergence  # noqa: E402
+
+x0_few = x0[:8]
+eps = torch.randn(x0_few.shape, generator=g, dtype=torch.float64)
+eps_guess = eps + 0.5 * torch.randn(x0_few.shape, generator=g, dtype=torch.float64)
+weights = {}
+for i in (2, 50, 300, 999):
+    beta_i, ab_i, ab_prev = betas[i - 1], alpha_bar[i - 1], alpha_bar[i - 2]
+    var = (1 - ab_prev) / (1 - ab_i) * beta_i  # beta tilde
+
+    def posterior_mean(x0_hat, x_i):
+        return (ab_prev.sqrt() * beta_i * x0_hat + (1 - beta_i).sqrt() * (1 - ab_prev) * x_i) / (1 - ab_i)
+
+    x_i = ab_i.sqrt() * x0_few + (1 - ab_i).sqrt() * eps
+    x0_hat = (x_i - (1 - ab_i).sqrt() * eps_guess) / ab_i.sqrt()
+    kl = kl_divergence(Normal(posterior_mean(x0_few, x_i), var.sqrt()),
+                       Normal(posterior_mean(x0_hat, x_i), var.sqrt())).sum(1)
+    weights[i] = float(beta_i**2 / (2 * var * (1 - beta_i) * (1 - ab_i)))
+    assert torch.allclose(kl, weights[i] * (eps - eps_guess).square().sum(1), rtol=1e-9)
+print("KL(q || p_theta) = lambda_i * |eps - eps_theta|^2 at steps 2, 50, 300, 999; lambda_i = "
+      + ", ".join(f"{w:.2g}" for w in weights.values()))
+assert max(weights.values()) > 100 * min(weights.values()) and weights[2] == max(weights.values())
+
+# %% [markdown]
+# The weights $\lambda_i$ span two orders of magnitude (largest at the first, nearly
+# noise-free steps, smallest in the middle of the chain). Ho et al.'s simplification drops them: train every step on the plain
+# $\|\epsilon_\theta(x_t, t) - z\|^2$, the recipe with $c = 0$, $d = 1$. That is a
+# different weighting of the same per-step errors, and it gave better samples.
 #
 # **The ancestral sampler.** The reverse process steps from $x_t$ to a slightly less
 # noisy $x_s$ by drawing from $q(x_s \mid x_t, x = \hat x)$, the forward posterior with
@@ -285,40 +340,45 @@ print("-E[z | x_t] / b(t) equals grad log p_t(x_t) (autograd of the exact densit
 # compare the samples with the data.
 
 # %%
-# A W2 ratio of one set of points is noisy (mode counts fluctuate): ten sets of 1000 points
-# give a ratio within about +-0.05 of its mean for a perfect sampler (quick mode: six).
-REPEATS, N_SAMPLES = budget(full=10, quick=6), 1000
+# The course's W2 protocol: ten sets of 1000 points (six in quick mode), and the ratio a
+# third draw of real data scores printed next to the samplers' (a ratio below 1 is noise).
 sample_gen = torch.Generator().manual_seed(1)
-data_sets = [data.sample(N_SAMPLES, generator=sample_gen) for _ in range(REPEATS)]
-fresh_sets = [data.sample(N_SAMPLES, generator=sample_gen) for _ in range(REPEATS)]
-noise_sets = [torch.randn(N_SAMPLES, 2, generator=sample_gen) for _ in range(REPEATS)]
+sets = metrics.evaluation_sets(data, n_sets=budget(full=10, quick=6), generator=sample_gen)
+data_sets, fresh_sets, noise_sets = sets["data"], sets["fresh"], sets["noise"]
 exact_eps = oracle.Oracle(data, vp_lin, "eps")
+# The samplers start at t = 0.999, not at 1 (the reverse SDE needs a(t) > 0, below), where
+# x_t is almost pure noise with standard deviation b(0.999): standard noise scaled by it.
 b_start = float(vp_lin.b(torch.tensor(0.999)))
 
 SAMPLERS = {
-    "DDPM ancestral, 1000 steps": (1000, lambda m, z, gen: sampling.ddpm(m, z, 1000, path=vp_lin, target="eps",
-                                                                         generator=gen)),
-    "DDIM, 400 steps": (400, lambda m, z, gen: sampling.ddim(m, z, 400, path=vp_lin, target="eps")),
-    "PF-ODE Euler, 400 steps": (400, lambda m, z, gen: sampling.probability_flow(m, z, 400, path=vp_lin, target="eps")),
-    "PF-ODE Heun, 200 steps": (399, lambda m, z, gen: sampling.probability_flow(m, z, 200, path=vp_lin, target="eps",
-                                                                                method="heun")),
-    "reverse SDE (Euler-Maruyama), 500 steps": (501, lambda m, z, gen: sampling.reverse_sde(m, z, 500, path=vp_lin,
-                                                                                            target="eps", generator=gen)),
-    "annealed Langevin, 30 levels x 20": (601, lambda m, z, gen: sampling.langevin(m, z, 30, 20, path=vp_lin,
-                                                                                   target="eps", generator=gen)),
+    "DDPM ancestral, 1000 steps": lambda m, z, gen: sampling.ddpm(m, z, 1000, path=vp_lin, target="eps", generator=gen),
+    "DDIM, 400 steps": lambda m, z, gen: sampling.ddim(m, z, 400, path=vp_lin, target="eps"),
+    "PF-ODE Euler, 400 steps": lambda m, z, gen: sampling.probability_flow(m, z, 400, path=vp_lin, target="eps"),
+    "PF-ODE Heun, 200 steps": lambda m, z, gen: sampling.probability_flow(m, z, 200, path=vp_lin, target="eps",
+                                                                          method="heun"),
+    "reverse SDE (Euler-Maruyama), 500 steps": lambda m, z, gen: sampling.reverse_sde(m, z, 500, path=vp_lin,
+                                                                                      target="eps", generator=gen),
+    "annealed Langevin, 30 levels x 20": lambda m, z, gen: sampling.langevin(m, z, 30, 20, path=vp_lin,
+                                                                             target="eps", generator=gen),
 }
 MODE_STD = float(data.stds[0])
-real_spread = metrics.mode_coverage(torch.cat(fresh_sets), data.means, std=MODE_STD)["within_std"]
-print(f"{'sampler':42s} model calls | W2 ratio | spread of each mode (real data: {real_spread:.3f})")
-exact_results = {}
-for name, (calls, run) in SAMPLERS.items():
-    outs = [run(exact_eps, b_start * z, sample_gen) for z in noise_sets]
-    exact_results[name] = outs
+real_spread = metrics.mode_coverage(torch.cat(sets["real"]), data.means, std=MODE_STD)["within_std"]
+real_ratio = metrics.wasserstein2_ratio(sets["real"], data_sets, fresh_sets)
+print(f"{'sampler':42s} model calls | W2 ratio | spread of each mode")
+print(f"{'fresh real data (the reference row)':42s}      -      |   {real_ratio:.2f}   |   {real_spread:.3f}")
+counted = sampling.CountCalls(exact_eps)  # counts what each sampler asks of the model
+exact_results, calls = {}, {}
+for name, run in SAMPLERS.items():
+    counted.reset()
+    outs = [run(counted, b_start * z, sample_gen) for z in noise_sets]
+    exact_results[name], calls[name] = outs, counted.calls // len(noise_sets)
     ratio = metrics.wasserstein2_ratio(outs, data_sets, fresh_sets)
     spread = metrics.mode_coverage(torch.cat(outs), data.means, std=MODE_STD)["within_std"]
-    print(f"{name:42s}    {calls:4d}     |   {ratio:.2f}   |   {spread:.3f}")
+    print(f"{name:42s}    {calls[name]:4d}     |   {ratio:.2f}   |   {spread:.3f}")
     assert ratio <= 1.15, (name, ratio)
     assert abs(spread / real_spread - 1) < 0.1, (name, spread)
+assert calls["PF-ODE Heun, 200 steps"] == 2 * 200 - 1  # Heun: two evaluations a step, one on the last
+assert calls["annealed Langevin, 30 levels x 20"] == 30 * 20 + 1  # plus the final denoising
 
 fig = viz.plot_samples({name.split(",")[0]: outs[0] for name, outs in exact_results.items()}, size=2.4,
                        colors=[viz.ORACLE] * len(exact_results))
@@ -340,6 +400,25 @@ plt.show()
 # which corrects earlier errors; the deterministic ones (DDIM, the probability-flow ODE)
 # map each noise to one sample, which is what makes distillation and inversion possible.
 #
+# Why do they all start at $t = 0.999$? The reverse SDE's drift has $f = a'/a$, infinite
+# where $a(t) = 0$: at $t = 1$ on rectified flow and on the cosine path. The library
+# refuses to start there, with an error that says what to do, rather than returning NaN:
+
+# %%
+for name in ("rectified flow", "VP cosine"):
+    exact_v = oracle.Oracle(data, PATHS[name], "velocity")
+    try:
+        sampling.reverse_sde(exact_v, noise_sets[0][:100], 50, path=PATHS[name], target="velocity", t_start=1.0)
+    except ValueError as err:
+        print(f"{name}, t_start = 1: ValueError: {err}")
+    else:
+        raise AssertionError(f"reverse_sde started where a(t) = 0 on {name} without complaint")
+    safe = sampling.reverse_sde(exact_v, noise_sets[0][:100], 50, path=PATHS[name], target="velocity",
+                                generator=sample_gen)
+    assert bool(torch.isfinite(safe).all())
+print("with the default t_start = 0.999 both run and return finite samples")
+
+# %% [markdown]
 # ## 7. Same recipe, three targets
 #
 # Now learned models. We train the same network on the same path (VP linear) for the
@@ -386,6 +465,8 @@ for target in models:
     axes[1].plot(T_ERR, z_err[target], "o-", label=f"{target}-prediction")
 axes[0].set_title("error of the clean-data estimate x_hat", fontsize=10)
 axes[1].set_title("error of the noise estimate z_hat (= b^2 x score error)", fontsize=10)
+axes[0].set_ylabel("E |x_hat - oracle's x_hat|^2 (log)")
+axes[1].set_ylabel("E |z_hat - oracle's z_hat|^2 (log)")
 for ax in axes:
     ax.set_yscale("log")
     ax.set_xlabel("noise level t")

@@ -35,7 +35,7 @@ def test_loss_mistakes_are_named(fn, hint):
         check_rf_loss(fn)
 
 
-def make_sampler(grid="right", sign=-1):
+def make_sampler(grid="right", sign=-1, scale=None):
     def sample(model, z, n):
         x = z
         if grid == "slide":
@@ -47,7 +47,7 @@ def make_sampler(grid="right", sign=-1):
         else:
             ts = [1 - i / n for i in range(n)]
         for t in ts:
-            x = x + sign * model(x, torch.full((x.shape[0],), t)) / n
+            x = x + sign * model(x, torch.full((x.shape[0],), t)) * (scale if scale is not None else 1 / n)
         return x
 
     return sample
@@ -66,6 +66,7 @@ def test_correct_sampler_passes(capsys):
         (make_sampler(grid="end"), "end of each step"),
         (make_sampler(sign=+1), "steps the wrong way"),
         (lambda model, z, n: z, "called the model 0 times"),
+        (make_sampler(scale=1.0), "whole velocity"),
     ],
 )
 def test_sampler_mistakes_are_named(fn, hint):
@@ -87,11 +88,14 @@ def test_gan_exercises_pass_and_name_mistakes(capsys):
         (lambda l: F.softplus(-l).sum(), "mean"),
         (lambda l: F.softplus(l).mean(), "D\\(G\\(z\\)\\) -> 1"),
         (lambda l: F.softplus(-l).mean().detach(), "gradient"),
+        (lambda l: -torch.log(torch.sigmoid(l) + 1e-8).mean(), "epsilon"),
+        (lambda l: -torch.log(torch.sigmoid(l) + 1e-6).mean(), "epsilon"),
     ]
     for fn, hint in mistakes:
         with pytest.raises(AssertionError, match=hint):
             check_nonsaturating_loss(fn)
     for fn, hint in [(lambda p, q: q / (p + q), "REAL"), (lambda p, q: p / q.clamp(min=1e-12), "ratio"),
+                     (lambda p, q: p / q, "ratio"),
                      (lambda p, q: p / (p + q) / 2, "1/2")]:
         with pytest.raises(AssertionError, match=hint):
             check_optimal_discriminator(fn)
@@ -143,6 +147,9 @@ def test_cfg_exercises_pass_and_name_mistakes(capsys):
         (lambda *a: _cfg_loss(*a, drop=lambda u, p: u < 0), "no label was dropped"),
         (in_place, "in place"),
         (lambda m, x, y, z, t, u, p, nl: _cfg_loss(m, x, y, z, t, u, p, nl) * 2, "expected"),
+        (lambda m, x, y, z, t, u, p, nl: _cfg_loss(m, x, y, z, t, u, p, 0), "real class"),
+        (lambda m, x, y, z, t, u, p, nl: _cfg_loss(m, x, y, z, t, u, p, nl, drop=lambda u, p: (u[:1] < p).expand_as(u)),
+         "one coin"),
     ]
     for fn, hint in loss_mistakes:
         with pytest.raises(AssertionError, match=hint):
@@ -161,6 +168,8 @@ def test_schedule_exercises_pass_and_name_mistakes(capsys):
         (lambda n, m, s, g: torch.rand(n, generator=g), "uniform"),
         (lambda n, m, s, g: torch.sigmoid(-m + s * torch.randn(n, generator=g)), "wrong sign"),
         (lambda n, m, s, g: torch.sigmoid(m + s * torch.randn(n // 2, generator=g)), "shape"),
+        (lambda n, m, s, g: torch.sigmoid(m + s * torch.rand(n, generator=g)), "torch.randn"),
+        (lambda n, m, s, g: torch.sigmoid(m + s * torch.randn(n)), "generator=generator"),
     ]
     for fn, hint in sampler_mistakes:
         with pytest.raises(AssertionError, match=hint):
@@ -204,11 +213,29 @@ def test_generalized_diffusion_exercises_pass_and_name_mistakes(capsys):
     def mean_only(x_t, x_hat, a_t, b_t, a_s, b_s, noise):
         return good_step(x_t, x_hat, a_t, b_t, a_s, b_s, 0 * noise)
 
+    def scaled_noise(scale):
+        def step(x_t, x_hat, a_t, b_t, a_s, b_s, noise):
+            a_ts = a_t / a_s
+            b_ts2 = b_t**2 - a_ts**2 * b_s**2
+            mean = good_step(x_t, x_hat, a_t, b_t, a_s, b_s, 0 * noise)
+            return mean + scale(b_ts2, b_s, b_t) * noise
+        return step
+
+    def swapped_weights(x_t, x_hat, a_t, b_t, a_s, b_s, noise):
+        a_ts = a_t / a_s
+        b_ts2 = b_t**2 - a_ts**2 * b_s**2
+        return a_ts * b_s**2 / b_t**2 * x_hat + a_s * b_ts2 / b_t**2 * x_t + (b_ts2 * b_s**2 / b_t**2).sqrt() * noise
+
     step_mistakes = [
-        (mean_only, "mean only"),
+        (mean_only, "The mean is right; the noise is not: you add no noise"),
         (lambda x_t, x_hat, a_t, b_t, a_s, b_s, noise: a_s * x_hat + b_s * noise, "re-noises"),
         (lambda x_t, x_hat, a_t, b_t, a_s, b_s, noise: a_s * x_hat + b_s * (x_t - a_t * x_hat) / b_t, "DDIM"),
-        (lambda x_t, x_hat, a_t, b_t, a_s, b_s, noise: x_t, "does not match"),
+        (lambda x_t, x_hat, a_t, b_t, a_s, b_s, noise: x_t, "returns x_t unchanged"),
+        (swapped_weights, "swapped"),
+        (scaled_noise(lambda b_ts2, b_s, b_t: b_ts2 * b_s**2 / b_t**2), "variance"),
+        (scaled_noise(lambda b_ts2, b_s, b_t: b_s), "b_s, the spread"),
+        (scaled_noise(lambda b_ts2, b_s, b_t: b_ts2.sqrt()), "forward step"),
+        (scaled_noise(lambda b_ts2, b_s, b_t: 0.5 * b_s), "std = sqrt"),
     ]
     for fn, hint in step_mistakes:
         with pytest.raises(AssertionError, match=hint):

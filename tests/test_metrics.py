@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -97,3 +99,36 @@ def test_mode_coverage_within_std_catches_shrunken_modes():
     assert real == pytest.approx(0.1, rel=0.03)
     shrunk = mix.means[k] + 0.8 * (x - mix.means[k])
     assert metrics.mode_coverage(shrunk, mix.means, 0.1)["within_std"] == pytest.approx(0.08, rel=0.03)
+
+
+def test_path_straightness_on_known_shapes():
+    t = torch.linspace(0, 1, 201)
+    line = torch.stack([t, 2 * t], 1)[:, None]  # (201, 1, 2)
+    ang = torch.linspace(0, math.pi, 201)
+    arc = torch.stack([torch.cos(ang), torch.sin(ang)], 1)[:, None]  # a half circle over its diameter
+    wiggle = torch.stack([0.01 * t, 0.005 * torch.sin(math.pi * t)], 1)[:, None]  # short chord, bent
+    paths = torch.cat([line * 2, arc * 4, line * 3, wiggle], dim=1)
+    s = metrics.path_straightness(paths)
+    # medians over the four paths; the bent short one is not the "most bent" long path
+    assert s["most_bent"] == 1 and s["max_deviation"] == pytest.approx(0.5, abs=1e-4)
+    assert s["deviation"] == pytest.approx(0.25, abs=1e-4)  # median of 0, 0, 1/2 and the wiggle's 1/2
+    assert s["length_ratio"] > 1.2
+    with pytest.raises(ValueError, match="trajectory"):
+        metrics.path_straightness(torch.zeros(5, 3, 2))  # no path goes anywhere
+    with pytest.raises(ValueError, match="trajectory"):
+        metrics.path_straightness(line[:1])
+
+
+def test_interpolation_smoothness_tells_an_even_walk_from_a_jump():
+    ts = torch.linspace(0, 1, 11)
+    a, b = torch.zeros(3, 1, 4, 4), torch.ones(3, 1, 4, 4)
+    even = torch.stack([(1 - s) * a + s * b for s in ts])
+    jump = torch.stack([a if s < 0.5 else b for s in ts])
+    e, j = metrics.interpolation_smoothness(even), metrics.interpolation_smoothness(jump)
+    assert e["ends"] == pytest.approx(4.0) and e["max_step_ratio"] == pytest.approx(0.1, abs=1e-5)
+    assert j["max_step_ratio"] == pytest.approx(1.0) and j["step"] == pytest.approx(e["step"], rel=1e-5)
+    mixed = torch.cat([even, jump[:, :1]], dim=1)  # three even walks and one jump
+    m = metrics.interpolation_smoothness(mixed)
+    assert m["max_step_ratio"] == pytest.approx(0.1, abs=1e-5) and m["worst_ratio"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="frames"):
+        metrics.interpolation_smoothness(torch.stack([a, a, a]))

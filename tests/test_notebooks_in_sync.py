@@ -43,3 +43,15 @@ def test_exercise_cells_are_well_formed(source):
         if "exercise" in tags[i]:
             assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source
             assert i + 1 < len(nb.cells) and "check" in tags[i + 1], "an exercise cell must be followed by a check cell"
+
+
+def test_every_lecture_starts_with_the_same_setup_cell():
+    """One install guard and one call (``cs231n_gen.start_lecture``), word for word the same."""
+    firsts = {}
+    for source in SOURCES:
+        code = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+        firsts[source.name] = code[0].source.strip()
+    reference = next(iter(firsts.values()))
+    assert "cs231n_gen.start_lecture(seed=0)" in reference and "pip" in reference, reference
+    differ = [name for name, cell in firsts.items() if cell != reference]
+    assert not differ, f"these lectures' setup cells differ from {SOURCES[0].name}'s: {differ}"

@@ -5,6 +5,7 @@ import torch
 
 from cs231n_gen import oracle, paths, schedules
 from cs231n_gen.data import eight_gaussians
+from cs231n_gen.nn import TimeMLP
 from cs231n_gen.sampling import euler
 
 
@@ -107,3 +108,22 @@ def test_path_functions_reject_bad_input():
         paths.interpolate(x, x, torch.zeros(3))
     with pytest.raises(ValueError, match="model"):
         paths.rectified_flow_loss(lambda xt, t: xt[:, :1], x)
+
+
+def test_count_calls_counts_forward_passes_and_rows_of_guided_sampling():
+    from cs231n_gen.guidance import Guided
+    from cs231n_gen.sampling import CountCalls, euler
+
+    model = TimeMLP(num_classes=3)
+    counted = CountCalls(model)
+    assert counted.null_label == model.null_label  # read through to the model
+    y = torch.zeros(10, dtype=torch.long)
+    z = torch.randn(10, 2, generator=torch.Generator().manual_seed(0))
+    guided = euler(Guided(counted, y, 2.0), z, 7)
+    assert (counted.calls, counted.rows) == (7, 140)  # one batched pass of 2n rows per step: NFE 2
+    counted.reset()
+    euler(Guided(counted, y, 0.0), z, 7)
+    assert (counted.calls, counted.rows) == (7, 70)
+    assert torch.equal(guided, euler(Guided(model, y, 2.0), z, 7))  # counting changes nothing
+    with pytest.raises(ValueError, match="model"):
+        CountCalls(3)

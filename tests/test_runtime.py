@@ -33,3 +33,38 @@ def test_get_device():
     assert get_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="prefer"):
         get_device("tpu")
+
+
+def test_start_lecture_seeds_picks_the_device_and_reads_quick_mode(monkeypatch, capsys):
+    from cs231n_gen import start_lecture
+
+    monkeypatch.setenv("CS231N_GEN_QUICK", "1")
+    device, quick = start_lecture(seed=5, device="cpu")
+    a = torch.randn(4)
+    assert device == torch.device("cpu") and quick is True
+    line = capsys.readouterr().out
+    assert "device: cpu" in line and "mode: quick" in line and "seed: 5" in line
+    monkeypatch.setenv("CS231N_GEN_QUICK", "0")
+    _, quick = start_lecture(seed=5, device="cpu")
+    assert quick is False and torch.equal(torch.randn(4), a)  # the same seed, the same numbers
+    assert start_lecture()[0] == get_device()
+    for bad, name in (("tpu", "device"), (-1, "seed"), (1.5, "seed")):
+        with pytest.raises(ValueError, match=name):
+            start_lecture(**{name: bad})
+
+
+def test_median_seconds_is_the_median_of_the_timed_runs():
+    import time
+
+    from cs231n_gen.runtime import median_seconds
+
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.02 if len(calls) != 3 else 0.2)  # one slow outlier
+
+    t = median_seconds(fn, repeats=5, warmup=1, device="cpu")
+    assert len(calls) == 6 and 0.015 < t < 0.1
+    with pytest.raises(ValueError, match="repeats"):
+        median_seconds(fn, repeats=0)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from cs231n_gen import schedules as S
+from cs231n_gen.paths import rectified_flow
 from cs231n_gen.data.images import digits
 
 
@@ -46,11 +47,12 @@ def test_shift_maps_half_to_three_quarters_and_is_monotone():
 
 def test_snr_matching_shift_identity_algebraically():
     t = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
+    snr = rectified_flow().snr
     for k in (2, 3, 4):
-        s = S.snr_matching_shift(8 * 8, 8 * k * 8 * k)
-        assert s == pytest.approx(k)
-        t_high = S.shift_time(t, s)
-        assert torch.allclose(k**2 * S.snr(t_high), S.snr(t), rtol=1e-10)
+        shift = S.snr_matching_shift(8 * 8, 8 * k * 8 * k)
+        assert shift == pytest.approx(k)
+        t_high = S.shift_time(t, shift)
+        assert torch.allclose(k**2 * snr(t_high), snr(t), rtol=1e-10)
 
 
 def test_snr_matching_shift_numerically_on_upsampled_digits():

@@ -1,0 +1,18 @@
+"""Interactive explorers built from core ipywidgets (they render in JupyterLab,
+Classic Notebook, VS Code and Colab without extra front-end packages).
+
+``player`` holds the machinery (player, live figure, static strip); the explorers are
+grouped by the lecture that uses them. Each ``*_explorer`` / ``*_player`` draws a
+static figure first (``static=True``), so the notebook still tells its story where
+widgets do not run, then returns the widget.
+"""
+from .flows import flow_player, interpolation_explorer
+from .player import FRAME_DPI, FramePlayer, frame_picks, live_figure, static_strip
+from .gans import gan_training_player, latent_interpolation
+from .generalized import path_explorer
+from .guidance import guidance_explorer
+from .schedules import time_sampler_explorer
+
+__all__ = ["FRAME_DPI", "FramePlayer", "live_figure", "static_strip", "frame_picks",
+           "gan_training_player", "latent_interpolation", "flow_player", "interpolation_explorer",
+           "guidance_explorer", "time_sampler_explorer", "path_explorer"]
