@@ -456,7 +456,11 @@ z0 = torch.randn(8, 32, generator=g, device=device)
 z1 = torch.randn(8, 32, generator=g, device=device)
 widgets.latent_interpolation(G_dc, z0, z1, n_frames=11)
 
-# Smooth means: neighbouring frames differ little next to two unrelated samples.
+# %% [markdown]
+# "Smooth" can be measured: along each walk, neighbouring frames should differ little
+# next to the two unrelated samples at its ends (`metrics.interpolation_smoothness`).
+
+# %%
 G_dc.eval()
 with torch.no_grad():
     walk = torch.stack([G_dc(t * z0 + (1 - t) * z1) for t in torch.linspace(0, 1, 11).tolist()])

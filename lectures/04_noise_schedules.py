@@ -246,8 +246,9 @@ if len(BUDGETS) > 1:
 # * On these 2D modes the decisions happen at low noise (section 1), so the shift,
 #   which is built for high-resolution images, **hurts**: at the short budget far fewer
 #   samples land on a mode. Logit-normal(0, 1) ends up close to uniform, and moving its
-#   bulk toward the data ($m = -0.5$) does a little better; differences of a point or
-#   two are within what another seed changes.
+#   bulk toward the data ($m = -0.5$) does a little better. These are single training
+#   runs, so differences of a few points between the first three rows are suggestive,
+#   not conclusive; the shift's loss is far larger than that.
 # * With a larger budget (full mode) every sampler gets there and the gaps shrink to a
 #   few points: a schedule decides how fast the important noise levels are learned, and
 #   matters most when compute is tight, which, for large image models, it always is.

@@ -55,3 +55,21 @@ def test_every_lecture_starts_with_the_same_setup_cell():
     assert "cs231n_gen.start_lecture(seed=0)" in reference and "pip" in reference, reference
     differ = [name for name, cell in firsts.items() if cell != reference]
     assert not differ, f"these lectures' setup cells differ from {SOURCES[0].name}'s: {differ}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_widget_call_is_displayed(source):
+    """A ``widgets.*(...)`` explorer shows only as its cell's last expression (or when displayed)."""
+    import ast
+
+    for i, cell in enumerate(jupytext.read(source).cells):
+        if cell.cell_type != "code" or "widgets." not in cell.source:
+            continue
+        body = ast.parse(cell.source).body
+        for k, stmt in enumerate(body):
+            call = stmt.value if isinstance(stmt, ast.Expr) else None
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                    and isinstance(call.func.value, ast.Name) and call.func.value.id == "widgets":
+                assert k == len(body) - 1, (
+                    f"{source.name}, code cell at position {i}: widgets.{call.func.attr}(...) is not the cell's last "
+                    "statement, so Jupyter never displays it; move the code after it into a cell of its own")
