@@ -55,7 +55,17 @@ class CountCalls(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(super().__getattr__("model"), name)
+            pass
+        # A module model lives in _modules, a plain function in __dict__.
+        model = self.__dict__.get("_modules", {}).get("model", self.__dict__.get("model"))
+        if model is None:
+            raise AttributeError(f"CountCalls has no attribute {name!r} (no model wrapped yet)")
+        try:
+            return getattr(model, name)
+        except AttributeError:
+            raise AttributeError(
+                f"CountCalls: neither the counter nor the wrapped model "
+                f"({type(model).__name__}) has an attribute {name!r}") from None
 
 
 def _check_times(times: torch.Tensor) -> torch.Tensor:

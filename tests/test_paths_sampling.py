@@ -127,3 +127,18 @@ def test_count_calls_counts_forward_passes_and_rows_of_guided_sampling():
     assert torch.equal(guided, euler(Guided(model, y, 2.0), z, 7))  # counting changes nothing
     with pytest.raises(ValueError, match="model"):
         CountCalls(3)
+
+
+def test_count_calls_reads_attributes_through_a_plain_function_too():
+    from cs231n_gen.sampling import CountCalls, euler
+
+    def field(x, t):
+        return x
+
+    field.label = "identity"
+    counted = CountCalls(field)
+    assert counted.label == "identity"
+    euler(counted, torch.zeros(4, 2), 3)
+    assert (counted.calls, counted.rows) == (3, 12)
+    with pytest.raises(AttributeError, match="wrapped model .*'missing'"):
+        counted.missing
