@@ -89,6 +89,18 @@ def check_points(name: str, value, dim: int | None = None) -> torch.Tensor:
     return value
 
 
+def check_items(name: str, value, dim: int | None = None, like: str = "the reference") -> torch.Tensor:
+    """n >= 1 items of any shape (points, images), finite: returned as (n, numbers per item)."""
+    value = check_tensor(name, value)
+    if value.ndim < 2 or value.shape[0] < 1 or value[0].numel() < 1:
+        raise ValueError(f"{name} must be shaped (n, ...) with n >= 1 non-empty items (points or images), "
+                         f"got {tuple(value.shape)}")
+    value = value.detach().reshape(value.shape[0], -1).float()
+    if dim is not None and value.shape[1] != dim:
+        raise ValueError(f"{name} must hold items of {dim} numbers each (as {like} does), got {value.shape[1]}")
+    return value
+
+
 def as_time(
     name: str, t, batch: int, like: torch.Tensor, *, check_values: bool = True, rows_of: str = "x"
 ) -> torch.Tensor:

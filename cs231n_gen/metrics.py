@@ -17,13 +17,15 @@ r"""Sample-quality metrics for point clouds, and the excess loss over the oracle
 - :func:`path_straightness`: how far sampling paths bend away from their chords.
 - :func:`interpolation_smoothness`: the steps of walks through a latent space, against
   the distance between their ends.
+- :func:`nearest_neighbor_distances` and :func:`memorization`: how close samples come to
+  the training set, against held-out real data.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ._validate import (as_time, check_callable, check_generator, check_int, check_labels, check_points,
+from ._validate import (as_time, check_callable, check_generator, check_int, check_items, check_labels, check_points,
                         check_points_sequence, check_real)
 from .data.toy2d import check_labelled_mixture
 from .runtime import device_of
@@ -407,3 +409,53 @@ def interpolation_smoothness(frames: torch.Tensor) -> dict:
     ratio = steps.max(dim=0).values[moving] / ends[moving]
     return {"max_step_ratio": float(ratio.quantile(0.5)), "worst_ratio": float(ratio.max()),
             "step": float(steps.mean()), "ends": float(ends.mean())}
+
+
+_EXACT = "donot_use_mm_for_euclid_dist"  # differences, not |a|^2 - 2ab + |b|^2: near-copies measure ~0, not ~1e-3
+
+
+def nearest_neighbor_distances(items: torch.Tensor, reference: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Euclidean distance from each of ``items`` (n, ...) to its nearest row of ``reference``
+    (m, ...), over all numbers of an item (pixels); returns (n,) on ``items``' device."""
+    reference = check_items("reference", reference)
+    items = check_items("items", items, dim=reference.shape[1], like="reference").to(reference.device)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    return _nearest(items, reference, batch_size)[0]
+
+
+def _nearest(items, reference, batch_size=1024):
+    """(distance, index) of each item's nearest reference row, ``batch_size`` items at a time."""
+    parts = [torch.cdist(items[i:i + batch_size], reference, compute_mode=_EXACT).min(dim=1)
+             for i in range(0, items.shape[0], batch_size)]
+    return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
+
+
+def memorization(samples: torch.Tensor, train: torch.Tensor, held_out: torch.Tensor,
+                 copy_threshold: float = 1 / 3) -> dict:
+    r"""Do ``samples`` copy the training set? Measured against real data the model never saw.
+
+    For each sample, d = distance to its nearest training item; the same for each
+    ``held_out`` item gives the yardstick: how close a *new* real item comes to the
+    training set by chance. Returns
+
+    * ``ratio``: median d of the samples over median d of the held-out items. About 1
+      (or more) for a model that makes new items; near 0 for one that copies;
+    * ``copies``: the fraction of samples closer to a training item than
+      ``copy_threshold`` times the held-out median (a near-duplicate);
+    * ``held_out_copies``: the same fraction for the held-out items (near-duplicates
+      that occur in real data by chance: the floor for ``copies``);
+    * ``distances``, ``held_out_distances``: the per-item distances (for histograms);
+    * ``nearest``: the index of each sample's nearest training item.
+    """
+    train = check_items("train", train)
+    samples = check_items("samples", samples, dim=train.shape[1], like="train").to(train.device)
+    held_out = check_items("held_out", held_out, dim=train.shape[1], like="train").to(train.device)
+    copy_threshold = check_real("copy_threshold", copy_threshold, minimum=0.0, strict_min=True, maximum=1.0)
+    d, nearest = _nearest(samples, train)
+    d_held = _nearest(held_out, train)[0]
+    scale = float(d_held.median())
+    if scale <= 0:
+        raise ValueError("held_out must not repeat the training set: its median distance to it is 0")
+    return {"ratio": float(d.median()) / scale, "copies": float((d < copy_threshold * scale).float().mean()),
+            "held_out_copies": float((d_held < copy_threshold * scale).float().mean()),
+            "distances": d, "held_out_distances": d_held, "nearest": nearest}

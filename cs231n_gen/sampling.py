@@ -140,14 +140,22 @@ def _check_convertible(path, target, name, t):
                          "(0, 1), e.g. 0.999")
 
 
-def _setup(model, x, steps, path, target, t_start, t_end, generator=None):
+def _setup(model, x, steps, path, target, t_start, t_end, generator=None, times=None):
+    """Checked (x, grid): ``steps`` uniform steps from t_start to t_end, or the given ``times``."""
     if not callable(model):
         raise ValueError(f"model must be callable as model(x_t, t), got {type(model).__name__}")
     x = check_points("x", x)
-    steps = check_int("steps", steps, minimum=1)
     check_path(path)
     check_target("target", target)
     check_generator("generator", generator, x.device)
+    if (steps is None) == (times is None):
+        raise ValueError("give exactly one of steps (an int >= 1: a uniform grid from t_start to t_end) or "
+                         "times (a decreasing grid, e.g. sampling.log_snr_times(path, steps))")
+    if times is not None:
+        times = _check_times(times).to(device=x.device, dtype=x.dtype)
+        _check_convertible(path, target, "times[0]", float(times[0]))
+        return x, times
+    steps = check_int("steps", steps, minimum=1)
     t_start = check_real("t_start", t_start, minimum=0.0, maximum=1.0)
     t_end = check_real("t_end", t_end, minimum=0.0, maximum=1.0)
     if not t_end < t_start:
@@ -155,6 +163,29 @@ def _setup(model, x, steps, path, target, t_start, t_end, generator=None):
     _check_convertible(path, target, "t_start", t_start)
     times = torch.linspace(t_start, t_end, steps + 1, device=x.device, dtype=x.dtype)
     return x, times
+
+
+def log_snr_times(path, steps: int, t_start: float = 0.999, t_last: float = 0.002) -> torch.Tensor:
+    r"""A sampling grid with its steps evenly spaced in log SNR, log(a^2 / b^2).
+
+    ``steps`` points from ``t_start`` down to ``t_last``, evenly spaced in log SNR, then
+    t = 0 (where the SNR is infinite): ``steps + 1`` times, ``steps`` model calls. On a
+    VP path the SNR changes fastest near t = 0, where a uniform grid in t is coarsest
+    relative to the change; this grid puts the steps where the noise level moves.
+    """
+    check_path(path)
+    steps = check_int("steps", steps, minimum=2)
+    t_start = check_real("t_start", t_start, minimum=0.0, maximum=1.0, strict_min=True)
+    t_last = check_real("t_last", t_last, minimum=0.0, maximum=1.0, strict_min=True)
+    if not t_last < t_start:
+        raise ValueError(f"t_last must be < t_start, got {t_last} and {t_start}")
+    ends = torch.log(path.snr(torch.tensor([t_start, t_last], dtype=torch.float64)))
+    if not bool(torch.isfinite(ends).all()):
+        raise ValueError(f"the {path.name} path has no finite log SNR at t_start={t_start:g} or t_last={t_last:g}; "
+                         "choose both strictly inside (0, 1)")
+    grid = path.t_at_log_snr(torch.linspace(float(ends[0]), float(ends[1]), steps, dtype=torch.float64))
+    grid[0], grid[-1] = t_start, t_last  # the bisection's last digits
+    return torch.cat([grid.float(), torch.zeros(1)])
 
 
 def _x_eps(model, path, target, x, t):
@@ -169,18 +200,20 @@ def _velocity(model, path, target, x, t):
 
 
 @torch.no_grad()
-def probability_flow(model, x: torch.Tensor, steps: int, *, path, target: str, method: str = "euler",
-                     t_start: float = 0.999, t_end: float = 0.0) -> torch.Tensor:
+def probability_flow(model, x: torch.Tensor, steps: int | None = None, *, path, target: str, method: str = "euler",
+                     t_start: float = 0.999, t_end: float = 0.0, times: torch.Tensor | None = None) -> torch.Tensor:
     r"""Integrate the probability-flow ODE dx/dt = a'(t) x̂ + b'(t) ẑ from t_start down to t_end.
 
     x̂ and ẑ come from the model's prediction of ``target`` (:meth:`DiffusionPath.to_x_eps`);
     for rectified flow with the velocity target this is :func:`euler`. ``method="heun"``
     averages the slopes at both ends of each step (second order; the last step is a
-    plain Euler step, since many targets cannot be converted at t = 0).
+    plain Euler step, since many targets cannot be converted at t = 0). ``times``
+    replaces the uniform grid of ``steps`` (e.g. :func:`log_snr_times`).
     """
-    x, times = _setup(model, x, steps, path, target, t_start, t_end)
+    x, times = _setup(model, x, steps, path, target, t_start, t_end, times=times)
     if method not in ("euler", "heun"):
         raise ValueError(f"method must be 'euler' or 'heun', got {method!r}")
+    steps = times.shape[0] - 1
     for i in range(steps):
         t, t_next = times[i], times[i + 1]
         slope = _velocity(model, path, target, x, t)
@@ -192,12 +225,13 @@ def probability_flow(model, x: torch.Tensor, steps: int, *, path, target: str, m
 
 
 @torch.no_grad()
-def ddim(model, x: torch.Tensor, steps: int, *, path, target: str, t_start: float = 0.999,
-         t_end: float = 0.0) -> torch.Tensor:
+def ddim(model, x: torch.Tensor, steps: int | None = None, *, path, target: str, t_start: float = 0.999,
+         t_end: float = 0.0, times: torch.Tensor | None = None) -> torch.Tensor:
     r"""DDIM (eta = 0): jump to the next noise level keeping the predicted noise,
-    x_s = a(s) x̂ + b(s) ẑ. Deterministic; a first-order solver of the probability-flow ODE."""
-    x, times = _setup(model, x, steps, path, target, t_start, t_end)
-    for i in range(steps):
+    x_s = a(s) x̂ + b(s) ẑ. Deterministic; a first-order solver of the probability-flow ODE.
+    ``times`` replaces the uniform grid of ``steps`` (e.g. :func:`log_snr_times`)."""
+    x, times = _setup(model, x, steps, path, target, t_start, t_end, times=times)
+    for i in range(times.shape[0] - 1):
         x_hat, z_hat = _x_eps(model, path, target, x, times[i])
         s = times[i + 1]
         x = path._a(s) * x_hat + path._b(s) * z_hat
@@ -205,8 +239,9 @@ def ddim(model, x: torch.Tensor, steps: int, *, path, target: str, t_start: floa
 
 
 @torch.no_grad()
-def ddpm(model, x: torch.Tensor, steps: int, *, path, target: str, generator: torch.Generator | None = None,
-         t_start: float = 0.999, t_end: float = 0.0) -> torch.Tensor:
+def ddpm(model, x: torch.Tensor, steps: int | None = None, *, path, target: str,
+         generator: torch.Generator | None = None, t_start: float = 0.999, t_end: float = 0.0,
+         times: torch.Tensor | None = None) -> torch.Tensor:
     r"""Ancestral sampling (DDPM): draw x_s ~ q(x_s | x_t, x = x̂) at each step.
 
     For s < t the forward process consistent with the path's marginals has
@@ -217,10 +252,10 @@ def ddpm(model, x: torch.Tensor, steps: int, *, path, target: str, generator: to
                \frac{b_{t|s}^2 b_s^2}{b_t^2} I\Big).
 
     With DDPM's discrete betas this is exactly Ho et al.'s sampler (beta_t = b_{t|s}^2
-    for a VP path); the last step to b = 0 returns x̂.
+    for a VP path); the last step to b = 0 returns x̂. ``times`` replaces the uniform grid.
     """
-    x, times = _setup(model, x, steps, path, target, t_start, t_end, generator)
-    for i in range(steps):
+    x, times = _setup(model, x, steps, path, target, t_start, t_end, generator, times=times)
+    for i in range(times.shape[0] - 1):
         t, s = times[i], times[i + 1]
         x_hat, _ = _x_eps(model, path, target, x, t)
         a_t, b_t, a_s, b_s = path._a(t), path._b(t), path._a(s), path._b(s)
@@ -233,9 +268,9 @@ def ddpm(model, x: torch.Tensor, steps: int, *, path, target: str, generator: to
 
 
 @torch.no_grad()
-def reverse_sde(model, x: torch.Tensor, steps: int, *, path, target: str,
+def reverse_sde(model, x: torch.Tensor, steps: int | None = None, *, path, target: str,
                 generator: torch.Generator | None = None, t_start: float = 0.999, t_end: float = 0.0,
-                denoise: bool = True) -> torch.Tensor:
+                denoise: bool = True, times: torch.Tensor | None = None) -> torch.Tensor:
     r"""Euler-Maruyama on the reverse-time SDE (Song et al. 2021).
 
     The path's marginals come from the forward SDE dx = f(t) x dt + g(t) dw with
@@ -245,15 +280,16 @@ def reverse_sde(model, x: torch.Tensor, steps: int, *, path, target: str,
 
     integrated from t_start down to t_end with the score from the model's prediction
     (s = -ẑ / b). With ``denoise`` the final state is replaced by its x̂ (Tweedie's
-    estimate), which removes the last step's noise.
+    estimate), which removes the last step's noise. ``times`` replaces the uniform grid.
     """
-    x, times = _setup(model, x, steps, path, target, t_start, t_end, generator)
+    x, times = _setup(model, x, steps, path, target, t_start, t_end, generator, times=times)
+    t_start, t_end = float(times[0]), float(times[-1])
     if float(path._a(torch.tensor(t_start, dtype=torch.float64))) < 1e-6:
         raise ValueError(f"t_start={t_start:g} is where a(t) = 0 on the {path.name} path, so the SDE's drift a'/a is "
                          "infinite there; choose t_start < 1, e.g. 0.999")
     if denoise and t_end > 0:
         _check_convertible(path, target, "t_end", t_end)
-    for i in range(steps):
+    for i in range(times.shape[0] - 1):
         t, t_next = times[i], times[i + 1]
         dt = t_next - t  # negative
         a, b, da, db = path._a(t), path._b(t), path._da(t), path._db(t)

@@ -53,9 +53,9 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import torch
 
-from cs231n_gen import budget
+from cs231n_gen import budget, seed_everything
 from cs231n_gen import metrics, oracle, viz, widgets
-from cs231n_gen.data import eight_gaussians
+from cs231n_gen.data import GaussianMixture, digits, eight_gaussians
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.paths import rectified_flow_loss
 from cs231n_gen.sampling import euler
@@ -496,6 +496,87 @@ print("One oracle step sends every sample to the data mean: checked.")
 # or a schedule that spends more effort there (next lectures) shrinks it. Making
 # few-step sampling work is what **distillation** and straighter paths are for.
 #
+# ## 9. A perfect network would only copy its training set
+#
+# The oracle is the best prediction for the true $p_{data}$. But a network never sees
+# $p_{data}$: it sees $N$ training examples, and the loss it minimises is the loss over
+# their **empirical distribution** $\hat p = \frac1N \sum_i \delta_{x_i}$. The exact
+# minimiser of *that* loss is the oracle of $\hat p$, and sampling with it can only end
+# on a training example: as $t \to 0$ the posterior over "which $x_i$ made this $x_t$"
+# collapses onto one of them, and the last step lands on it. A perfect fit of the
+# training loss is memorization.
+#
+# We take the 1,438 training digits at their native 8 x 8 (64 numbers each), build the
+# oracle of their empirical distribution (a mixture of 1,438 spikes, std 0.001), and
+# sample it. Next to it: a network trained on the same digits, and the same network
+# trained on only 16 of them. The yardstick is held-out real digits: for each sample,
+# the distance to its **nearest training image**, divided by the same distance for real
+# digits the model never saw (`metrics.memorization`). About 1 or more: new images;
+# near 0: copies.
+
+# %%
+x_train8, _ = digits(size=8, split="train")
+x_test8, _ = digits(size=8, split="test")
+train8, test8 = x_train8.flatten(1), x_test8.flatten(1)
+few8 = train8[torch.randperm(len(train8), generator=torch.Generator().manual_seed(1))[:16]]
+MEM_STEPS = budget(full=3000, quick=1000)
+z_mem = torch.randn(budget(full=1000, quick=500), 64, generator=torch.Generator().manual_seed(5))
+
+empirical = GaussianMixture(train8, std=1e-3)  # the training set as a distribution: 1,438 spikes
+memorized = {"empirical oracle": euler(oracle.VelocityOracle(empirical), z_mem, 50)}
+flows = {"network, 1,438 digits": train8, "network, 16 digits": few8}
+for name, train_set in flows.items():
+    seed_everything(0)
+    net = TimeMLP(dim=64, hidden=256, depth=3, time_dim=64)
+    fit(net, rectified_flow_loss, train_set, steps=MEM_STEPS, batch_size=128, lr=2e-3, device=device, desc=name)
+    memorized[name] = euler(net, z_mem.to(device), 50).cpu()
+training_sets = {"empirical oracle": train8, **flows}
+reports = {name: metrics.memorization(s, training_sets[name], test8) for name, s in memorized.items()}
+for name, r in reports.items():
+    print(f"{name:22s}: nearest-training-image distance {r['ratio']:.3f} x that of held-out digits, "
+          f"{100 * r['copies']:.0f}% near-copies (held-out digits: {100 * r['held_out_copies']:.0f}%)")
+
+fig = plt.figure(figsize=(11, 4.6))
+grid_spec = fig.add_gridspec(2, 4, width_ratios=[1.25, 1, 1, 1])
+ax = fig.add_subplot(grid_spec[:, 0])
+held_out_d, net_d = reports["empirical oracle"]["held_out_distances"], reports["network, 1,438 digits"]["distances"]
+bins = torch.linspace(0, float(torch.cat([held_out_d, net_d]).max()), 40).numpy()
+ax.hist(held_out_d, bins=bins, color="k", alpha=0.35, label="held-out real digits")
+ax.hist(net_d, bins=bins, color=viz.MODEL, alpha=0.6, label="network, 1,438 digits")  # the 16-digit one: ratio above
+ax.axvline(float(reports["empirical oracle"]["distances"].max()), color=viz.ORACLE, lw=4,
+           label=f"empirical oracle: all {len(z_mem)} samples at 0")
+ax.set_xlabel("distance to the nearest of the 1,438 training images")
+ax.set_ylabel("count")
+ax.legend(fontsize=8)
+for col, (name, r) in enumerate(reports.items(), start=1):
+    picks = torch.arange(6)
+    pairs = torch.cat([memorized[name][picks], training_sets[name][r["nearest"][picks]]])
+    for row, (part, label) in enumerate([(pairs[:6], "samples"), (pairs[6:], "nearest training image")]):
+        viz.image_grid(fig.add_subplot(grid_spec[row, col]), part.view(-1, 1, 8, 8).clamp(-1, 1), per_row=3,
+                       title=f"{name}:\n{label}" if row == 0 else label)
+fig.tight_layout()
+plt.show()
+
+oracle_mem, net_mem, few_mem = (reports[k] for k in reports)
+assert oracle_mem["ratio"] < 0.05 and oracle_mem["copies"] > 0.95, oracle_mem  # the exact minimiser copies
+assert net_mem["ratio"] > 0.8 and net_mem["copies"] < 0.05, net_mem  # the network makes new images
+assert few_mem["ratio"] < net_mem["ratio"] - 0.3, (few_mem, net_mem)  # few examples: toward copying
+if not QUICK:
+    assert few_mem["copies"] > 0.15, few_mem
+
+# %% [markdown]
+# The empirical oracle returns training digits, pixel for pixel: its samples sit at
+# distance 0 from the training set, where no held-out digit comes. The network trained
+# on all 1,438 digits never copies: its samples are as far from the training set as new
+# real digits (further, in fact: they are blurrier than real digits, a flaw of a small
+# MLP, not a sign of creativity). Trained on 16 digits, the same network drifts toward
+# its training images, and with the full budget a good share of its samples are
+# near-copies. So a network generalises *because* it does not minimise its training
+# loss exactly: limited capacity, limited training and the smoothness of the functions
+# it can represent keep it away from the empirical oracle. With few examples and
+# enough training it gets there, the diffusion counterpart of the GAN failure mode
+# the GAN lecture measured on its DCGAN (section 7 there).
+#
 # ## Exercises
 #
 # **Exercise 1: the loss.** Write the rectified-flow loss for a batch, given the data
@@ -549,6 +630,7 @@ check_euler_sampler(euler_sample)
 # | optimal prediction is an average | sections 6-7: oracle $v^* = E[z - x \mid x_t]$, learned field matches it |
 # | $t = 1$: mean of $p_{data}$; $t = 0$: mean of $p_{noise}$ | section 7: checked exactly; the middle is the hard part |
 # | "often T = 50" | section 8: 1 step collapses to the mean, 50 steps are as good as fresh data |
+# | memorization | section 9: the exact minimiser of the training loss copies training digits; a network does not, unless trained long on few |
 #
 # Next: **classifier-free guidance** (conditioning on a label and sharpening it) and
 # **noise schedules** (spending training effort where it matters).

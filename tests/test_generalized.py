@@ -142,6 +142,52 @@ def test_sampler_bad_inputs():
         P.vp_cosine().target_coefficients("noise", 0.5)
 
 
+def test_samplers_take_any_time_grid():
+    mix, path = eight_gaussians(), P.vp_linear()
+    model = oracle.Oracle(mix, path, "eps")
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    uniform = torch.linspace(0.999, 0.0, 11)
+    runs = {
+        "ddim": lambda **kw: sampling.ddim(model, z, path=path, target="eps", **kw),
+        "probability_flow": lambda **kw: sampling.probability_flow(model, z, path=path, target="eps", method="heun", **kw),
+        "ddpm": lambda **kw: sampling.ddpm(model, z, path=path, target="eps", generator=torch.Generator().manual_seed(1), **kw),
+        "reverse_sde": lambda **kw: sampling.reverse_sde(model, z, path=path, target="eps",
+                                                         generator=torch.Generator().manual_seed(1), **kw),
+    }
+    log_grid = sampling.log_snr_times(path, 10)
+    for name, run in runs.items():
+        assert torch.equal(run(steps=10), run(times=uniform)), name  # the default grid, given explicitly
+        assert not torch.equal(run(times=log_grid), run(steps=10)), name  # a different grid changes the result
+    counted = sampling.CountCalls(model)
+    sampling.ddim(counted, z, path=path, target="eps", times=log_grid)
+    assert counted.calls == 10
+    with pytest.raises(ValueError, match="exactly one of steps"):
+        sampling.ddim(model, z, 10, path=path, target="eps", times=log_grid)
+    with pytest.raises(ValueError, match="exactly one of steps"):
+        sampling.ddim(model, z, path=path, target="eps")
+    with pytest.raises(ValueError, match="times must be strictly decreasing"):
+        sampling.ddpm(model, z, path=path, target="eps", times=log_grid.flip(0))
+    with pytest.raises(ValueError, match="times"):
+        sampling.ddim(oracle.Oracle(mix, P.rectified_flow(), "velocity"), z, path=P.rectified_flow(),
+                      target="eps", times=torch.tensor([1.0, 0.5, 0.0]))  # eps cannot be converted at t = 1
+
+
+def test_log_snr_grid_is_even_in_log_snr_and_ends_at_zero():
+    for path in PATHS:
+        times = sampling.log_snr_times(path, 8, t_start=0.99, t_last=0.01)
+        assert times.shape == (9,) and float(times[-1]) == 0.0 and float(times[0]) == pytest.approx(0.99)
+        log_snr = torch.log(path.snr(times[:-1].double()))
+        steps = log_snr[1:] - log_snr[:-1]
+        assert torch.allclose(steps, steps.mean().expand_as(steps), rtol=1e-3), path.name
+        assert bool((steps > 0).all()), path.name  # the SNR grows toward the data
+    with pytest.raises(ValueError, match="t_last"):
+        sampling.log_snr_times(P.vp_linear(), 8, t_start=0.5, t_last=0.6)
+    with pytest.raises(ValueError, match="steps"):
+        sampling.log_snr_times(P.vp_linear(), 1)
+    with pytest.raises(ValueError, match="t_start"):
+        sampling.log_snr_times(P.vp_linear(), 5, t_start=1.5)
+
+
 def test_time_at_log_snr_inverts_the_snr():
     for path in PATHS:
         t = torch.tensor([0.01, 0.2, 0.5, 0.9, 0.99])

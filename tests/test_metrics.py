@@ -132,3 +132,26 @@ def test_interpolation_smoothness_tells_an_even_walk_from_a_jump():
     assert m["max_step_ratio"] == pytest.approx(0.1, abs=1e-5) and m["worst_ratio"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="frames"):
         metrics.interpolation_smoothness(torch.stack([a, a, a]))
+
+
+def test_memorization_tells_copies_from_new_items():
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(200, 1, 4, 4, generator=gen)
+    held_out = torch.randn(100, 1, 4, 4, generator=gen)
+    copies = train[:50] + 1e-4  # near-duplicates of training items
+    fresh = torch.randn(50, 1, 4, 4, generator=gen)  # new draws from the same distribution
+    d = metrics.nearest_neighbor_distances(copies, train, batch_size=7)
+    assert d.shape == (50,) and float(d.max()) == pytest.approx(4e-4, rel=1e-2)  # 16 pixels off by 1e-4
+    c, f = metrics.memorization(copies, train, held_out), metrics.memorization(fresh, train, held_out)
+    assert c["ratio"] < 0.01 and c["copies"] == 1.0 and torch.equal(c["nearest"], torch.arange(50))
+    assert 0.7 < f["ratio"] < 1.3 and f["copies"] < 0.1 and f["held_out_copies"] < 0.1
+    half = metrics.memorization(torch.cat([copies[:25], fresh[:25]]), train, held_out)
+    assert half["copies"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="samples must hold items of 16 numbers"):
+        metrics.memorization(torch.zeros(3, 15), train, held_out)
+    with pytest.raises(ValueError, match="held_out must not repeat"):
+        metrics.memorization(fresh, train, train)
+    with pytest.raises(ValueError, match="copy_threshold"):
+        metrics.memorization(fresh, train, held_out, copy_threshold=0)
+    with pytest.raises(ValueError, match="items"):
+        metrics.nearest_neighbor_distances(torch.zeros(0, 16), train)
