@@ -1,7 +1,9 @@
 """Test-session defaults: notebooks run in quick mode unless told otherwise.
 
 Set CS231N_GEN_QUICK=0 to execute the lectures at their full (student) budget.
-The variable is set before any notebook kernel starts, so kernels inherit it.
+The variable is set before any notebook kernel starts, so kernels inherit it. So is
+CS231N_GEN_CACHE_RUNS=0: the lectures train for real in tests instead of loading what
+an earlier run cached (tests of the cache itself turn it on explicitly).
 
 Each lecture runs once per session: where the browser test executes a lecture in a
 real JupyterLab (every cell, failing on any error, like nbval), nbval's own run of that
@@ -19,6 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("CS231N_GEN_QUICK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("CS231N_GEN_CACHE_RUNS", "0")
 
 
 import pytest  # noqa: E402

@@ -36,7 +36,8 @@ class UnusableFileError(ValueError):
 def _feed(h, obj) -> None:
     """Hash ``obj`` in a canonical order (types and shapes included, dict keys sorted)."""
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
+        t = obj.detach().cpu()
+        t = torch.empty(t.shape, dtype=t.dtype).copy_(t)  # standard strides (a size-1 dim may have stride 0)
         h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(obj, dict):

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
-from . import _io
+from . import _io, cache
 from ._validate import check_device, check_int, check_module
+from .fingerprint import NotFingerprintable, code_version, fingerprint
 
 
 class TrainingDivergedError(RuntimeError):
@@ -55,6 +56,8 @@ class Loop:
         resume: continue from ``checkpoint`` when it exists.
         progress: show a progress bar.
         desc: the progress bar's label.
+        cache: reuse a finished run with the same inputs from the cache (and store this
+            one there); ignored when ``checkpoint`` is given.
     """
 
     steps: int
@@ -64,6 +67,7 @@ class Loop:
     resume: bool = True
     progress: bool = True
     desc: str = "training"
+    cache: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "steps", check_int("steps", self.steps, minimum=1))
@@ -79,7 +83,7 @@ class Loop:
                                check_int("checkpoint_every", self.checkpoint_every, minimum=1))
             if self.checkpoint is None:
                 raise ValueError("checkpoint_every was given but checkpoint (a file path) was not")
-        for name in ("resume", "progress"):
+        for name in ("resume", "progress", "cache"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.desc, str):
@@ -98,11 +102,16 @@ class Trainable:
 
 @dataclass
 class RunStats:
-    """``start``: the step training began at (after a resume); ``steps_run`` in this call; ``seconds``."""
+    """``start``: the step training began at (after a resume); ``steps_run`` in this call; ``seconds``.
+
+    ``cached``: the run was loaded from the cache; ``steps_run`` and ``seconds`` are then
+    those of the run that was cached.
+    """
 
     start: int
     steps_run: int
     seconds: float
+    cached: bool = False
 
 
 # ------------------------------------------------------------------ settings and their checks
@@ -213,11 +222,11 @@ def _read_checkpoint(path: Path, kind: str, settings: dict) -> dict:
     return state
 
 
-def _restore(state: Trainable, saved: dict, path: Path) -> None:
+def _restore(state: Trainable, saved: dict, path: Path, optimizers: bool = True) -> None:
     try:
         for name, m in state.modules.items():
             m.load_state_dict(saved["modules"][name])
-        for name, opt in state.optimizers.items():
+        for name, opt in state.optimizers.items() if optimizers else ():
             opt.load_state_dict(saved["optimizers"][name])
         for name, g in state.generators.items():
             g.set_state(saved["generators"][name].cpu())
@@ -230,9 +239,45 @@ def _restore(state: Trainable, saved: dict, path: Path) -> None:
                               f"To go on, {_WAY_OUT}.")
 
 
+# ------------------------------------------------------------------------- the run cache
+def cache_inputs(state: Trainable, device, **parts) -> dict | None:
+    """Fingerprints of what a run starts from: the modules' initial state, the trainer's
+    and torch's global random state, the device, and ``parts`` (data, loss function...).
+    None (with one printed line) when one of them cannot be fingerprinted."""
+    try:
+        return {"device": torch.device(device).type, "modules": fingerprint(state.modules),
+                "generators": fingerprint({k: g.get_state() for k, g in state.generators.items()}),
+                "global_rng": fingerprint(_global_rng()), **{k: fingerprint(v) for k, v in parts.items()}}
+    except NotFingerprintable as err:
+        print(f"cs231n_gen: this run is not cached: {err}")
+        return None
+
+
+def _cache_problem(saved, kind: str, settings: dict, state: Trainable) -> str | None:
+    """Why a cached run cannot be used for this one (None: it can)."""
+    if not isinstance(saved, dict) or saved.get("kind") != kind or saved.get("settings") != settings:
+        return "was written by another trainer or with other settings"
+    for key in ("modules", "generators", "global_rng", "history", "stats"):
+        if key not in saved:
+            return f"lacks its {key!r}"
+    for name, module in state.modules.items():
+        stored = saved["modules"].get(name)
+        current = module.state_dict()
+        if not isinstance(stored, dict) or set(stored) != set(current):
+            return f"does not hold the tensors of {name!r}"
+        for key, value in current.items():
+            if not isinstance(stored[key], torch.Tensor) or stored[key].shape != value.shape:
+                return f"holds {name}.{key} with another shape"
+        if not _all_finite(stored.values()):
+            return f"holds NaN or infinite values in {name!r}"
+    if set(saved["generators"]) != set(state.generators):
+        return "holds other random generators"
+    return None
+
+
 # ------------------------------------------------------------------------------ the loop
 def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record, describe,
-        history_state=None, on_start=None, postfix=None) -> RunStats:
+        history_state=None, on_start=None, postfix=None, inputs: dict | None = None) -> RunStats:
     """Drive ``step`` from the first unfinished step to ``loop.steps``.
 
     Args:
@@ -250,11 +295,29 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
             checkpoint, and how to put it back.
         on_start: ``on_start(start)`` runs after any resume, before the first step.
         postfix: ``postfix(rows) -> dict`` for the progress bar.
+        inputs: :func:`cache_inputs` of this run. With ``loop.cache`` (and no
+            checkpoint), a finished run with the same kind, settings, inputs and library
+            code (:func:`~cs231n_gen.fingerprint.code_version`) is loaded from the cache
+            instead of trained: modules, random state and history, as if it had just run.
     """
     settings = plain(settings)
     path = loop.checkpoint
     start = 0
     saved_at = None
+    cache_key = None
+    if loop.cache and path is None and inputs is not None:
+        cache_key = (f"run_{kind}", {"kind": kind, "settings": settings, "inputs": inputs, "code": code_version()})
+        cached = cache.load(*cache_key, verify=lambda saved: _cache_problem(saved, kind, settings, state))
+        if cached is not None:
+            _restore(state, cached, cache.cache_path(*cache_key), optimizers=False)
+            if history_state is not None:
+                history_state[1](cached["history"])
+            stats = cached["stats"]
+            if loop.progress:
+                print(f"{loop.desc}: {loop.steps} steps loaded from the cache (trained earlier in "
+                      f"{stats['seconds']:.1f} s; pass cache=False to train again)")
+            return RunStats(start=loop.steps, steps_run=int(stats["steps_run"]), seconds=float(stats["seconds"]),
+                            cached=True)
     if path is not None and loop.resume and path.exists():
         saved = _read_checkpoint(path, kind, settings)
         _restore(state, saved, path)
@@ -271,13 +334,16 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
             raise TrainingDivergedError(
                 f"the parameters became NaN or infinite by step {done}, so checkpoint {path} was not written "
                 f"({kept}). Things to try: a smaller lr or grad_clip=1.0, then resume=False to start over.")
-        _io.save({"kind": kind, "settings": settings, "step": done,
-                  "modules": {k: m.state_dict() for k, m in state.modules.items()},
-                  "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
-                  "generators": {k: g.get_state() for k, g in state.generators.items()},
-                  "global_rng": _global_rng(),
-                  "history": history_state[0]() if history_state is not None else None}, path)
+        _io.save(payload(done), path)
         saved_at = done
+
+    def payload(done, optimizers=True):
+        return {"kind": kind, "settings": settings, "step": done,
+                "modules": {k: m.state_dict() for k, m in state.modules.items()},
+                "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()} if optimizers else {},
+                "generators": {k: g.get_state() for k, g in state.generators.items()},
+                "global_rng": _global_rng(),
+                "history": history_state[0]() if history_state is not None else None}
 
     bar = None
     if loop.progress and start < loop.steps:
@@ -333,6 +399,9 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
         seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
+    if cache_key is not None and _all_finite(_state_tensors(state)):
+        cache.store(*cache_key, {**payload(loop.steps, optimizers=False),
+                                 "stats": {"steps_run": steps_run, "seconds": seconds}})
     return RunStats(start=start, steps_run=steps_run, seconds=seconds)
 
 

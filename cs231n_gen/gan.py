@@ -36,18 +36,19 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_device, check_generator, check_int, check_module, check_real, check_tensor
+from ._validate import check_density, check_device, check_generator, check_int, check_module, check_real, check_tensor
 from .engine import (
     Loop,
     Trainable,
     TrainingDivergedError,
     batch_source,
+    cache_inputs,
     data_signature,
     lr_factor,
     model_signature,
     run,
 )
-from .runtime import device_of, get_device
+from .runtime import caching_runs, device_of, get_device
 
 GENERATOR_LOSSES = ("nonsaturating", "minimax")
 LOG4 = math.log(4.0)
@@ -119,11 +120,6 @@ def optimal_discriminator(log_p_data: torch.Tensor, log_p_model: torch.Tensor) -
     return d
 
 
-def _check_density(name: str, dist) -> None:
-    if not (hasattr(dist, "sample") and hasattr(dist, "log_prob")):
-        raise ValueError(f"{name} must have .sample(n, generator=...) and .log_prob(x), got {type(dist).__name__}")
-
-
 @torch.no_grad()
 def js_divergence(p, q, n: int = 20000, generator: torch.Generator | None = None) -> float:
     r"""Monte-Carlo Jensen-Shannon divergence (in nats, between 0 and log 2).
@@ -133,8 +129,8 @@ def js_divergence(p, q, n: int = 20000, generator: torch.Generator | None = None
     ``.log_prob`` (a :class:`~cs231n_gen.data.GaussianMixture`, a
     :class:`~cs231n_gen.nn.GaussianGenerator`).
     """
-    _check_density("p", p)
-    _check_density("q", q)
+    check_density("p", p)
+    check_density("q", q)
     n = check_int("n", n, minimum=2)
     check_generator("generator", generator)
 
@@ -148,8 +144,8 @@ def js_divergence(p, q, n: int = 20000, generator: torch.Generator | None = None
 
 def optimal_value(p_data, p_model, n: int = 20000, generator: torch.Generator | None = None) -> float:
     """V(G, D*) = -log 4 + 2 JSD(p_data || p_G): the value when D is the best it can be."""
-    _check_density("p_data", p_data)
-    _check_density("p_model", p_model)
+    check_density("p_data", p_data)
+    check_density("p_model", p_model)
     return -LOG4 + 2.0 * js_divergence(p_data, p_model, n=n, generator=generator)
 
 
@@ -203,6 +199,7 @@ class GANHistory:
     are the mean D(x) on real and generated batches; ``g_grad`` is the norm of the
     generator's gradient (all parameters) at that step; ``snapshots`` holds
     :class:`Snapshot` objects every ``snapshot_every`` steps (and at step 0).
+    ``cached``: loaded from the cache (``seconds`` and ``steps_run`` are the cached run's).
     """
 
     step: list = field(default_factory=list)
@@ -216,6 +213,7 @@ class GANHistory:
     grid: tuple | None = None  # (lim, res) of the decision surfaces
     seconds: float = 0.0
     steps_run: int = 0
+    cached: bool = False
 
     @property
     def steps(self) -> int:
@@ -299,6 +297,7 @@ def train_gan(
     progress: bool = True,
     log_every: int = 50,
     desc: str = "GAN",
+    cache: bool | None = None,
 ) -> GANHistory:
     """Alternating gradient updates: ``d_steps`` D ascents on V, then one G step.
 
@@ -326,6 +325,8 @@ def train_gan(
             on a res x res grid over [-lim, lim]^2.
         checkpoint, checkpoint_every, resume: as in :func:`~cs231n_gen.train.fit`.
         log_every: steps between host syncs (progress, NaN check, history entries).
+        cache: reuse a finished run with the same inputs from the cache, as in
+            :func:`~cs231n_gen.train.fit` (None: on in a lecture, off otherwise).
 
     Returns:
         A :class:`GANHistory`. Raises :class:`~cs231n_gen.train.TrainingDivergedError`
@@ -339,7 +340,7 @@ def train_gan(
                          d_steps=d_steps, d_warmup=d_warmup, train_generator=train_generator, g_loss=g_loss,
                          r1_gamma=r1_gamma, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc)
+                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache)
     if snapshot_every is not None:
         snapshot_every = check_int("snapshot_every", snapshot_every, minimum=1)
     snapshot_n = check_int("snapshot_n", snapshot_n, minimum=1)
@@ -468,15 +469,16 @@ def train_gan(
     settings = {**asdict(config), "steps": loop.steps, "generator_net": model_signature(G),
                 "discriminator_net": model_signature(D), "data": data_signature(data),
                 "snapshots": [snapshot_every, snapshot_n, snapshot_grid]}
+    state = Trainable({"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}, {"rng": rng})
     G.train()
     D.train()
     try:
-        stats = run(step, Trainable({"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}, {"rng": rng}), loop,
-                    kind="gan", settings=settings, record=record, describe=describe,
+        inputs = cache_inputs(state, device, data=data) if loop.cache else None
+        stats = run(step, state, loop, kind="gan", settings=settings, record=record, describe=describe, inputs=inputs,
                     history_state=(get_history, set_history), on_start=on_start,
                     postfix=lambda rows: {"V": f"{-rows[-1][0]:.3f}", "D_real": f"{rows[-1][2]:.2f}",
                                           "D_fake": f"{rows[-1][3]:.2f}"})
-        history.steps_run, history.seconds = stats.steps_run, stats.seconds
+        history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
     finally:
         D.requires_grad_(True)
         G.eval()

@@ -77,23 +77,41 @@ def budget(full, quick):
     return quick if is_quick() else full
 
 
-def start_lecture(seed: int = 0, device: str | None = None) -> tuple[torch.device, bool]:
+CACHE_RUNS_ENV = "CS231N_GEN_CACHE_RUNS"
+_lecture_caches_runs = False
+
+
+def caching_runs() -> bool:
+    """Whether trainers reuse finished runs from the cache by default: after
+    :func:`start_lecture` (``cache=True``), unless ``CS231N_GEN_CACHE_RUNS=0``."""
+    return _lecture_caches_runs and os.environ.get(CACHE_RUNS_ENV, "1").strip() != "0"
+
+
+def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True) -> tuple[torch.device, bool]:
     """Everything a lecture's first cell does, in one call: returns ``(device, QUICK)``.
 
     Picks the device (:func:`get_device`, ``device`` forces one), seeds Python, NumPy and
     PyTorch (:func:`seed_everything`), reads quick mode (``CS231N_GEN_QUICK``) and prints
     one line saying what it chose, so a rerun of the notebook starts from the same state.
+    With ``cache`` (the default) every model the lecture trains is cached, keyed by
+    everything that made it (:mod:`cs231n_gen.fingerprint`), so a rerun after a kernel
+    restart loads instead of training; ``CS231N_GEN_CACHE_RUNS=0`` turns that off.
     """
+    global _lecture_caches_runs
     if device is not None and (not isinstance(device, str) or device not in ("cpu", "cuda", "mps")):
         raise ValueError(f"device must be None (the best available), 'cpu', 'cuda' or 'mps', got {device!r}")
+    if not isinstance(cache, bool):
+        raise ValueError(f"cache must be True or False, got {cache!r}")
+    _lecture_caches_runs = cache
     seed = seed_everything(seed)
     chosen = get_device(device)
     quick = is_quick()
     from . import __version__
 
     mode = f"quick ({QUICK_ENV}=1: small budgets, for tests)" if quick else "full"
+    cached = "on" if caching_runs() else "off"
     print(f"cs231n-gen {__version__} | device: {chosen} | mode: {mode} | seed: {seed} | "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s) | cache of trained models: {cached}")
     return chosen, quick
 
 

@@ -23,13 +23,14 @@ from .engine import (
     Trainable,
     TrainingDivergedError,
     batch_source,
+    cache_inputs,
     callable_signature,
     data_signature,
     lr_factor,
     model_signature,
     run,
 )
-from .runtime import get_device
+from .runtime import caching_runs, get_device
 
 __all__ = ["fit", "FitSettings", "History", "TrainingDivergedError"]
 
@@ -71,12 +72,15 @@ class History:
         lr: the learning rate at every step.
         seconds: wall time spent in this call (not counting earlier runs).
         steps_run: optimisation steps taken in this call.
+        cached: the run was loaded from the cache (``seconds`` and ``steps_run`` are
+            then those of the run that was cached).
     """
 
     loss: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     seconds: float = 0.0
     steps_run: int = 0
+    cached: bool = False
 
     @property
     def steps(self) -> int:
@@ -118,6 +122,7 @@ def fit(
     progress: bool = True,
     log_every: int = 50,
     desc: str = "training",
+    cache: bool | None = None,
 ) -> History:
     """Train ``model`` for ``steps`` Adam steps on batches drawn from ``data``.
 
@@ -144,6 +149,11 @@ def fit(
             (:class:`~cs231n_gen.engine.CheckpointError` otherwise).
         progress: show a progress bar (a notebook widget in Jupyter).
         log_every: steps between host syncs (progress update, NaN check).
+        cache: reuse a finished run from the cache when everything that made it is the
+            same (initial weights, data, loss function and the globals it reads,
+            settings, random state, device, library code), else train and store it.
+            None: on in a lecture (after :func:`~cs231n_gen.start_lecture`), off
+            otherwise. Ignored when ``checkpoint`` is given.
 
     Returns:
         A :class:`History` with the per-step loss. Raises
@@ -156,7 +166,7 @@ def fit(
     config = FitSettings(batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, warmup=warmup,
                          weight_decay=weight_decay, grad_clip=grad_clip, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc)
+                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache)
     device = check_device("device", device) or get_device()
 
     model.to(device)
@@ -202,13 +212,14 @@ def fit(
 
     settings = {**asdict(config), "steps": loop.steps, "model": model_signature(model),
                 "loss_fn": callable_signature(loss_fn), "data": data_signature(data)}
+    state = Trainable({"model": model}, {"optimizer": optimizer}, {"generator": generator})
     model.train()
     try:
-        stats = run(step, Trainable({"model": model}, {"optimizer": optimizer}, {"generator": generator}), loop,
-                    kind="fit", settings=settings, record=record, describe=describe,
+        inputs = cache_inputs(state, device, data=data, loss_fn=loss_fn) if loop.cache else None
+        stats = run(step, state, loop, kind="fit", settings=settings, record=record, describe=describe, inputs=inputs,
                     history_state=(lambda: {"loss": history.loss, "lr": history.lr}, set_history),
                     postfix=lambda rows: {"loss": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
-        history.steps_run, history.seconds = stats.steps_run, stats.seconds
+        history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
     finally:
         model.eval()
     return history
