@@ -289,3 +289,83 @@ def check_points_sequence(name: str, value, flatten: bool = False) -> torch.Tens
         want = "(T, n, ...) with T >= 2 frames of n >= 1 items" if flatten else "(T, n, d) with T >= 2 steps of n >= 1 points"
         raise ValueError(f"{name} must be shaped {want}, got {tuple(value.shape)}")
     return value.detach().float()
+
+
+# ---------------------------------------------------------------- the library's own objects
+# (imported when called: these modules import this one)
+
+def check_target(name: str, target) -> str:
+    """``target`` if it is one of ``paths.TARGETS``, else a ValueError naming the argument."""
+    from .paths import TARGETS
+
+    if target not in TARGETS:
+        raise ValueError(f"{name} must be one of {TARGETS}, got {target!r}")
+    return target
+
+
+def _instance(name: str, value, cls, what: str):
+    if not isinstance(value, cls):
+        raise ValueError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
+
+
+def check_path(path):
+    """``path`` if it is a :class:`~cs231n_gen.paths.DiffusionPath`, else a ValueError."""
+    from .paths import DiffusionPath
+
+    return _instance("path", path, DiffusionPath, "a cs231n_gen.paths.DiffusionPath")
+
+
+def check_mixture(name: str, mixture):
+    """``mixture`` if it is a :class:`~cs231n_gen.data.GaussianMixture`, else a ValueError."""
+    from .data.toy2d import GaussianMixture
+
+    return _instance(name, mixture, GaussianMixture, "a cs231n_gen.data.GaussianMixture")
+
+
+def check_labelled_mixture(labelled):
+    """``labelled`` if it is a :class:`~cs231n_gen.data.LabelledMixture`, else a ValueError."""
+    from .data.toy2d import LabelledMixture
+
+    return _instance("labelled", labelled, LabelledMixture, "a LabelledMixture")
+
+
+def check_density(name: str, dist) -> None:
+    """A distribution with ``.sample(n, generator=...)`` and ``.log_prob(x)``."""
+    if not (hasattr(dist, "sample") and hasattr(dist, "log_prob")):
+        raise ValueError(f"{name} must have .sample(n, generator=...) and .log_prob(x), got {type(dist).__name__}")
+
+
+def as_float_tensor(name: str, value, ndim: int | None = None) -> torch.Tensor:
+    """Array-like numbers as a float tensor (finite, ``ndim`` dimensions if given)."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must be array-like numbers, got {value!r}") from err
+    if not value.is_floating_point():
+        value = value.float()
+    return check_tensor(name, value, ndim=ndim)
+
+
+def as_point_sets(name: str, value) -> list[torch.Tensor]:
+    """One point set (n, d), a (k, n, d) tensor or a list of sets: a list of checked sets."""
+    if isinstance(value, torch.Tensor) and value.ndim == 3:
+        return [check_points(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name} must hold at least one point set")
+        return [check_points(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return [check_points(name, value)]
+
+
+def check_sampling_times(times) -> torch.Tensor:
+    """A sampling grid: at least 2 times in [0, 1], strictly decreasing (noise to data)."""
+    times = check_tensor("times", times, ndim=1)
+    if times.shape[0] < 2:
+        raise ValueError(f"times must hold at least 2 points, got {times.shape[0]}")
+    if bool((times[1:] >= times[:-1]).any()):
+        raise ValueError("times must be strictly decreasing (sampling runs from t = 1 to t = 0)")
+    if bool((times < 0).any()) or bool((times > 1).any()):
+        raise ValueError(f"times must lie in [0, 1], got [{times.min().item():.4g}, {times.max().item():.4g}]")
+    return times

@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._validate import (as_time, check_callable, check_generator, check_int, check_items, check_labels, check_points,
-                        check_points_sequence, check_real)
-from .data.toy2d import check_labelled_mixture
+from ._validate import (as_point_sets, as_time, check_callable, check_generator, check_int, check_items,
+                        check_labelled_mixture, check_labels, check_mixture, check_points, check_points_sequence,
+                        check_real)
 from .runtime import device_of
 
 
@@ -55,16 +55,6 @@ def wasserstein2(a: torch.Tensor, b: torch.Tensor) -> float:
     wb = np.full(len(b_np), 1.0 / len(b_np))
     value = ot.emd2(wa, wb, cost, numItermax=10_000_000)
     return float(np.sqrt(max(float(value), 0.0)))
-
-
-def _as_sets(name: str, value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor) and value.ndim == 3:
-        return [check_points(f"{name}[{i}]", v) for i, v in enumerate(value)]
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise ValueError(f"{name} must hold at least one point set")
-        return [check_points(f"{name}[{i}]", v) for i, v in enumerate(value)]
-    return [check_points(name, value)]
 
 
 W2_SETS = 10       # the course's W2 protocol: ten independent sets ...
@@ -107,9 +97,9 @@ def wasserstein2_ratio(samples, data, fresh) -> float:
     mean_r W2(samples_r, data_r) / mean_r W2(fresh_r, data_r). ``data`` may also be a
     single (n, d) set shared by all pairs.
     """
-    s_sets = _as_sets("samples", samples)
-    f_sets = _as_sets("fresh", fresh)
-    d_sets = _as_sets("data", data)
+    s_sets = as_point_sets("samples", samples)
+    f_sets = as_point_sets("fresh", fresh)
+    d_sets = as_point_sets("data", data)
     if len(s_sets) != len(f_sets):
         raise ValueError(
             f"samples and fresh must hold the same number of sets, got {len(s_sets)} and {len(f_sets)}"
@@ -191,10 +181,9 @@ def excess_loss(
     """
     from . import oracle as _oracle
 
-    from .oracle import _check_mixture
 
     check_callable("model", model, "a velocity model called as model(x_t, t)")
-    mixture = _check_mixture(mixture)
+    mixture = check_mixture("mixture", mixture)
     n = check_int("n", n, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     device = device_of(model)

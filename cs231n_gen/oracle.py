@@ -24,17 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import as_time, check_generator, check_int, check_labels, check_points, check_real, check_times
-from .data.toy2d import GaussianMixture, check_labelled_mixture
-from .paths import check_path, check_target
-
-
-def _check_mixture(mixture) -> GaussianMixture:
-    if not isinstance(mixture, GaussianMixture):
-        raise ValueError(
-            f"mixture must be a cs231n_gen.data.GaussianMixture, got {type(mixture).__name__}"
-        )
-    return mixture
+from ._validate import (as_time, check_generator, check_int, check_labelled_mixture, check_labels, check_mixture,
+                        check_path, check_points, check_real, check_target, check_times)
+from .data.toy2d import GaussianMixture
 
 
 class _Posterior:
@@ -103,7 +95,7 @@ _CHUNK_ENTRIES = 1 << 21  # rows x components per chunk: keeps each (n, K) float
 
 def _evaluate(mixture, x_t, t, what, check_values=True, path=None):
     """Apply ``what(posterior)`` to chunks of rows, so n x K never grows past ``_CHUNK_ENTRIES``."""
-    mixture = _check_mixture(mixture)
+    mixture = check_mixture("mixture", mixture)
     x_t = check_points("x_t", x_t, mixture.dim)
     t = as_time("t", t, x_t.shape[0], x_t, check_values=check_values, rows_of="x_t")
     rows = max(1, _CHUNK_ENTRIES // mixture.n_components)
@@ -169,7 +161,7 @@ def predict(mixture: GaussianMixture, x_t: torch.Tensor, t, path, target: str, *
     path = check_path(path)
     check_target("target", target)
     if check_values:
-        x_t = check_points("x_t", x_t, _check_mixture(mixture).dim)
+        x_t = check_points("x_t", x_t, check_mixture("mixture", mixture).dim)
         tt = as_time("t", t, x_t.shape[0], x_t, rows_of="x_t").double()
         c, d = path._coefficients(target, tt)
         if not (bool(torch.isfinite(c).all()) and bool(torch.isfinite(d).all())):
@@ -188,7 +180,7 @@ class Oracle(torch.nn.Module):
 
     def __init__(self, mixture: GaussianMixture, path, target: str = "velocity"):
         super().__init__()
-        self.mixture = _check_mixture(mixture)
+        self.mixture = check_mixture("mixture", mixture)
         self.path = check_path(path)
         self.target = check_target("target", target)
 
@@ -199,7 +191,7 @@ class Oracle(torch.nn.Module):
 
 def _average_per_time(mixture, t, n, generator, score) -> torch.Tensor:
     """For each time in ``t``: draw n pairs (x, z), form x_t, return ``score(x, x_t, t)``."""
-    mixture = _check_mixture(mixture)
+    mixture = check_mixture("mixture", mixture)
     n = check_int("n", n, minimum=1)
     times = check_times("t", t, dtype=mixture.means.dtype, device=mixture.device)
     check_generator("generator", generator, mixture.device)
@@ -237,7 +229,7 @@ class VelocityOracle(torch.nn.Module):
 
     def __init__(self, mixture: GaussianMixture):
         super().__init__()
-        self.mixture = _check_mixture(mixture)
+        self.mixture = check_mixture("mixture", mixture)
 
     def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
         on_cpu = isinstance(x_t, torch.Tensor) and x_t.device.type == "cpu"  # value checks are free there
@@ -257,7 +249,7 @@ def affine_loss(
     (affine) function of x_t and easy to learn; where it is far above, the network must
     learn a sharply nonlinear field (which mode did x_t come from?).
     """
-    mixture = _check_mixture(mixture)
+    mixture = check_mixture("mixture", mixture)
     n = check_int("n", n, minimum=mixture.dim + 2)
     times = check_times("t", t, dtype=mixture.means.dtype, device=mixture.device)
     check_generator("generator", generator, mixture.device)

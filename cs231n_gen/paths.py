@@ -23,7 +23,8 @@ import torch
 
 from numbers import Real
 
-from ._validate import as_time, check_callable, check_generator, check_points, check_real, check_same_shape, check_tensor
+from ._validate import (as_time, check_callable, check_generator, check_points, check_real, check_same_shape,
+                        check_target, check_tensor)
 
 
 def interpolate(x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
@@ -78,20 +79,6 @@ def rectified_flow_loss(
 # --------------------------------------------------------------------------------------
 
 TARGETS = ("x", "eps", "v", "velocity", "score")
-
-
-def check_target(name: str, target) -> str:
-    """``target`` if it is one of ``TARGETS``, else a ValueError naming the argument."""
-    if target not in TARGETS:
-        raise ValueError(f"{name} must be one of {TARGETS}, got {target!r}")
-    return target
-
-
-def check_path(path) -> "DiffusionPath":
-    """``path`` if it is a :class:`DiffusionPath`, else a ValueError."""
-    if not isinstance(path, DiffusionPath):
-        raise ValueError(f"path must be a cs231n_gen.paths.DiffusionPath, got {type(path).__name__}")
-    return path
 
 
 class DiffusionPath:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import check_callable, check_generator, check_int, check_points, check_real, check_tensor
-from .paths import check_path, check_target
+from ._validate import (check_callable, check_generator, check_int, check_path, check_points, check_real,
+                        check_sampling_times, check_target)
 from .schedules import time_grid
 
 
@@ -68,17 +68,6 @@ class CountCalls(nn.Module):
                 f"({type(model).__name__}) has an attribute {name!r}") from None
 
 
-def _check_times(times: torch.Tensor) -> torch.Tensor:
-    times = check_tensor("times", times, ndim=1)
-    if times.shape[0] < 2:
-        raise ValueError(f"times must hold at least 2 points, got {times.shape[0]}")
-    if bool((times[1:] >= times[:-1]).any()):
-        raise ValueError("times must be strictly decreasing (sampling runs from t = 1 to t = 0)")
-    if bool((times < 0).any()) or bool((times > 1).any()):
-        raise ValueError(f"times must lie in [0, 1], got [{times.min().item():.4g}, {times.max().item():.4g}]")
-    return times
-
-
 @torch.no_grad()
 def euler(
     model,
@@ -111,7 +100,7 @@ def euler(
         steps = check_int("steps", steps, minimum=1)
         times = time_grid(steps, device=x.device, dtype=x.dtype)
     else:
-        times = _check_times(times).to(device=x.device, dtype=x.dtype)
+        times = check_sampling_times(times).to(device=x.device, dtype=x.dtype)
     trajectory = [x] if return_trajectory else None
     n = x.shape[0]
     for i in range(times.shape[0] - 1):
@@ -152,7 +141,7 @@ def _setup(model, x, steps, path, target, t_start, t_end, generator=None, times=
         raise ValueError("give exactly one of steps (an int >= 1: a uniform grid from t_start to t_end) or "
                          "times (a decreasing grid, e.g. sampling.log_snr_times(path, steps))")
     if times is not None:
-        times = _check_times(times).to(device=x.device, dtype=x.dtype)
+        times = check_sampling_times(times).to(device=x.device, dtype=x.dtype)
         _check_convertible(path, target, "times[0]", float(times[0]))
         return x, times
     steps = check_int("steps", steps, minimum=1)

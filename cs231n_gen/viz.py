@@ -7,11 +7,13 @@ of labelled data take ``CLASS_COLORS`` in label order.
 """
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._validate import check_axes, check_callable, check_int, check_labels, check_points, check_real, check_tensor
+from ._validate import (check_axes, check_callable, check_int, check_labels, check_mixture, check_points, check_real,
+                        check_tensor)
 from .runtime import device_of
 
 DATA = "#1f77b4"
@@ -81,10 +83,9 @@ def class_scatter(ax, points, labels, lim: float = 3.5, title: str | None = None
 
 def plot_density(ax, mixture, lim: float = 3.5, resolution: int = 200, cmap="Blues"):
     """Filled contours of a mixture's density on [-lim, lim]^2."""
-    from .oracle import _check_mixture
 
     check_axes("ax", ax)
-    mixture = _check_mixture(mixture)
+    mixture = check_mixture("mixture", mixture)
     lim = _lim(lim)
     resolution = check_int("resolution", resolution, minimum=8)
     g = torch.linspace(-lim, lim, resolution)
@@ -94,6 +95,20 @@ def plot_density(ax, mixture, lim: float = 3.5, resolution: int = 200, cmap="Blu
     ax.contourf(_np(xx), _np(yy), _np(dens), levels=12, cmap=cmap)
     _square(ax, lim)
     return ax
+
+
+def step_axis(ax, counts, label: str = "steps") -> None:
+    """A log-scaled x axis of step counts, ticked at ``counts`` as plain numbers (1, 2, 5, not 10^0)."""
+    check_axes("ax", ax)
+    if not isinstance(counts, (list, tuple)):
+        raise ValueError(f"counts must be a list of step counts, got {counts!r}")
+    counts = [check_int("counts", c, minimum=1) for c in counts]
+    if not counts:
+        raise ValueError("counts must hold at least one step count")
+    ax.set_xscale("log")
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel(label)
 
 
 def plot_samples(panels: dict, lim: float = 3.5, size: float = 3.0, colors=None):

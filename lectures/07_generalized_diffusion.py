@@ -37,6 +37,10 @@
 # against the exact answer, and train three models that differ only in their target.
 #
 # Run the cells top to bottom. Cells that make a claim check it with an `assert`.
+#
+# **How long:** about 4 minutes in full mode on a 2-core laptop CPU (about 105 seconds in quick mode,
+# `CS231N_GEN_QUICK=1`). Every model it trains goes into a cache, keyed by everything that
+# made it, so running it again after a kernel restart takes about 2.5 minutes (its samplers, not its training, take the time).
 
 # %%
 # Setup: install the course library when it is missing (Colab), then start the lecture.
@@ -90,7 +94,7 @@ print("rectified flow: a = 1 - t, b = t; its velocity target has c = -1, d = 1 (
 #   $\beta$ rising linearly from 0.1 to 20. *Notation:* the slides write VP as
 #   $a = \sqrt{\sigma(t)}$, $b = \sqrt{1 - \sigma(t)}$; their $\sigma(t)$ is the
 #   $\bar\alpha(t)$ of DDPM and of this notebook (the signal's share of the variance),
-#   not the noise level $\sigma(t)$ of VE below.
+#   not the noise level $\sigma(t)$ of VE below (section 9 collects every such clash).
 # * **Variance exploding (VE)**: $a = 1$, $b = \sigma(t)$ growing (here geometrically
 #   from 0.01 to 50). $\sigma(1)$ must be big enough to drown all the signal in $x$.
 
@@ -367,22 +371,36 @@ real_ratio = metrics.wasserstein2_ratio(sets["real"], data_sets, fresh_sets)
 print(f"{'sampler':42s} model calls | W2 ratio | spread of each mode")
 print(f"{'fresh real data (the reference row)':42s}      -      |   {real_ratio:.2f}   |   {real_spread:.3f}")
 counted = sampling.CountCalls(exact_eps)  # counts what each sampler asks of the model
-exact_results, calls = {}, {}
+exact_results, calls, spreads = {}, {}, {}
 for name, run in SAMPLERS.items():
     counted.reset()
     outs = [run(counted, b_start * z, sample_gen) for z in noise_sets]
     exact_results[name], calls[name] = outs, counted.calls // len(noise_sets)
     ratio = metrics.wasserstein2_ratio(outs, data_sets, fresh_sets)
-    spread = metrics.mode_coverage(torch.cat(outs), data.means, std=MODE_STD)["within_std"]
+    spread = spreads[name] = metrics.mode_coverage(torch.cat(outs), data.means, std=MODE_STD)["within_std"]
     print(f"{name:42s}    {calls[name]:4d}     |   {ratio:.2f}   |   {spread:.3f}")
     assert ratio <= 1.15, (name, ratio)
     assert abs(spread / real_spread - 1) < 0.1, (name, spread)
 assert calls["PF-ODE Heun, 200 steps"] == 2 * 200 - 1  # Heun: two evaluations a step, one on the last
 assert calls["annealed Langevin, 30 levels x 20"] == 30 * 20 + 1  # plus the final denoising
 
-fig = viz.plot_samples({name.split(",")[0]: outs[0] for name, outs in exact_results.items()}, size=2.4,
-                       colors=[viz.ORACLE] * len(exact_results))
-fig.suptitle("Six samplers driven by the exact eps-prediction on the VP linear path", y=1.1)
+# Every panel looks alike at full size; the close-up of one mode (bottom) shows the widths.
+panels = {"fresh real data": (torch.cat(sets["real"]), real_spread)}
+panels.update({name.split(",")[0]: (torch.cat(outs), spreads[name]) for name, outs in exact_results.items()})
+mode = data.means[0]
+fig, axes = plt.subplots(2, len(panels), figsize=(2.1 * len(panels), 4.4))
+for c, (title, (pts, spread)) in enumerate(panels.items()):
+    color = viz.DATA if c == 0 else viz.ORACLE
+    viz.scatter(axes[0, c], pts[:1000], color=color, lim=3.5, title=title)
+    near = pts[(pts - mode).norm(dim=1) < 0.5]
+    axes[1, c].scatter(near[:, 0], near[:, 1], s=2, alpha=0.35, color=color)
+    axes[1, c].add_patch(plt.Circle(mode.tolist(), 2 * MODE_STD, fill=False, ls="--", lw=1, color="k"))
+    axes[1, c].set(xlim=(float(mode[0]) - 0.45, float(mode[0]) + 0.45), ylim=(float(mode[1]) - 0.45,
+                   float(mode[1]) + 0.45), xticks=[], yticks=[], aspect="equal")
+    axes[1, c].set_title(f"one mode: width {spread / MODE_STD:.2f} std", fontsize=8)
+fig.suptitle("Six samplers driven by the exact eps-prediction on the VP linear path (dashed: 2 std of the data)",
+             fontsize=10)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -454,10 +472,7 @@ axes[2].axhspan(0.9, 1.1, color="k", alpha=0.08, label="within 10% of real")
 axes[2].axhline(1.0, color="k", lw=0.8, ls=":")
 axes[2].set_ylabel("mode width / real mode width")
 for ax in axes[1:]:
-    ax.set_xscale("log")
-    ax.set_xticks(GRID_STEPS, [str(n) for n in GRID_STEPS])
-    ax.minorticks_off()
-    ax.set_xlabel("DDIM steps (model calls)")
+    viz.step_axis(ax, GRID_STEPS, "DDIM steps (model calls)")
     ax.legend(fontsize=8)
 fig.suptitle("DDIM with the exact model on the VP linear path: two grids, same number of steps", fontsize=10)
 fig.tight_layout()
@@ -603,6 +618,25 @@ assert ddpm_ratio <= budget(full=1.4, quick=2.0)
 # (The lecture's other two, recurrent networks and autoregressive models, are about
 # unrolling the sampler and about spectral ordering; they are not demonstrated here.)
 #
+# ## 9. Notation recap: the course, the slides and the papers
+#
+# The same ideas go by different letters and opposite directions. Before you read a
+# paper or someone else's code, find its row here.
+#
+# | what | this course (and the slides) | elsewhere | to convert |
+# |---|---|---|---|
+# | direction of time | $t = 0$ data, $t = 1$ noise; sampling runs from 1 to 0 | flow matching (Lipman et al. 2023) and code built on it (torchcfm, most flow-matching tutorials): $t = 0$ noise, $t = 1$ data; DDPM: integer steps $1, \dots, T$, $T$ = noise | $t_{theirs} = 1 - t$ |
+# | rectified flow | $x_t = (1 - t)\,x + t\,z$, velocity $v = z - x$ | flow matching: $x_t = t\,x + (1 - t)\,z$, $u = x - z$ | $u = -v$ (the same line, walked the other way) |
+# | any path | $x_t = a(t)\,x + b(t)\,z$ | DDPM: $\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1 - \bar\alpha_t}\,\epsilon$; VDM: $\alpha_t x + \sigma_t \epsilon$; the slides' VP: $\sqrt{\sigma(t)}\,x + \sqrt{1 - \sigma(t)}\,z$ | $a = \sqrt{\bar\alpha} = \alpha_t$; the slides' $\sigma(t)$ is $\bar\alpha(t)$, not a noise level |
+# | noise level | $b(t)$ (VE: $\sigma(t)$, with $a = 1$) | EDM and score SDEs: $\sigma$; VDM: $\sigma_t$ | on VE, $b = \sigma$ |
+# | signal-to-noise ratio | $a^2 / b^2$, and log SNR | VDM: $\mathrm{SNR}(t) = \alpha_t^2 / \sigma_t^2$, $\lambda = \log \mathrm{SNR}$; DPM-Solver: half of it | same quantity |
+# | noise | $z$ | $\epsilon$ (DDPM, most code) | same |
+# | targets | $x$, $\epsilon$, $v = a z - b x$, velocity $a' x + b' z$, score $-z / b$ (section 3) | Salimans and Ho's $v = \alpha_t \epsilon - \sigma_t x$; the slides' v has a slip (section 3) | section 3's conversions |
+# | network call | `model(x_t, t, y)` (label last: optional) | the slides: `model(x_t, y, t)` | argument order only |
+# | guidance weight | $v = (1 + w)\,v^y - w\,v^\varnothing$: $w = 0$ is no guidance (slides, Ho and Salimans) | the lecture notes and most libraries ("guidance scale"): $v^\varnothing + s\,(v^y - v^\varnothing)$, $s = 1$ is no guidance | $s = 1 + w$ |
+# | training-time sampler | logit-normal location $m$, spread $s$ | SD3 (Esser et al. 2024) writes the same $m, s$ | same |
+# | resolution shift | factor $k$: $t' = k t / (1 + (k - 1) t)$ | SD3 and most code also call the shift factor $s$ (or "shift") | $k$ = their shift |
+#
 # ## Exercises
 #
 # **Exercise 1: conversions.** Given an $\epsilon$-prediction `eps` at `x_t` on a path
@@ -655,4 +689,6 @@ check_ddpm_step(ddpm_step)
 # | latent variable model | section 4: the 1000-step chain has the closed-form marginal of the VP linear path |
 # | learns the score | section 5: $-E[z \mid x_t]/b = \nabla \log p_t$; Langevin samples with it |
 # | solves an SDE | section 6: reverse SDE, probability-flow ODE (Euler, Heun), DDPM, DDIM, Langevin: all reach the data with the exact model |
+# | (where to put the steps) | section 6: 20 DDIM steps evenly spaced in log SNR keep each mode's width; 50 uniform steps in $t$ do not |
 # | "how do we choose these functions?" | section 7: the target decides where errors are amplified; v is the balanced choice |
+# | notation | section 9: one table of the course's letters against the slides' and the papers' |

@@ -66,6 +66,10 @@ EXEMPT = {
     "cs231n_gen.gan.GANHistory": "a result record",
     "cs231n_gen.train.History": "a result record (its smoothed() is fuzzed)",
     "cs231n_gen.runtime.is_quick": "takes no arguments",
+    "cs231n_gen.runtime.caching_runs": "takes no arguments",
+    "cs231n_gen.fingerprint.fingerprint": "hashes any value; one it cannot read raises NotFingerprintable, a ValueError",
+    "cs231n_gen.fingerprint.NotFingerprintable": "an exception class",
+    "cs231n_gen.engine.cache_inputs": "fingerprints what fit and train_gan built after validating it",
     "cs231n_gen.sampling.CountCalls.forward": "hands its arguments to the wrapped model, which checks them",
     "cs231n_gen.engine.plain": "turns any value into plain values; every input is valid",
     "cs231n_gen.engine.data_signature": "describes any value; every input is valid",
@@ -168,14 +172,11 @@ def specs(judge):
         "data.toy2d.LabelledMixture.sample_class": (LAB.sample_class, dict(y=1, n=5, generator=_g())),
         "data.toy2d.LabelledMixture.sample_sharpened": (LAB.sample_sharpened, dict(y=1, n=5, w=1.0, generator=_g())),
         "data.toy2d.LabelledMixture.class_posterior": (LAB.class_posterior, dict(x=X)),
-        "data.toy2d.check_labelled_mixture": (toy2d.check_labelled_mixture, dict(labelled=LAB)),
         "data.toy2d.overlapping_classes": (toy2d.overlapping_classes, dict(std=0.5)),
         # paths
         "paths.interpolate": (paths.interpolate, dict(x=X, z=Z, t=T)),
         "paths.velocity_target": (paths.velocity_target, dict(x=X, z=Z)),
         "paths.rectified_flow_loss": (paths.rectified_flow_loss, dict(model=unc, x=X, generator=_g(), z=Z, t=T)),
-        "paths.check_target": (paths.check_target, dict(name="target", target="eps")),
-        "paths.check_path": (paths.check_path, dict(path=PATH)),
         "paths.DiffusionPath": (paths.DiffusionPath, dict(name="p", a=lambda t: 1 - t, b=lambda t: t,
                                                           da=lambda t: -torch.ones_like(t),
                                                           db=lambda t: torch.ones_like(t))),
@@ -366,6 +367,7 @@ def specs(judge):
                                                       alpha=0.5)),
         "viz.plot_gan_snapshot": (viz.plot_gan_snapshot, dict(ax=_axes(), snapshot=_gan_history().snapshots[-1],
                                                               reference=X, lim=3.0, n_show=5)),
+        "viz.step_axis": (viz.step_axis, dict(ax=_axes(), counts=[1, 2, 5], label="steps")),
         "viz.image_grid": (viz.image_grid, dict(ax=_axes(), images=IMG, per_row=3, title="t", pad=1)),
         # widgets
         "widgets.player.FramePlayer": (widgets.FramePlayer, dict(n_frames=2, draw=lambda ax, i: ax.plot([0, i]),
@@ -501,8 +503,8 @@ def _outcome(fn, kwargs, arg):
 # Arguments whose valid value should not be mutated (labels of a figure, file names...) or
 # where a bad value is accepted on purpose (documented), by "spec.arg".
 NOT_FUZZED = {
-    "paths.check_target.name", "viz.scatter.color", "viz.scatter.title", "viz.class_scatter.title",
-    "viz.plot_loss.label", "viz.image_grid.title", "widgets.schedules.time_sampler_explorer.reference_label",
+    "viz.scatter.color", "viz.scatter.title", "viz.class_scatter.title",
+    "viz.plot_loss.label", "viz.step_axis.label", "viz.image_grid.title", "widgets.schedules.time_sampler_explorer.reference_label",
     "engine.Loop.desc", "paths.DiffusionPath.name", "widgets.player.static_strip.title",
 }
 

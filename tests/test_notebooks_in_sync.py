@@ -73,3 +73,14 @@ def test_every_widget_call_is_displayed(source):
                 assert k == len(body) - 1, (
                     f"{source.name}, code cell at position {i}: widgets.{call.func.attr}(...) is not the cell's last "
                     "statement, so Jupyter never displays it; move the code after it into a cell of its own")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_lecture_says_how_long_it_takes(source):
+    """The first markdown cell names the full-mode time, the quick-mode time and the rerun."""
+    intro = next(c for c in jupytext.read(source).cells if c.cell_type == "markdown").source
+    line = next((ln for ln in intro.splitlines() if "How long" in ln), None)
+    assert line is not None, f"{source.name}: the introduction has no 'How long' line"
+    rest = intro[intro.index(line):]
+    for words in ("full mode", "quick mode", "cache"):
+        assert words in rest, f"{source.name}: the 'How long' paragraph does not mention {words!r}"

@@ -12,18 +12,7 @@ import math
 
 import torch
 
-from .._validate import check_device, check_dtype, check_generator, check_int, check_points, check_real, check_tensor
-
-
-def _as_float_tensor(name: str, value, ndim: int | None = None) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value, dtype=torch.float32)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be array-like numbers, got {value!r}") from err
-    if not value.is_floating_point():
-        value = value.float()
-    return check_tensor(name, value, ndim=ndim)
+from .._validate import as_float_tensor, check_device, check_dtype, check_generator, check_int, check_points, check_real
 
 
 class GaussianMixture:
@@ -36,11 +25,11 @@ class GaussianMixture:
     """
 
     def __init__(self, means, std, weights=None):
-        means = _as_float_tensor("means", means, ndim=2)
+        means = as_float_tensor("means", means, ndim=2)
         if means.shape[0] < 1 or means.shape[1] < 1:
             raise ValueError(f"means must have shape (K, D) with K, D >= 1, got {tuple(means.shape)}")
         k = means.shape[0]
-        std = _as_float_tensor("std", std).to(means)
+        std = as_float_tensor("std", std).to(means)
         if std.ndim == 0:
             std = std.expand(k).clone()
         if std.shape != (k,):
@@ -49,7 +38,7 @@ class GaussianMixture:
             raise ValueError(f"std must be > 0, got {std.tolist()}")
         if weights is None:
             weights = torch.full((k,), 1.0 / k)
-        weights = _as_float_tensor("weights", weights).to(means)
+        weights = as_float_tensor("weights", weights).to(means)
         if weights.shape != (k,):
             raise ValueError(f"weights must have shape ({k},) (one per row of means), got shape {tuple(weights.shape)}")
         if bool((weights < 0).any()) or float(weights.sum()) <= 0:
@@ -353,13 +342,6 @@ class LabelledMixture:
         post = self.mixture.posterior(x)
         out = torch.zeros(post.shape[0], self.n_classes, device=post.device, dtype=post.dtype)
         return out.index_add_(1, self.component_classes.to(post.device), post)
-
-
-def check_labelled_mixture(labelled) -> LabelledMixture:
-    """``labelled`` if it is a :class:`LabelledMixture`, else a ValueError."""
-    if not isinstance(labelled, LabelledMixture):
-        raise ValueError(f"labelled must be a LabelledMixture, got {type(labelled).__name__}")
-    return labelled
 
 
 def overlapping_classes(std: float = 0.65) -> LabelledMixture:

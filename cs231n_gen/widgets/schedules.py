@@ -56,18 +56,22 @@ def time_sampler_explorer(reference=None, reference_label: str = "difficulty", s
             twin.tick_params(axis="y", colors=viz.NOISE, labelsize=7)
             twin.set_ylim(0, None)
         median, low, high = summary(sampler)
-        ax.axvline(median, color=viz.MODEL, lw=0.8)
+        ax.axvline(median, color=viz.MODEL, lw=0.8, label="median of t")
         ax.legend(loc="upper left", fontsize=7)
         ax.set_title(title or f"median {median:.2f};  t < 0.1: {100 * low:.0f}%,  t > 0.9: {100 * high:.0f}%",
                      fontsize=9)
 
-    if static:
-        presets = [TimeSampler(), TimeSampler("logit_normal"), TimeSampler("logit_normal", m=0.0, s=1.0, shift=3.0),
+    if static:  # the four samplers the lecture then trains with (its section 3)
+        presets = [TimeSampler(), TimeSampler("logit_normal"), TimeSampler("logit_normal", m=-0.5),
                    TimeSampler(shift=3.0)]
 
         def panel(ax, k):
             draw(ax, presets[k], title=str(presets[k]))
-            ax.get_legend().remove()
+            if k:  # one legend, in the first panel: density, uniform, median
+                ax.get_legend().remove()
+            else:
+                handles, labels = ax.get_legend_handles_labels()
+                ax.legend(handles, ["p(t)"] + labels[1:], loc="upper right", fontsize=7)
 
         static_strip(len(presets), panel, "Where training spends its effort: the density of t under four samplers",
                      panel_size=(3.4, 3.0))
