@@ -240,3 +240,106 @@ def test_generalized_diffusion_exercises_pass_and_name_mistakes(capsys):
     for fn, hint in step_mistakes:
         with pytest.raises(AssertionError, match=hint):
             check_ddpm_step(fn)
+
+
+# ---------------------------------------------------------------- seeds and structured results
+def _solutions():
+    import torch.nn.functional as F
+
+    from cs231n_gen import exercises as ex
+
+    def rf_loss(model, x, z, t):
+        tt = t[:, None]
+        return (model((1 - tt) * x + tt * z, t) - (z - x)).square().sum(1).mean()
+
+    def euler(model, z, n):
+        x = z
+        for i in range(n):
+            x = x - model(x, torch.full((x.shape[0],), 1 - i / n)) / n
+        return x
+
+    def guided(model, x, t, y, w, null):
+        both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null)]))
+        return (1 + w) * both[: len(x)] - w * both[len(x):]
+
+    def cfg_loss(model, x, y, z, t, u, p, null):
+        y = torch.where(u < p, torch.full_like(y, null), y)
+        tt = t[:, None]
+        return (model((1 - tt) * x + tt * z, t, y) - (z - x)).square().sum(1).mean()
+
+    def ddpm(x_t, x_hat, a_t, b_t, a_s, b_s, noise):
+        a_ts = a_t / a_s
+        b_ts2 = b_t**2 - a_ts**2 * b_s**2
+        return (a_s * b_ts2 / b_t**2 * x_hat + a_ts * b_s**2 / b_t**2 * x_t
+                + (b_ts2 * b_s**2 / b_t**2).sqrt() * noise)
+
+    return {
+        ex.check_nonsaturating_loss: lambda l: F.softplus(-l).mean(),
+        ex.check_optimal_discriminator: lambda p, q: p / (p + q),
+        ex.check_rf_loss: rf_loss,
+        ex.check_euler_sampler: euler,
+        ex.check_cfg_velocity: guided,
+        ex.check_cfg_loss: cfg_loss,
+        ex.check_logit_normal_sampler: lambda n, m, s, g: torch.sigmoid(m + s * torch.randn(n, generator=g)),
+        ex.check_shift: lambda t, k: k * t / (1 + (k - 1) * t),
+        ex.check_eps_conversions: lambda eps, x_t, a, b, da, db: ((x_t - b * eps) / a,
+                                                                  da * (x_t - b * eps) / a + db * eps),
+        ex.check_ddpm_step: ddpm,
+    }
+
+
+def test_every_check_has_a_solution_here():
+    from cs231n_gen.exercises import CHECKS
+
+    assert set(_solutions()) == set(CHECKS.values())
+
+
+@pytest.mark.parametrize("seed", [None, 1, 123456789])
+def test_solutions_pass_for_any_seed(seed):
+    for check, solution in _solutions().items():
+        result = check(solution, seed=seed, raise_on_fail=False)
+        assert result.passed and result.exercise == check.exercise, (check.__name__, result)
+
+
+def test_a_memorised_answer_fails_with_another_seed():
+    """Record every output of the solution on the default probes and replay them: that may pass at the
+    default seed (unless the check also watches calls or gradients), never at another."""
+    fooled_at_default = 0
+    for check, solution in _solutions().items():
+        tape = []
+
+        def record(*args, solution=solution):
+            out = solution(*args)
+            tape.append(out.detach().clone() if isinstance(out, torch.Tensor) else
+                        tuple(o.detach().clone() for o in out))
+            return out
+
+        assert check(record, raise_on_fail=False).passed
+        replay = iter(list(tape))
+
+        def memorised(*args):
+            return next(replay)
+
+        fooled_at_default += check(memorised, raise_on_fail=False).passed
+        replay = iter(list(tape))
+        result = check(memorised, seed=7, raise_on_fail=False)
+        assert not result.passed, f"{check.__name__} passes a memorised answer under a new seed"
+    assert fooled_at_default >= 6  # so the replay is faithful, and the seed is what catches it
+
+
+def test_results_are_structured(capsys):
+    from cs231n_gen.exercises import CheckResult, ExerciseFailed, check_shift
+
+    ok = check_shift(lambda t, k: k * t / (1 + (k - 1) * t))
+    assert ok == CheckResult("shift", True, ok.message) and "correct" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed) as info:
+        check_shift(lambda t, k: t)
+    assert info.value.result.exercise == "shift" and not info.value.result.passed
+    quiet = check_shift(lambda t, k: t, raise_on_fail=False)
+    assert quiet == info.value.result and capsys.readouterr().out == ""
+    assert check_shift(lambda t, k: 1 / 0, raise_on_fail=False).message.startswith("shift raised ZeroDivisionError")
+    not_written = check_shift(lambda t, k: (_ for _ in ()).throw(NotImplementedError()), raise_on_fail=False)
+    assert "not written yet" in not_written.message
+    for bad in ({"seed": -1}, {"seed": 2.5}, {"raise_on_fail": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            check_shift(lambda t, k: t, **bad)

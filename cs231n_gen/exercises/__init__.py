@@ -1,0 +1,26 @@
+"""Checks for the lecture exercises, one module per lecture over one shared harness.
+
+Each ``check_<name>(student_fn, *, seed=None, raise_on_fail=True)`` runs the student's
+function on probe inputs drawn from ``seed``, compares it with the library's reference,
+and on a mismatch names the usual mistake it matches (sign of v, direction of time, an
+off-by-one time grid, ...). In a notebook it prints a confirmation and returns a
+:class:`CheckResult`, or raises :class:`ExerciseFailed` (an ``AssertionError``) with the
+hint; with ``raise_on_fail=False`` it returns the failed result instead (the grader's
+way). ``CHECKS`` maps every check's name to the check.
+"""
+from ._harness import CheckResult, ExerciseFailed
+from .gans import check_nonsaturating_loss, check_optimal_discriminator
+from .generalized import check_ddpm_step, check_eps_conversions
+from .guidance import check_cfg_loss, check_cfg_velocity
+from .rectified_flow import check_euler_sampler, check_rf_loss
+from .schedules import check_logit_normal_sampler, check_shift
+
+CHECKS = {check.__name__: check for check in (
+    check_nonsaturating_loss, check_optimal_discriminator,  # 01 GANs
+    check_rf_loss, check_euler_sampler,  # 02 rectified flow
+    check_cfg_velocity, check_cfg_loss,  # 03 classifier-free guidance
+    check_logit_normal_sampler, check_shift,  # 04 noise schedules
+    check_eps_conversions, check_ddpm_step,  # generalized diffusion
+)}
+
+__all__ = ["CheckResult", "ExerciseFailed", "CHECKS", *CHECKS]

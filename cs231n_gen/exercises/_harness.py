@@ -1,0 +1,124 @@
+"""The one skeleton every exercise check shares.
+
+A check is written as ``body(student_fn, probe)``: it draws its probe inputs from
+``probe`` (seeded, so a grader can choose fresh probes and a memorised answer fails),
+calls the student's function, and either returns the confirmation to print or calls
+:func:`fail` with the mistake it recognised. :func:`exercise` turns that body into the
+public ``check_<name>(student_fn, *, seed=None, raise_on_fail=True)``:
+
+- in a notebook it prints the confirmation and returns a :class:`CheckResult`, or raises
+  :class:`ExerciseFailed` (an ``AssertionError``) whose message names the mistake;
+- a grader passes ``raise_on_fail=False`` and reads the returned :class:`CheckResult`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+
+import torch
+
+from .._validate import check_int
+
+DEFAULT_SEED = 0  # what a student's own run uses; the grader draws another
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """The verdict on one exercise: its name, whether it passed, and the message shown."""
+
+    exercise: str
+    passed: bool
+    message: str
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # the notebook shows the verdict; the message is printed
+        printer.text(f"<{self.exercise}: {'passed' if self.passed else 'failed'}>")
+
+    def __str__(self) -> str:
+        return f"{self.exercise}: {'passed' if self.passed else 'failed'}: {self.message}"
+
+
+class ExerciseFailed(AssertionError):
+    """Raised in a notebook when a check fails; ``.result`` holds the :class:`CheckResult`."""
+
+    def __init__(self, result: CheckResult):
+        super().__init__(result.message)
+        self.result = result
+
+
+class _Mistake(Exception):
+    """Internal: a recognised mistake, carrying the message for the student."""
+
+
+def fail(message: str):
+    """Stop the check with ``message`` (the mistake and how to fix it)."""
+    raise _Mistake(message)
+
+
+class Probe:
+    """Where a check draws its inputs: independent, reproducible generators per use."""
+
+    def __init__(self, exercise: str, seed: int):
+        self.exercise, self.seed = exercise, seed
+
+    def generator(self, stream: int = 0) -> torch.Generator:
+        """A torch generator for probe stream ``stream`` (same seed and stream, same numbers)."""
+        key = f"{self.exercise}:{self.seed}:{stream}".encode()
+        return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:7], "big"))
+
+    def uniform(self, low: float, high: float, stream: int = 0) -> float:
+        """One number drawn uniformly from [low, high)."""
+        return low + (high - low) * float(torch.rand((), generator=self.generator(1000 + stream)))
+
+
+def call_student(what: str, student_fn, *args):
+    """Call the student's function; its own exception becomes a failed check naming it."""
+    try:
+        return student_fn(*args)
+    except NotImplementedError:
+        fail(f"{what.split()[0]} is not written yet (it raises NotImplementedError): replace the "
+             "'raise NotImplementedError' line with your code.")
+    except Exception as err:  # show students their own error, with context
+        fail(f"{what} raised {type(err).__name__}: {err}")
+
+
+def close(a, b, tol: float = 1e-5) -> bool:
+    """Same values (float64, broadcast, relative and absolute tolerance ``tol``); False if incomparable."""
+    try:
+        a = torch.as_tensor(a, dtype=torch.float64)
+        b = torch.as_tensor(b, dtype=torch.float64)
+        return torch.allclose(a, b, rtol=tol, atol=tol)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
+def exercise(name: str):
+    """Decorator: turn ``body(student_fn, probe) -> confirmation`` into a public check."""
+
+    def wrap(body):
+        @functools.wraps(body)
+        def check(student_fn, *, seed=None, raise_on_fail: bool = True) -> CheckResult:
+            if not callable(student_fn):
+                raise ValueError(f"student_fn must be your function (pass the function itself, without calling "
+                                 f"it), got {type(student_fn).__name__}")
+            seed = DEFAULT_SEED if seed is None else check_int("seed", seed, minimum=0)
+            if not isinstance(raise_on_fail, bool):
+                raise ValueError(f"raise_on_fail must be True or False, got {raise_on_fail!r}")
+            try:
+                result = CheckResult(name, True, body(student_fn, Probe(name, seed)))
+            except _Mistake as mistake:
+                result = CheckResult(name, False, str(mistake))
+            except Exception as err:  # the student's function broke the probe somewhere we did not guard
+                result = CheckResult(name, False, f"{name} failed with {type(err).__name__}: {err}")
+            if result.passed:
+                if raise_on_fail:
+                    print(result.message)
+                return result
+            if raise_on_fail:
+                raise ExerciseFailed(result)
+            return result
+
+        check.exercise = name
+        return check
+
+    return wrap
