@@ -369,3 +369,20 @@ def check_sampling_times(times) -> torch.Tensor:
     if bool((times < 0).any()) or bool((times > 1).any()):
         raise ValueError(f"times must lie in [0, 1], got [{times.min().item():.4g}, {times.max().item():.4g}]")
     return times
+
+
+def check_file_path(name: str, value):
+    """``value`` as a :class:`pathlib.Path` if it is a str or os.PathLike naming a path, else a ValueError."""
+    import os
+    from pathlib import Path
+
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ValueError(f"{name} must be a file or folder path (str or pathlib.Path), got {_describe(value)}")
+    return Path(value)
+
+
+def check_text(name: str, value) -> str:
+    """``value`` if it is a str, else a ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a str, got {_describe(value)}")
+    return value

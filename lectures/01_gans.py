@@ -37,7 +37,7 @@
 # `CS231N_GEN_QUICK=1`). Every model it trains goes into a cache, keyed by everything that
 # made it, so running it again after a kernel restart takes about 15 seconds.
 
-# %%
+# %% tags=["setup"]
 # Setup: install the course library when it is missing (Colab), then start the lecture.
 import importlib.util
 import subprocess
@@ -589,6 +589,9 @@ print("AdaIN module output:", tuple(style_layer(x_feat, torch.randn(4, 16)).shap
 # extremely confident (logit -200). Hint: $-\log\sigma(\ell) = \mathrm{softplus}(-\ell)$.
 
 # %% tags=["exercise"]
+import torch
+
+
 import torch.nn.functional as F  # noqa: E402
 
 

@@ -38,7 +38,7 @@
 # `CS231N_GEN_QUICK=1`). Every model it trains goes into a cache, keyed by everything that
 # made it, so running it again after a kernel restart takes about 40 seconds (most of it is evaluation, which is not cached).
 
-# %%
+# %% tags=["setup"]
 # Setup: install the course library when it is missing (Colab), then start the lecture.
 import importlib.util
 import subprocess
@@ -605,6 +605,9 @@ check_rf_loss(rf_loss_exercise)
 # model as `model(x, t)` with `t` a tensor of shape (n,).
 
 # %% tags=["exercise"]
+import torch
+
+
 def euler_sample(model, z, num_steps):
     ### BEGIN SOLUTION
     x = z

@@ -43,7 +43,7 @@
 # `CS231N_GEN_QUICK=1`). Every model it trains goes into a cache, keyed by everything that
 # made it, so running it again after a kernel restart takes about 70 seconds.
 
-# %%
+# %% tags=["setup"]
 # Setup: install the course library when it is missing (Colab), then start the lecture.
 import importlib.util
 import subprocess
@@ -510,6 +510,9 @@ assert digit_scores[2, k_match]["classes_covered"] > digit_scores[2, 1.0]["class
 # $t = \sigma(m + s\,n)$ with $n \sim \mathcal N(0, 1)$, drawn with the given `generator`.
 
 # %% tags=["exercise"]
+import torch
+
+
 def logit_normal(n, m, s, generator):
     ### BEGIN SOLUTION
     return torch.sigmoid(m + s * torch.randn(n, generator=generator))

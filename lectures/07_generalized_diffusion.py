@@ -42,7 +42,7 @@
 # `CS231N_GEN_QUICK=1`). Every model it trains goes into a cache, keyed by everything that
 # made it, so running it again after a kernel restart takes about 2.5 minutes (its samplers, not its training, take the time).
 
-# %%
+# %% tags=["setup"]
 # Setup: install the course library when it is missing (Colab), then start the lecture.
 import importlib.util
 import subprocess
@@ -445,7 +445,7 @@ print("with the default t_start = 0.999 both run and return finite samples")
 # scored on the ten evaluation sets by W2 and by the width of each mode.
 
 # %%
-GRID_STEPS = [5, 10, 20, 50, 100]
+GRID_STEPS = budget(full=[5, 10, 20, 50, 100], quick=[5, 10, 20, 50])
 grid_scores = {"uniform in t": [], "uniform in log SNR": []}
 for steps in GRID_STEPS:
     for name, grid in (("uniform in t", dict(steps=steps)),
@@ -589,9 +589,10 @@ assert x_err["v"][high] < x_err["eps"][high] and z_err["v"][low] < z_err["x"][lo
 # sampling.
 
 # %%
+DDPM_SETS = budget(full=len(noise_sets), quick=3)  # 1000 steps per set: quick mode scores fewer sets
 ddpm_outs = [sampling.ddpm(models["eps"], b_start * z, 1000, path=vp_lin, target="eps", generator=sample_gen)
-             for z in noise_sets]
-ddpm_ratio = metrics.wasserstein2_ratio(ddpm_outs, data_sets, fresh_sets)
+             for z in noise_sets[:DDPM_SETS]]
+ddpm_ratio = metrics.wasserstein2_ratio(ddpm_outs, data_sets[:DDPM_SETS], fresh_sets[:DDPM_SETS])
 ddpm_modes = metrics.mode_coverage(torch.cat(ddpm_outs), data.means, std=MODE_STD)
 print(f"learned eps-prediction, DDPM ancestral sampling (1000 steps): W2 ratio {ddpm_ratio:.2f}, "
       f"{100 * ddpm_modes['high_quality']:.1f}% of samples on a mode, mode spread {ddpm_modes['within_std']:.3f} "

@@ -50,6 +50,10 @@ from cs231n_gen import (  # noqa: E402
     widgets,
 )
 from cs231n_gen.data import images as data_images  # noqa: E402
+from cs231n_gen.grading import grade as grading_grade  # noqa: E402
+from cs231n_gen.grading import notebooks as grading_notebooks  # noqa: E402
+from cs231n_gen.grading import release as grading_release  # noqa: E402
+from cs231n_gen.grading import screen as grading_screen  # noqa: E402
 from cs231n_gen.data import toy2d  # noqa: E402
 from cs231n_gen.nn import dcgan, gan_mlp, mlp  # noqa: E402
 
@@ -74,6 +78,16 @@ EXEMPT = {
     "cs231n_gen.engine.plain": "turns any value into plain values; every input is valid",
     "cs231n_gen.engine.data_signature": "describes any value; every input is valid",
     "cs231n_gen.engine.callable_signature": "describes any value; every input is valid",
+    "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
+    "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
+    "cs231n_gen.grading.kernel.run_check": "called only from the grader's own cells, with values it wrote",
+    **{f"cs231n_gen.grading.{name}": "internal to the grader: called by release and grade on what they validated"
+       for name in ("grade.Submission", "grade.Limits", "grade.RunOutcome", "grade.build_graded", "grade.run_graded",
+                    "grade.judge", "grade.grade_submission", "grade.write_gradebook", "grade.summary_path",
+                    "notebooks.Exercise", "notebooks.write_notebook", "notebooks.source_of", "notebooks.tags_of",
+                    "notebooks.cell_kind", "notebooks.cell_digest", "notebooks.defined_functions",
+                    "notebooks.ensure_cell_ids", "notebooks.exercises_of", "notebooks.setup_cell",
+                    "release.student_copy")},
 }
 
 
@@ -398,11 +412,42 @@ def specs(judge):
         "runtime.start_lecture": (runtime.start_lecture, dict(seed=0, device="cpu")),
         "runtime.median_seconds": (runtime.median_seconds, dict(fn=lambda: None, repeats=2, warmup=0, device="cpu")),
     }
-    for name in ("check_rf_loss", "check_euler_sampler", "check_nonsaturating_loss", "check_optimal_discriminator",
-                 "check_cfg_velocity", "check_cfg_loss", "check_logit_normal_sampler", "check_shift",
-                 "check_eps_conversions", "check_ddpm_step"):
-        s[f"exercises.{name}"] = (getattr(exercises, name), dict(student_fn=None))  # only bad values are tried
+    for name, check in exercises.CHECKS.items():  # only bad values are tried (a valid call needs a solution)
+        s[f"{check.__module__.removeprefix('cs231n_gen.')}.{name}"] = (check, dict(student_fn=None))
+    release_dir = _release_dir()
+    s |= {
+        "grading.notebooks.read_notebook": (grading_notebooks.read_notebook, dict(path=LECTURE)),
+        "grading.notebooks.strip_solutions": (grading_notebooks.strip_solutions,
+                                              dict(source="def f():\n    ### BEGIN SOLUTION\n    return 1\n"
+                                                          "    ### END SOLUTION\n")),
+        "grading.screen.screen": (grading_screen.screen, dict(source="x = 1", protected=["check_shift"])),
+        "grading.release.release": (grading_release.release, dict(notebooks=[LECTURE], out_dir=str(release_dir))),
+        "grading.release.load_release": (grading_release.load_release, dict(release_dir=str(release_dir))),
+        "grading.grade.find_submissions": (grading_grade.find_submissions,
+                                           dict(submissions_dir=str(release_dir.parent / "empty"),
+                                                manifest=grading_release.load_release(release_dir))),
+        "grading.grade.grade": (grading_grade.grade, dict(submissions_dir=str(release_dir.parent / "empty"),
+                                                          release_dir=str(release_dir),
+                                                          out=str(release_dir.parent / "book.csv"), jobs=1,
+                                                          timeout=5.0, memory_mb=1000, full=False, progress=None)),
+    }
     return s
+
+
+LECTURE = str(Path(__file__).resolve().parents[1] / "lectures" / "04_noise_schedules.ipynb")
+_RELEASE = []
+
+
+def _release_dir() -> Path:
+    """A released lecture and an empty submissions folder, made once per session."""
+    if not _RELEASE:
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="cs231n-gen-fuzz-"))
+        (root / "empty").mkdir()
+        grading_release.release([LECTURE], root / "release")
+        _RELEASE.append(root / "release")
+    return _RELEASE[0]
 
 
 # -------------------------------------------------------------------- the bad values
