@@ -49,6 +49,7 @@ from cs231n_gen import (  # noqa: E402
     viz,
     widgets,
 )
+from cs231n_gen.data import captioned_shapes as data_shapes  # noqa: E402
 from cs231n_gen.data import images as data_images  # noqa: E402
 from cs231n_gen.grading import grade as grading_grade  # noqa: E402
 from cs231n_gen.grading import notebooks as grading_notebooks  # noqa: E402
@@ -78,6 +79,7 @@ EXEMPT = {
     "cs231n_gen.engine.plain": "turns any value into plain values; every input is valid",
     "cs231n_gen.engine.data_signature": "describes any value; every input is valid",
     "cs231n_gen.engine.callable_signature": "describes any value; every input is valid",
+    "cs231n_gen.data.captioned_shapes.Shapes": "a result record",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
     "cs231n_gen.grading.kernel.run_check": "called only from the grader's own cells, with values it wrote",
@@ -414,6 +416,18 @@ def specs(judge):
     }
     for name, check in exercises.CHECKS.items():  # only bad values are tried (a valid call needs a solution)
         s[f"{check.__module__.removeprefix('cs231n_gen.')}.{name}"] = (check, dict(student_fn=None))
+    s |= {
+        "data.captioned_shapes.shapes": (data_shapes.shapes, dict(n=3, size=32, generator=_g())),
+        "data.captioned_shapes.parse_caption": (data_shapes.parse_caption, dict(text="a small red circle")),
+        "data.captioned_shapes.caption": (data_shapes.caption, dict(shape=1, color=2, size=1, position=4)),
+        "data.captioned_shapes.coverage": (data_shapes.coverage, dict(shape=torch.tensor([0, 2]),
+                                                                    cx=torch.tensor([8.0, 20.0]),
+                                                                    cy=torch.tensor([8.0, 20.0]),
+                                                                    r=torch.tensor([3.0, 5.0]), size=32,
+                                                                    supersample=2)),
+        "image_metrics.shape_attributes": (image_metrics.shape_attributes,
+                                           dict(images=data_shapes.shapes(3, generator=_g(1)).images)),
+    }
     release_dir = _release_dir()
     s |= {
         "grading.notebooks.read_notebook": (grading_notebooks.read_notebook, dict(path=LECTURE)),

@@ -1,4 +1,5 @@
-"""Datasets, all offline: 2D toys (procedural) and small images (scikit-learn digits)."""
+"""Datasets, all offline: 2D toys (procedural), small images (scikit-learn digits) and captioned shapes."""
+from .captioned_shapes import Shapes, parse_caption, shapes
 from .images import digits
 from .toy2d import (
     Checkerboard,
@@ -17,6 +18,9 @@ from .toy2d import (
 
 __all__ = [
     "digits",
+    "shapes",
+    "parse_caption",
+    "Shapes",
     "GaussianMixture",
     "LabelledMixture",
     "overlapping_classes",
