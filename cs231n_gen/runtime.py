@@ -90,8 +90,9 @@ def caching_runs() -> bool:
 def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True) -> tuple[torch.device, bool]:
     """Everything a lecture's first cell does, in one call: returns ``(device, QUICK)``.
 
-    Picks the device (:func:`get_device`, ``device`` forces one), seeds Python, NumPy and
-    PyTorch (:func:`seed_everything`), reads quick mode (``CS231N_GEN_QUICK``) and prints
+    Picks the device (:func:`get_device`, ``device`` forces one), on the CPU the number of
+    torch threads (:func:`cs231n_gen.threads.apply_thread_policy`: what the process may use,
+    measured), seeds Python, NumPy and PyTorch (:func:`seed_everything`), reads quick mode (``CS231N_GEN_QUICK``) and prints
     one line saying what it chose, so a rerun of the notebook starts from the same state.
     With ``cache`` (the default) every model the lecture trains is cached, keyed by
     everything that made it (:mod:`cs231n_gen.fingerprint`), so a rerun after a kernel
@@ -103,16 +104,26 @@ def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True) 
     if not isinstance(cache, bool):
         raise ValueError(f"cache must be True or False, got {cache!r}")
     _lecture_caches_runs = cache
-    seed = seed_everything(seed)
     chosen = get_device(device)
+    from .threads import apply_thread_policy
+
+    threads = apply_thread_policy() if chosen.type == "cpu" else None
+    seed = seed_everything(seed)
     quick = is_quick()
     from . import __version__
 
     mode = f"quick ({QUICK_ENV}=1: small budgets, for tests)" if quick else "full"
     cached = "on" if caching_runs() else "off"
     print(f"cs231n-gen {__version__} | device: {chosen} | mode: {mode} | seed: {seed} | "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s) | cache of trained models: {cached}")
+          f"torch {torch.__version__}, {_threads_line(threads)} | cache of trained models: {cached}")
     return chosen, quick
+
+
+def _threads_line(choice) -> str:
+    if choice is None:
+        return f"{torch.get_num_threads()} CPU thread(s)"
+    how = "measured" if choice.reason.startswith("measured") else choice.reason
+    return f"{choice.threads} of {choice.usable} usable CPU thread(s) ({how})"
 
 
 def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:

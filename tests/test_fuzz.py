@@ -49,6 +49,7 @@ from cs231n_gen import (  # noqa: E402
     viz,
     widgets,
 )
+from cs231n_gen import threads  # noqa: E402
 from cs231n_gen.data import captioned_shapes as data_shapes  # noqa: E402
 from cs231n_gen.data import images as data_images  # noqa: E402
 from cs231n_gen.grading import grade as grading_grade  # noqa: E402
@@ -80,6 +81,8 @@ EXEMPT = {
     "cs231n_gen.engine.data_signature": "describes any value; every input is valid",
     "cs231n_gen.engine.callable_signature": "describes any value; every input is valid",
     "cs231n_gen.data.captioned_shapes.Shapes": "a result record",
+    "cs231n_gen.threads.ThreadChoice": "a result record",
+    "cs231n_gen.threads.usable_cpus": "takes no arguments",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
     "cs231n_gen.grading.kernel.run_check": "called only from the grader's own cells, with values it wrote",
@@ -427,6 +430,10 @@ def specs(judge):
                                                                     supersample=2)),
         "image_metrics.shape_attributes": (image_metrics.shape_attributes,
                                            dict(images=data_shapes.shapes(3, generator=_g(1)).images)),
+    }
+    s |= {
+        "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),
+        "threads.apply_thread_policy": (threads.apply_thread_policy, dict(max_threads=2)),
     }
     release_dir = _release_dir()
     s |= {
