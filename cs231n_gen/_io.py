@@ -71,6 +71,23 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a unique temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
 def save(payload, path) -> None:
     """Write ``payload`` (tensors and plain values) to ``path`` atomically, with its digest.
 

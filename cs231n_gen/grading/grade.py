@@ -37,7 +37,9 @@ from pathlib import Path
 
 import nbformat
 
+from .._io import write_text
 from .._validate import check_bool, check_file_path, check_int, check_real
+from ..threads import usable_cpus
 from .notebooks import cell_digest, cell_kind, defined_functions, read_notebook, source_of, write_notebook
 from .release import load_release
 from .screen import screen
@@ -460,15 +462,6 @@ def _record(sub, entry, rows, flags, start, limits) -> dict:
 
 
 # ------------------------------------------------------------------ the gradebook
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _records_dir(out: Path) -> Path:
     return out.with_name(out.name + ".records")
 
@@ -476,7 +469,7 @@ def _records_dir(out: Path) -> Path:
 def _salt(records: Path) -> str:
     path = records / "salt"
     if not path.exists():
-        _atomic_write(path, secrets.token_hex(16))
+        write_text(path, secrets.token_hex(16))
     return path.read_text().strip()
 
 
@@ -507,7 +500,7 @@ def write_gradebook(out: Path, records: list[dict]) -> None:
     writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(out, buf.getvalue())
+    write_text(out, buf.getvalue())
     per = {}
     for row in rows:
         s = per.setdefault(row["student"], {"student": row["student"], "points": 0, "max_points": 0,
@@ -521,7 +514,7 @@ def write_gradebook(out: Path, records: list[dict]) -> None:
     writer = csv.DictWriter(buf, SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(per[k] for k in sorted(per))
-    _atomic_write(summary_path(out), buf.getvalue())
+    write_text(summary_path(out), buf.getvalue())
 
 
 def summary_path(out) -> Path:
@@ -561,14 +554,14 @@ def grade(submissions_dir, release_dir, out, *, jobs: int = 1, timeout: float = 
     if progress:
         progress(f"grading {len(todo)} submissions ({len(done)} already graded) with {jobs} "
                  f"{'worker' if jobs == 1 else 'workers'}")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, usable_cpus() // jobs)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(grade_submission, sub, Path(release_dir), manifest, limits=limits, threads=threads,
                                seed=_seed(salt, sub)): sub for sub in todo}
         for future in concurrent.futures.as_completed(futures):
             sub = futures[future]
             rec = future.result()
-            _atomic_write(_record_path(records_dir, sub), json.dumps(rec, indent=1))
+            write_text(_record_path(records_dir, sub), json.dumps(rec, indent=1))
             done[sub] = rec
             write_gradebook(out, list(done.values()))
             if progress:

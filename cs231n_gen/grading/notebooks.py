@@ -11,12 +11,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
-import os
 import re
-from pathlib import Path
 
 import nbformat
 
+from .._io import write_text
 from .._validate import check_file_path, check_text
 from ..exercises import CHECKS
 
@@ -58,14 +57,8 @@ def read_notebook(path) -> nbformat.NotebookNode:
 
 
 def write_notebook(nb, path) -> None:
-    """Write a notebook atomically (a unique temporary file, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        nbformat.write(nb, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write a notebook atomically (:func:`cs231n_gen._io.write_text`)."""
+    write_text(path, nbformat.writes(nb))
 
 
 def source_of(cell) -> str:

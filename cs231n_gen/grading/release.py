@@ -17,6 +17,7 @@ import os
 import time
 
 from .. import __version__
+from .._io import write_text
 from .._validate import check_file_path
 from .notebooks import (cell_digest, cell_kind, ensure_cell_ids, exercises_of, read_notebook, setup_cell,
                         source_of, strip_solutions, write_notebook)
@@ -95,12 +96,7 @@ def release(notebooks, out_dir) -> dict:
         entry["notebook"] = path.name
         entry["digest"] = hashlib.sha256(target.read_bytes()).hexdigest()
         manifest["lectures"][path.stem] = entry
-    tmp = out_dir / f".{MANIFEST}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, out_dir / MANIFEST)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(out_dir / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 
