@@ -71,13 +71,16 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a unique temporary file in the same folder, fsync, rename."""
-    path = Path(path)
+def _write_atomically(path: Path, mode: str, write) -> None:
+    """Call ``write(f)`` on a fresh temporary file next to ``path``, fsync it, rename it over ``path``.
+
+    The temporary file is created exclusively with a unique name (two writers never share
+    one, a planted symlink is never followed) and removed again if anything fails.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -86,6 +89,11 @@ def write_text(path, text: str) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a unique temporary file in the same folder, fsync, rename."""
+    _write_atomically(Path(path), "w", lambda f: f.write(text))
 
 
 def save(payload, path) -> None:
@@ -97,21 +105,14 @@ def save(payload, path) -> None:
     path = Path(path)
     blob = {"format": FORMAT, "version": FORMAT_VERSION, "payload": payload, "sha256": digest(payload)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                torch.save(blob, f)
-            except RuntimeError as err:  # torch reports some write failures as RuntimeError
-                raise OSError(f"could not write {path}: {err}") from err
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+
+    def write(f):
+        try:
+            torch.save(blob, f)
+        except RuntimeError as err:  # torch reports some write failures as RuntimeError
+            raise OSError(f"could not write {path}: {err}") from err
+
+    _write_atomically(path, "wb", write)
 
 
 def load(path):

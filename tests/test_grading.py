@@ -205,8 +205,11 @@ def test_killed_grader_resumes_to_the_same_gradebook(corpus, tmp_path):
     proc.wait()
     done = len(list(records.glob("*.json")))
     assert 2 <= done < 5, done
+    # The gradebook is rebuilt right after each record is written, so a kill between the two
+    # leaves it one record behind; either way it holds whole rows of finished submissions only.
     book = parts.read_text().splitlines()
-    assert len(book) == 1 + 2 * done  # what finished is in the gradebook, nothing half-written
+    assert len(book) in (1 + 2 * done, 1 + 2 * (done - 1)), (len(book), done)
+    assert set(book) <= set(whole.read_text().splitlines())
     assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
     assert parts.read_text() == whole.read_text()
     # A third run grades nothing again.
