@@ -89,6 +89,20 @@ def check_points(name: str, value, dim: int | None = None) -> torch.Tensor:
     return value
 
 
+def check_batch(name: str, value) -> torch.Tensor:
+    """A batch of items of any shape: a finite float tensor (n, ...) with n >= 1 and ndim >= 2
+    (points (n, d), images (n, C, H, W), latents)."""
+    value = check_tensor(name, value)
+    if value.ndim < 2 or value.shape[0] < 1:
+        raise ValueError(f"{name} must be a batch shaped (n, d) or (n, C, H, W) with n >= 1, got {tuple(value.shape)}")
+    return value
+
+
+def per_row(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (n,) tensor viewed as (n, 1, ..., 1) to broadcast against ``like`` (n, ...)."""
+    return t.reshape(t.shape[0], *([1] * (like.ndim - 1)))
+
+
 def check_items(name: str, value, dim: int | None = None, like: str = "the reference") -> torch.Tensor:
     """n >= 1 items of any shape (points, images), finite: returned as (n, numbers per item)."""
     value = check_tensor(name, value)

@@ -17,6 +17,9 @@ Everything here works on logits, where the logs are stable:
 - The fix from the same paper: :func:`nonsaturating_generator_loss` = -E[log D(G(z))],
   whose gradient -(1 - D(G(z))) is largest exactly then. Same fixed point, better
   gradients.
+- The hinge losses (:func:`hinge_discriminator_loss`, :func:`hinge_generator_loss`)
+  take logits of any shape, such as a patch discriminator's map; the autoencoder of
+  latent diffusion uses them (:mod:`cs231n_gen.autoencoding`).
 - For a fixed generator the best discriminator is
   :func:`optimal_discriminator` D*(x) = p_data / (p_data + p_G), and then
   V(G, D*) = -log 4 + 2 JSD(p_data || p_G) (:func:`optimal_value`): minimising over G
@@ -99,6 +102,29 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> to
     if kind == "minimax":
         return minimax_generator_loss(fake_logits)
     raise ValueError(f"kind must be one of {GENERATOR_LOSSES}, got {kind!r}")
+
+
+def _patch_logits(name: str, value) -> torch.Tensor:
+    value = check_tensor(name, value)
+    if value.ndim < 1 or value.shape[0] == 0:
+        raise ValueError(f"{name} must be logits shaped (n,) or (n, ...) per patch with n >= 1, got {tuple(value.shape)}")
+    return value
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """E[max(0, 1 - l(x))] + E[max(0, 1 + l(G(z)))]: D stops pushing once a logit is past the margin.
+
+    Logits of any shape (one per image, or a patch discriminator's map); the means run
+    over every logit.
+    """
+    real = _patch_logits("real_logits", real_logits)
+    fake = _patch_logits("fake_logits", fake_logits)
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-E[l(G(z))]: the generator raises the critic's score of its outputs (no margin, no saturation)."""
+    return -_patch_logits("fake_logits", fake_logits).mean()
 
 
 # ------------------------------------------------------------ the optimal discriminator

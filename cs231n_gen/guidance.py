@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import as_time, check_generator, check_labels, check_model_input, check_points, check_real
+from ._validate import as_time, check_batch, check_generator, check_labels, check_model_input, check_real
 from .paths import rectified_flow_loss
 
 
@@ -61,7 +61,7 @@ def conditional_rf_loss(model, x: torch.Tensor, y: torch.Tensor, p_uncond: float
     ``model(x_t, t, y)`` predicts v = z - x; the loss is E||model(x_t, t, y') - v||^2
     with y' = y or null. ``z`` and ``t`` default to fresh N(0, I) noise and U[0, 1] times.
     """
-    x = check_points("x", x)
+    x = check_batch("x", x)
     null_label = _null_label(model, null_label)
     y = _labels("y", y, x.shape[0], null_label, x.device)
     y_in = drop_labels(y, p_uncond, null_label, generator)
@@ -75,7 +75,7 @@ def cfg_velocity(model, x_t: torch.Tensor, t, y, w: float, *, null_label: int | 
     """
     w = check_real("w", w, minimum=0.0)
     null_label = _null_label(model, null_label)
-    x_t = check_points("x_t", x_t)
+    x_t = check_batch("x_t", x_t)
     n = x_t.shape[0]
     y = _labels("y", y, n, null_label, x_t.device, rows_of="x_t")
     t = as_time("t", t, n, x_t, rows_of="x_t")

@@ -313,6 +313,24 @@ def shape_attributes(images: torch.Tensor) -> dict:
     (``tests/test_shapes.py`` asserts bounds on these). At 16 x 16 small shapes are a few
     pixels wide and shape accuracy drops to about 90%.
     """
+    readings = _read_shapes(images)
+    return {key: readings[key] for key in ("shape", "color", "size", "position", "found")}
+
+
+def shape_features(images: torch.Tensor) -> torch.Tensor:
+    """The judge's continuous readings of shape images, (n, 14): what Frechet distances compare.
+
+    Per image: background and object colour (RGB each), the object's centroid (x, y as
+    fractions of the side), its size (sqrt of its area over the side), the fit error of
+    each of the four shape templates (relative to the object's area), and the contrast
+    of the object against the background. Real shapes make a tight cloud in this space;
+    smudges, two objects or washed-out colours fall outside it.
+    """
+    return _read_shapes(images)["features"]
+
+
+def _read_shapes(images: torch.Tensor) -> dict:
+    """shape_attributes' work: the label readings plus the continuous features."""
     from .data import captioned_shapes as S
 
     images = check_tensor("images", images, ndim=4)
@@ -363,5 +381,25 @@ def shape_attributes(images: torch.Tensor) -> dict:
     r = torch.stack(radii, 1).gather(1, shape[:, None]).squeeze(1) / side
     size = (r > (S.RADIUS[0] * S.RADIUS[1]) ** 0.5).long()
     found = peak > 0.25
-    out = {"shape": shape, "color": color, "size": size, "position": position, "found": found}
+    fit = torch.stack(errors, 1) / area.clamp_min(1.0)[:, None]
+    features = torch.cat([background, core_rgb, torch.stack([cx / side, cy / side, area.sqrt() / side], 1), fit,
+                          peak[:, None]], dim=1)
+    out = {"shape": shape, "color": color, "size": size, "position": position, "found": found, "features": features}
     return {key: value.to(device) for key, value in out.items()}
+
+
+# ---------------------------------------------------------------------------- sharpness
+def sharpness(images: torch.Tensor) -> torch.Tensor:
+    r"""The variance of the Laplacian of each image's brightness, (n,): large for crisp edges.
+
+    The brightness is the mean of the channels in [0, 1]; the Laplacian is the 3 x 3
+    stencil [[0, 1, 0], [1, -4, 1], [0, 1, 0]] on the interior pixels. Blurring an image
+    lowers it (one 3 x 3 binomial blur divides it by about 6 on shape images); compare a
+    model's images with real ones by the ratio of the means.
+    """
+    images = check_tensor("images", images, ndim=4)
+    if images.shape[0] < 1 or images.shape[2] < 3 or images.shape[3] < 3:
+        raise ValueError(f"images must be shaped (n, C, H, W) with n >= 1 and H, W >= 3, got {tuple(images.shape)}")
+    grey = ((images.detach().float() + 1) / 2).mean(1, keepdim=True)
+    stencil = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=grey.device).view(1, 1, 3, 3)
+    return F.conv2d(grey, stencil).flatten(1).var(1)

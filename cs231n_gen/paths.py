@@ -23,21 +23,21 @@ import torch
 
 from numbers import Real
 
-from ._validate import (as_time, check_callable, check_generator, check_points, check_real, check_same_shape,
-                        check_target, check_tensor)
+from ._validate import (as_time, check_batch, check_callable, check_generator, check_points, check_real,
+                        check_same_shape, check_target, check_tensor, per_row)
 
 
 def interpolate(x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
-    """x_t = (1 - t) x + t z for a batch (x, z: (n, d); t: number, (n,) or (n, 1))."""
-    x = check_points("x", x)
+    """x_t = (1 - t) x + t z for a batch (x, z: (n, d) or (n, C, H, W); t: number, (n,) or (n, 1))."""
+    x = check_batch("x", x)
     z = check_same_shape("z", z, x, "x")
-    t = as_time("t", t, x.shape[0], x)[:, None]
+    t = per_row(as_time("t", t, x.shape[0], x), x)
     return (1 - t) * x + t * z
 
 
 def velocity_target(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The regression target v = z - x: the straight line's velocity from data to noise."""
-    x = check_points("x", x)
+    x = check_batch("x", x)
     z = check_same_shape("z", z, x, "x")
     return z - x
 
@@ -50,14 +50,14 @@ def rectified_flow_loss(
     z: torch.Tensor | None = None,
     t: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The rectified-flow training loss on one batch of data ``x`` of shape (n, d).
+    """The rectified-flow training loss on one batch of data ``x`` of shape (n, d) or (n, C, H, W).
 
     Draws z ~ N(0, I) and t ~ U[0, 1] per example (or uses the given ones), forms
     x_t = (1 - t) x + t z and returns mean_n ||model(x_t, t) - (z - x)||^2 (squared
-    error summed over coordinates, averaged over the batch).
+    error summed over an example's coordinates, averaged over the batch).
     """
     check_callable("model", model, "a model called as model(x_t, t)")
-    x = check_points("x", x)
+    x = check_batch("x", x)
     generator = check_generator("generator", generator, x.device)
     if z is None:
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -71,7 +71,7 @@ def rectified_flow_loss(
             f"model must return a tensor of shape {tuple(x.shape)}, got "
             f"{tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__}"
         )
-    return (z - x - v).square().sum(dim=1).mean()
+    return (z - x - v).square().flatten(1).sum(dim=1).mean()
 
 
 # --------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import (check_callable, check_generator, check_int, check_path, check_points, check_real,
+from ._validate import (check_batch, check_callable, check_generator, check_int, check_path, check_points, check_real,
                         check_sampling_times, check_target)
 from .schedules import time_grid
 
@@ -82,18 +82,18 @@ def euler(
 
     Args:
         model: callable ``model(x, t, **model_kwargs)`` with t a (n,) tensor.
-        x: (n, d) starting noise x_1.
+        x: (n, d) or (n, C, H, W) starting noise x_1.
         steps: number of uniform steps T (grid [1, 1 - 1/T, ..., 0]).
         times: instead of ``steps``, an explicit decreasing grid ending where you like.
         return_trajectory: also return every intermediate state.
 
     Returns:
         x_0 of shape (n, d); with ``return_trajectory``, a tuple
-        ``(x_0, trajectory, times)`` where trajectory has shape (len(times), n, d) and
+        ``(x_0, trajectory, times)`` where trajectory has shape (len(times), *x.shape) and
         trajectory[i] is the state at times[i] (trajectory[0] is the input noise).
     """
     check_callable("model", model, "a model called as model(x, t)")
-    x = check_points("x", x)
+    x = check_batch("x", x)
     if (steps is None) == (times is None):
         raise ValueError("give exactly one of steps (an int >= 1) or times (a decreasing grid)")
     if times is None:

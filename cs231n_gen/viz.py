@@ -279,21 +279,26 @@ def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: in
 
 
 def image_grid(ax, images, per_row: int | None = None, title: str | None = None, pad: int = 1):
-    """Show (n, 1, h, w) images in [-1, 1] as one grayscale mosaic (ink dark on white)."""
+    """Show (n, C, h, w) images in [-1, 1] as one mosaic: C = 1 as grey (ink dark on white),
+    C = 3 as colour (on a white frame)."""
     check_axes("ax", ax)
     imgs = check_tensor("images", images, ndim=4).detach().float().cpu().clamp(-1, 1)
     n, c, h, w = imgs.shape
-    if c != 1 or n < 1:
-        raise ValueError(f"images must be at least one image with 1 channel, got shape {tuple(imgs.shape)}")
+    if c not in (1, 3) or n < 1:
+        raise ValueError(f"images must be at least one image with 1 or 3 channels, got shape {tuple(imgs.shape)}")
     pad = check_int("pad", pad, minimum=0)
     ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(n))), minimum=1)
     nrows = int(np.ceil(n / ncol))
-    canvas = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad))
+    canvas = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad, c))
+    pixels = (1 - imgs) / 2 if c == 1 else (imgs + 1) / 2
     for i in range(n):
         r, q = divmod(i, ncol)
         canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = \
-            (1 - imgs[i, 0].numpy()) / 2
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            pixels[i].permute(1, 2, 0).numpy()
+    if c == 1:
+        ax.imshow(canvas[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(canvas, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -242,6 +242,49 @@ def test_generalized_diffusion_exercises_pass_and_name_mistakes(capsys):
             check_ddpm_step(fn)
 
 
+def _kl(mean, log_var):
+    return 0.5 * (mean ** 2 + log_var.exp() - 1 - log_var).flatten(1).sum(1)
+
+
+def _latent_loss(model, vae, x, y, scale, p_uncond, generator, *, grad=False, use_scale=True, sample=False):
+    from cs231n_gen.guidance import conditional_rf_loss
+
+    with torch.set_grad_enabled(grad):
+        mean, log_var = vae.encode(x)
+        z = vae.sample(mean, log_var, generator) if sample else mean
+    return conditional_rf_loss(model, ((scale if use_scale else 1.0) * z).flatten(1), y, p_uncond, generator)
+
+
+def test_latent_diffusion_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_kl_divergence, check_latent_rf_loss
+
+    check_kl_divergence(_kl)
+    check_latent_rf_loss(_latent_loss)
+    assert capsys.readouterr().out.count("correct") == 2
+    kl_mistakes = [
+        (lambda m, lv: 2 * _kl(m, lv), "factor 1/2"),
+        (lambda m, lv: 0.5 * (m ** 2 + lv.exp() - 1 - lv).flatten(1).mean(1), "averaged"),
+        (lambda m, lv: _kl(m, lv).sum(), "one number for the whole batch"),
+        (lambda m, lv: 0.5 * (m ** 2 + lv.exp() - 1 + lv).flatten(1).sum(1), "sign of the log term"),
+        (lambda m, lv: 0.5 * (m ** 2 + (lv / 2).exp() - 1 - lv / 2).flatten(1).sum(1), "VARIANCE"),
+        (lambda m, lv: 0.5 * (m ** 2 + lv.exp() - 1).flatten(1).sum(1), "- log sigma\\^2 term is missing"),
+        (lambda m, lv: 0.5 * (m ** 2 + lv ** 2 - 1 - (lv ** 2).log()).flatten(1).sum(1), "standard deviation"),
+    ]
+    for fn, hint in kl_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_kl_divergence(fn)
+    latent_mistakes = [
+        (lambda *a: _latent_loss(*a, grad=True), "reaches the encoder"),
+        (lambda *a: _latent_loss(*a, use_scale=False), "not scaled"),
+        (lambda *a: _latent_loss(*a, sample=True), "posterior MEAN"),
+        (lambda m, v, x, y, s, p, g: _latent_loss(m, v, x, y, 1 / s, p, g), "divided by scale"),
+        (lambda m, v, x, y, s, p, g: _latent_loss(m, v, x, y, s, p, g).detach(), "no gradient"),
+    ]
+    for fn, hint in latent_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_latent_rf_loss(fn)
+
+
 # ---------------------------------------------------------------- seeds and structured results
 def _solutions():
     import torch.nn.functional as F
@@ -285,6 +328,8 @@ def _solutions():
         ex.check_eps_conversions: lambda eps, x_t, a, b, da, db: ((x_t - b * eps) / a,
                                                                   da * (x_t - b * eps) / a + db * eps),
         ex.check_ddpm_step: ddpm,
+        ex.check_kl_divergence: _kl,
+        ex.check_latent_rf_loss: _latent_loss,
     }
 
 

@@ -57,7 +57,8 @@ from cs231n_gen.grading import notebooks as grading_notebooks  # noqa: E402
 from cs231n_gen.grading import release as grading_release  # noqa: E402
 from cs231n_gen.grading import screen as grading_screen  # noqa: E402
 from cs231n_gen.data import toy2d  # noqa: E402
-from cs231n_gen.nn import dcgan, gan_mlp, mlp  # noqa: E402
+from cs231n_gen.nn import autoencoder, dcgan, gan_mlp, mlp  # noqa: E402
+from cs231n_gen import autoencoding  # noqa: E402
 
 PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
 
@@ -431,6 +432,60 @@ def specs(judge):
         "image_metrics.shape_attributes": (image_metrics.shape_attributes,
                                            dict(images=data_shapes.shapes(3, generator=_g(1)).images)),
     }
+    torch.manual_seed(0)
+    vae, critic = autoencoder.VAE(latent_channels=2, width=4), autoencoder.PatchDiscriminator(width=4)
+    rgb = data_shapes.shapes(4, size=16, generator=_g(2)).images
+    mean, log_var = vae.encode(rgb)
+    x_hat = vae.decode(mean)
+    rec = (x_hat - rgb).square().mean()
+    g_loss = gan.hinge_generator_loss(critic(x_hat))
+    latent_images = torch.randn(4, 2, 4, 4, generator=_g(3))
+    s |= {
+        "nn.autoencoder.ResBlock": (autoencoder.ResBlock, dict(channels=4)),
+        "nn.autoencoder.ResBlock.forward": (autoencoder.ResBlock(4), dict(x=torch.randn(2, 4, 4, 4, generator=_g()))),
+        "nn.autoencoder.Encoder": (autoencoder.Encoder, dict(in_channels=3, latent_channels=2, width=4, downsample=4)),
+        "nn.autoencoder.Encoder.forward": (vae.encoder, dict(x=rgb)),
+        "nn.autoencoder.Decoder": (autoencoder.Decoder, dict(latent_channels=2, out_channels=3, width=4, upsample=4)),
+        "nn.autoencoder.Decoder.forward": (vae.decoder, dict(z=latent_images)),
+        "nn.autoencoder.VAE": (autoencoder.VAE, dict(in_channels=3, latent_channels=2, width=4, downsample=4)),
+        "nn.autoencoder.VAE.latent_shape": (vae.latent_shape, dict(height=16, width=8)),
+        "nn.autoencoder.VAE.encode": (vae.encode, dict(x=rgb)),
+        "nn.autoencoder.VAE.sample": (vae.sample, dict(mean=latent_images, log_var=latent_images * 0.1, generator=_g())),
+        "nn.autoencoder.VAE.decode": (vae.decode, dict(z=latent_images)),
+        "nn.autoencoder.VAE.forward": (vae, dict(x=rgb, generator=_g())),
+        "nn.autoencoder.PatchDiscriminator": (autoencoder.PatchDiscriminator, dict(in_channels=3, width=4)),
+        "nn.autoencoder.PatchDiscriminator.forward": (critic, dict(x=rgb)),
+        "autoencoding.gaussian_kl": (autoencoding.gaussian_kl, dict(mean=latent_images, log_var=latent_images * 0.1)),
+        "autoencoding.adaptive_weight": (autoencoding.adaptive_weight,
+                                         dict(rec_loss=rec, gan_loss=g_loss, last_layer=vae.decoder.last_layer.weight,
+                                              max_weight=1e4, delta=1e-4)),
+        "autoencoding.AutoencoderSettings": (autoencoding.AutoencoderSettings,
+                                             dict(batch_size=2, lr=1e-3, lr_schedule="constant", kl_weight=1e-3,
+                                                  disc_weight=0.5, disc_start=1, disc_lr=1e-3, train_encoder=True,
+                                                  seed=0)),
+        "autoencoding.AutoencoderHistory": (autoencoding.AutoencoderHistory, dict(mse=[0.1], kl=[1.0])),
+        "autoencoding.train_autoencoder": (autoencoding.train_autoencoder,
+                                           dict(vae=autoencoder.VAE(latent_channels=2, width=4), images=rgb, steps=2,
+                                                discriminator=autoencoder.PatchDiscriminator(width=4), batch_size=2,
+                                                lr=1e-3, kl_weight=1e-3, disc_weight=0.5, disc_start=1, disc_lr=1e-3,
+                                                train_encoder=False, seed=0, device="cpu", progress=False,
+                                                log_every=1, cache=False)),
+        "autoencoding.encode": (autoencoding.encode, dict(vae=vae, images=rgb, batch_size=2, sample=True,
+                                                          generator=_g())),
+        "autoencoding.latent_scale": (autoencoding.latent_scale, dict(latents=latent_images)),
+        "autoencoding.gaussian_fit_kl": (autoencoding.gaussian_fit_kl, dict(latents=torch.randn(40, 3, generator=_g()))),
+        "gan.hinge_discriminator_loss": (gan.hinge_discriminator_loss, dict(real_logits=T, fake_logits=-T)),
+        "gan.hinge_generator_loss": (gan.hinge_generator_loss, dict(fake_logits=T)),
+        "image_metrics.shape_features": (image_metrics.shape_features,
+                                         dict(images=data_shapes.shapes(3, generator=_g(1)).images)),
+        "image_metrics.sharpness": (image_metrics.sharpness, dict(images=rgb)),
+        "widgets.latent.decoder_comparison": (widgets.decoder_comparison,
+                                              dict(originals=rgb, plain=rgb, sharp=rgb, captions=["a"] * 4,
+                                                   per_frame=2, static=False)),
+        "widgets.latent.guidance_samples": (widgets.guidance_samples,
+                                            dict(ws=[0.0, 1.0], images=torch.stack([rgb, rgb]), names=["a", "b"],
+                                                 static=False)),
+    }
     s |= {
         "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),
         "threads.apply_thread_policy": (threads.apply_thread_policy, dict(max_threads=2)),
@@ -483,7 +538,7 @@ def bad_values(valid):
     """Values of the wrong kind, shape or range for an argument whose valid value is ``valid``."""
     common = [_Bad("str", "bogus"), _Bad("list-of-str", ["a"]), _Bad("object", object())]
     if isinstance(valid, torch.Tensor):
-        out = [_Bad("list", valid.tolist()), _Bad("empty", valid[:0])] + common
+        out = [_Bad("list", valid.tolist()), _Bad("empty", valid.reshape(-1)[:0])] + common
         if valid.ndim >= 1:
             out += [_Bad("rank+1", valid.unsqueeze(0)), _Bad("rank-1", valid[0]), _Bad("row-fewer", valid[:-1])]
             out.append(_Bad("last+1", torch.cat([valid, valid[..., :1]], dim=-1)))

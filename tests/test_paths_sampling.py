@@ -142,3 +142,34 @@ def test_count_calls_reads_attributes_through_a_plain_function_too():
     assert (counted.calls, counted.rows) == (3, 12)
     with pytest.raises(AttributeError, match="wrapped model .*'missing'"):
         counted.missing
+
+
+def test_loss_sampler_and_guidance_take_image_batches():
+    """(n, C, H, W) batches go through the same loss, sampler and guidance as (n, d) points."""
+    from cs231n_gen.guidance import Guided, cfg_velocity, conditional_rf_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 2, 3, 3, generator=g)
+    flat_net = torch.nn.Linear(18, 18)
+
+    def image_net(x_t, t, y=None):  # the same map, on images
+        return flat_net(x_t.flatten(1) * (1 + t[:, None])).view_as(x_t)
+
+    def flat(x_t, t, y=None):
+        return flat_net(x_t * (1 + t[:, None]))
+
+    z, t = torch.randn(6, 2, 3, 3, generator=g), torch.rand(6, generator=g)
+    assert torch.allclose(paths.interpolate(x, z, t).flatten(1), paths.interpolate(x.flatten(1), z.flatten(1), t))
+    a = paths.rectified_flow_loss(image_net, x, z=z, t=t)
+    b = paths.rectified_flow_loss(flat, x.flatten(1), z=z.flatten(1), t=t)
+    assert torch.allclose(a, b)
+    assert torch.allclose(euler(image_net, z, 4).flatten(1), euler(flat, z.flatten(1), 4), atol=1e-6)
+    image_net.null_label, flat.null_label = 3, 3
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert torch.allclose(cfg_velocity(image_net, z, t, y, 2.0).flatten(1), cfg_velocity(flat, z.flatten(1), t, y, 2.0))
+    assert torch.allclose(euler(Guided(image_net, y, 1.5), z, 3).flatten(1), euler(Guided(flat, y, 1.5), z.flatten(1), 3),
+                          atol=1e-6)
+    loss = conditional_rf_loss(image_net, x, y, 0.3, torch.Generator().manual_seed(1))
+    assert loss.shape == () and bool(torch.isfinite(loss))
+    with pytest.raises(ValueError, match="x must be a batch"):
+        paths.rectified_flow_loss(image_net, torch.randn(5))

@@ -95,7 +95,7 @@ def test_image_grid_and_decision_map():
     assert canvas.shape == (2 * 5 + 1, 3 * 5 + 1)
     assert canvas[1, 1] == 1.0 and canvas[2, 2] == 0.0  # background white, ink black
     with pytest.raises(ValueError, match="channel"):
-        viz.image_grid(ax, torch.zeros(2, 3, 4, 4))
+        viz.image_grid(ax, torch.zeros(2, 4, 4, 4))
     im = viz.plot_decision(ax, torch.rand(6, 6), lim=2.0)
     assert im.get_extent() == [-2.0, 2.0, -2.0, 2.0]
 
@@ -163,3 +163,37 @@ def test_path_explorer_redraws_for_path_target_and_t():
         widgets.path_explorer(eight_gaussians(), {"RF": paths.rectified_flow()}, targets=("noise",))
     with pytest.raises(ValueError, match="paths"):
         widgets.path_explorer(eight_gaussians(), {})
+
+
+def test_decoder_comparison_and_guidance_samples_scrub_precomputed_frames():
+    from cs231n_gen.data import shapes
+
+    real = shapes(8, generator=torch.Generator().manual_seed(0))
+    blurred = torch.nn.functional.avg_pool2d(real.images, 3, stride=1, padding=1)
+    player = widgets.decoder_comparison(real.images, blurred, real.images, captions=real.captions, per_frame=4)
+    assert player.slider.max == 1 and player.image.value[:4] == b"\x89PNG"
+    first = player.image.value
+    player.slider.value = 1
+    assert player.image.value != first and real.captions[4] in player.caption.value
+    with pytest.raises(ValueError, match="plain must have the shape"):
+        widgets.decoder_comparison(real.images, blurred[:3], real.images)
+    with pytest.raises(ValueError, match="originals must be RGB"):
+        widgets.decoder_comparison(real.images[:, :1], blurred, real.images)
+    frames = torch.stack([real.images, blurred, real.images.flip(0)])
+    samples = widgets.guidance_samples([0.0, 1.0, 2.0], frames, ["circle", "square"], static=False)
+    samples.slider.value = 2
+    assert samples.caption.value.startswith("w = 2")
+    with pytest.raises(ValueError, match="names"):
+        widgets.guidance_samples([0.0, 1.0, 2.0], frames, ["a", "b", "c"], static=False)
+    with pytest.raises(ValueError, match="one frame per weight"):
+        widgets.guidance_samples([0.0, 1.0], frames, ["a", "b"], static=False)
+
+
+def test_image_grid_shows_colour():
+    from cs231n_gen.data import shapes
+
+    fig, ax = plt.subplots()
+    viz.image_grid(ax, shapes(5, generator=torch.Generator().manual_seed(0)).images, per_row=3)
+    assert ax.images[0].get_array().shape[-1] == 3
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        viz.image_grid(ax, torch.zeros(2, 2, 4, 4))

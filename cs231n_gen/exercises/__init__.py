@@ -12,6 +12,7 @@ from ._harness import CheckResult, ExerciseFailed
 from .gans import check_nonsaturating_loss, check_optimal_discriminator
 from .generalized import check_ddpm_step, check_eps_conversions
 from .guidance import check_cfg_loss, check_cfg_velocity
+from .latent import check_kl_divergence, check_latent_rf_loss
 from .rectified_flow import check_euler_sampler, check_rf_loss
 from .schedules import check_logit_normal_sampler, check_shift
 
@@ -20,6 +21,7 @@ CHECKS = {check.__name__: check for check in (
     check_rf_loss, check_euler_sampler,  # 02 rectified flow
     check_cfg_velocity, check_cfg_loss,  # 03 classifier-free guidance
     check_logit_normal_sampler, check_shift,  # 04 noise schedules
+    check_kl_divergence, check_latent_rf_loss,  # 05 latent diffusion
     check_eps_conversions, check_ddpm_step,  # generalized diffusion
 )}
 

@@ -11,8 +11,9 @@ from .player import FRAME_DPI, FramePlayer, frame_picks, live_figure, static_str
 from .gans import gan_training_player, latent_interpolation
 from .generalized import path_explorer
 from .guidance import guidance_explorer
+from .latent import decoder_comparison, guidance_samples
 from .schedules import time_sampler_explorer
 
 __all__ = ["FRAME_DPI", "FramePlayer", "live_figure", "static_strip", "frame_picks",
            "gan_training_player", "latent_interpolation", "flow_player", "interpolation_explorer",
-           "guidance_explorer", "time_sampler_explorer", "path_explorer"]
+           "guidance_explorer", "time_sampler_explorer", "path_explorer", "decoder_comparison", "guidance_samples"]
