@@ -153,12 +153,11 @@ N_TRAIN = budget(full=4096, quick=1024)
 train = shapes(N_TRAIN, generator=torch.Generator().manual_seed(0))
 test = shapes(512, generator=torch.Generator().manual_seed(1))
 
-fig, axes = plt.subplots(2, 6, figsize=(12, 4.6))
+fig, axes = plt.subplots(2, 6, figsize=(12, 5.0), layout="constrained")
 for i, ax in enumerate(axes.flat):
     viz.image_grid(ax, test.images[i:i + 1], pad=0)
     ax.set_title(test.captions[i].replace(" at the", "\nat the").replace(" in the", "\nin the"), fontsize=8)
 fig.suptitle("Procedural shapes and their captions", fontsize=11)
-plt.tight_layout()
 plt.show()
 
 
@@ -246,11 +245,12 @@ assert digit_error < 0.9 * digit_spread  # something of the digit survives...
 assert digit_error > 10 * mse_plain  # ...but far less than of the images it was trained for
 
 # %% [markdown]
-# Little survives: a large white stroke pattern is nothing like one small object on a
-# dark background, and the latent has no words for it. An autoencoder compresses the
-# images it was trained on, which is why latent diffusion models train theirs on the
-# same (huge) distribution as the diffusion model, and why a model for a new kind of
-# image usually needs a new autoencoder.
+# The strokes survive, the colours do not: the decoder paints every stroke in the hues
+# of the shapes' palette (white is not among them), so the squared error is large even
+# where the outline is right. An autoencoder compresses the images it was trained on,
+# which is why latent diffusion models train theirs on the same (huge) distribution as
+# the diffusion model, and why a model for a new kind of image usually needs a new
+# autoencoder.
 #
 # **Latent statistics.** The diffusion model will turn N(0, I) noise into latents, so
 # the latents should have unit size too. With a small $\beta$ they do not: we measure
