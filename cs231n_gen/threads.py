@@ -11,8 +11,8 @@ processes on a 2-core machine).
 
 :func:`choose_threads` therefore takes the smallest of the affinity, the cgroup quota and
 the core count, then times a probe training step (a small MLP and a small convolution)
-with each candidate thread count (well under a second in all) and keeps the fewest threads that are within 15% of the
-fastest. ``CS231N_GEN_THREADS=n`` skips the measurement and uses ``n``; an
+with each candidate thread count (well under a second in all) and keeps the fewest
+threads that are within 15% of the fastest. ``CS231N_GEN_THREADS=n`` skips the measurement and uses ``n``; an
 ``OMP_NUM_THREADS`` set by the user is an upper bound. :func:`cs231n_gen.start_lecture`
 applies the choice once, at the top of every lecture.
 """
