@@ -37,7 +37,7 @@ import torch
 
 from ._validate import check_device, check_generator, check_int, check_module, check_real, check_tensor
 from .engine import Loop, Trainable, batch_source, cache_inputs, lr_factor, model_signature, run
-from .gan import hinge_discriminator_loss, hinge_generator_loss
+from .gan import _hinge_d, _hinge_g
 from .runtime import caching_runs, device_of, get_device
 
 __all__ = ["gaussian_kl", "adaptive_weight", "AutoencoderSettings", "AutoencoderHistory", "train_autoencoder",
@@ -61,7 +61,10 @@ def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     coordinate of an example (channels and positions). Zero exactly when mean = 0 and
     log_var = 0.
     """
-    mean, log_var = _pair(mean, log_var)
+    return _gaussian_kl(*_pair(mean, log_var))
+
+
+def _gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).flatten(1).sum(1)
 
 
@@ -251,19 +254,19 @@ def train_autoencoder(
             mean, log_var = vae.encoder(x)
         x_hat = vae.decoder(vae.sample(mean, log_var, generator))
         rec = (x_hat - x).square().flatten(1).sum(1).mean()
-        kl = gaussian_kl(mean, log_var).mean()
+        kl = _gaussian_kl(mean, log_var).mean()  # the unchecked forms: no host sync per step (the engine guards NaN)
         loss = rec + config.kl_weight * kl if config.train_encoder else rec
         zero = torch.zeros((), device=x.device)
         g_loss, d_loss, weight = zero, zero, zero
         if discriminator is not None and i >= config.disc_start:  # the adversarial term, weighted at the last layer
-            g_loss = hinge_generator_loss(discriminator(x_hat))
+            g_loss = _hinge_g(discriminator(x_hat))
             weight = adaptive_weight(rec, g_loss, last_layer)
             loss = loss + config.disc_weight * weight * g_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if discriminator is not None:  # the critic's own hinge step on real images and these reconstructions
-            d_loss = hinge_discriminator_loss(discriminator(x), discriminator(x_hat.detach()))
+            d_loss = _hinge_d(discriminator(x), discriminator(x_hat.detach()))
             critic_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             critic_optimizer.step()

@@ -117,14 +117,20 @@ def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tenso
     Logits of any shape (one per image, or a patch discriminator's map); the means run
     over every logit.
     """
-    real = _patch_logits("real_logits", real_logits)
-    fake = _patch_logits("fake_logits", fake_logits)
-    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return _hinge_d(_patch_logits("real_logits", real_logits), _patch_logits("fake_logits", fake_logits))
 
 
 def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """-E[l(G(z))]: the generator raises the critic's score of its outputs (no margin, no saturation)."""
-    return -_patch_logits("fake_logits", fake_logits).mean()
+    return _hinge_g(_patch_logits("fake_logits", fake_logits))
+
+
+def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def _hinge_g(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
 
 
 # ------------------------------------------------------------ the optimal discriminator
