@@ -122,8 +122,8 @@ assert pixel_step / latent_step >= 4
 # saving is smaller. Timed the same way (batch 256):
 
 # %%
-pixel_mlp = TimeMLP(dim=SIDE * SIDE * 3, hidden=512, depth=3, num_classes=len(SHAPES)).to(device)
-latent_mlp = TimeMLP(dim=(SIDE // D) ** 2 * C, hidden=512, depth=3, num_classes=len(SHAPES)).to(device)
+pixel_mlp = TimeMLP(dim=SIDE * SIDE * 3, hidden=512, depth=4, num_classes=len(SHAPES)).to(device)
+latent_mlp = TimeMLP(dim=(SIDE // D) ** 2 * C, hidden=512, depth=4, num_classes=len(SHAPES)).to(device)
 t_probe = torch.rand(256, device=device)
 y_probe = torch.randint(0, len(SHAPES), (256,), device=device)
 flat_pixels = torch.randn(256, pixel_mlp.dim, device=device)
@@ -187,12 +187,18 @@ assert min(real_scores.values()) >= 0.98
 # With $\beta = 1$ this is the negative ELBO; latent diffusion uses a **very small**
 # $\beta$ (here $10^{-3}$): the latents keep the image's detail, and the prior only keeps
 # them from drifting to any scale they like.
+#
+# One practical finding: for a fixed budget of compute, **many small steps** beat few
+# large ones here. The small shapes' corners (what tells a small square from a small
+# circle) appear late in training, after enough *updates*, whatever their size. On a
+# 2-core CPU, 3000 steps of 8 images reconstruct them better than 2000 steps of 32
+# images, in about half the time.
 
 # %%
-AE_STEPS = budget(full=1000, quick=200)
+AE_STEPS = budget(full=3000, quick=600)
 seed_everything(0)
 vae = VAE(in_channels=3, latent_channels=C, width=16, downsample=D)
-vae_history = train_autoencoder(vae, train.images, steps=AE_STEPS, batch_size=32, lr=2e-3, kl_weight=1e-3,
+vae_history = train_autoencoder(vae, train.images, steps=AE_STEPS, batch_size=8, lr=2e-3, kl_weight=1e-3,
                                 device=device, desc="VAE (reconstruction + small KL)")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
@@ -222,7 +228,7 @@ plt.tight_layout()
 plt.show()
 print("judge on reconstructions:", {k: f"{100 * v:.1f}%" for k, v in plain_scores.items()})
 assert plain_scores["color"] >= budget(full=0.95, quick=0.5) and plain_scores["position"] >= 0.95
-assert plain_scores["shape"] >= budget(full=0.75, quick=0.15)
+assert plain_scores["shape"] >= budget(full=0.95, quick=0.15)
 
 # %% [markdown]
 # The autoencoder never saw a digit. Upsampled to 32 x 32 and painted white on black,
@@ -301,17 +307,17 @@ print(f"VAE reconstructions have {100 * relative_sharpness(recon_plain):.0f}% of
 # without a critic.
 
 # %%
-GAN_STEPS = budget(full=400, quick=60)
+GAN_STEPS = budget(full=1200, quick=160)
 DISC_START = 3 * GAN_STEPS // 8  # the critic learns alone until here
-seed_everything(1)
+seed_everything(2)
 decoder_gan = copy.deepcopy(vae)
 critic = PatchDiscriminator(in_channels=3, width=32)
-gan_history = train_autoencoder(decoder_gan, train.images, discriminator=critic, steps=GAN_STEPS,
+gan_history = train_autoencoder(decoder_gan, train.images, discriminator=critic, steps=GAN_STEPS, batch_size=8,
                                 train_encoder=False, lr=5e-4, disc_weight=1.0, disc_lr=1e-3,
                                 disc_start=DISC_START, device=device, desc="decoder + patch critic")
 decoder_more = copy.deepcopy(vae)
-more_history = train_autoencoder(decoder_more, train.images, steps=GAN_STEPS, train_encoder=False, lr=5e-4,
-                                 device=device, desc="decoder, no critic (the control)")
+more_history = train_autoencoder(decoder_more, train.images, steps=GAN_STEPS, batch_size=8, train_encoder=False,
+                                 lr=5e-4, device=device, desc="decoder, no critic (the control)")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
 axes[0].plot(gan_history.critic, color=viz.MODEL, lw=0.8)
@@ -320,7 +326,8 @@ axes[0].axvline(DISC_START, color="0.5", lw=0.8, label="adversarial term on")
 axes[0].set_ylabel("critic's hinge loss")
 axes[0].legend(fontsize=8)
 axes[1].plot(range(DISC_START, GAN_STEPS), gan_history.weight[DISC_START:], color=viz.MODEL, lw=0.8)
-axes[1].set_ylabel("adaptive weight $\\lambda$")
+axes[1].set_yscale("log")
+axes[1].set_ylabel("adaptive weight $\\lambda$ (log scale)")
 for ax in axes:
     ax.set_xlabel("step")
 plt.tight_layout()
@@ -344,17 +351,24 @@ for name, images in rows.items():
     print(f"{name:34s} {float((images - test.images).square().mean()):11.5f} "
           f"{100 * relative_sharpness(images):9.0f}% {100 * judge(images, test.labels)['shape']:9.1f}%")
 sharp_more, sharp_gan = relative_sharpness(recon_more), relative_sharpness(recon_gan)
+sharper_share = float((sharpness(recon_gan) > sharpness(recon_more)).float().mean())
 mse_more = float((recon_more - test.images).square().mean())
 mse_gan = float((recon_gan - test.images).square().mean())
-assert sharp_gan > sharp_more + budget(full=0.03, quick=-0.05), (sharp_gan, sharp_more)
 change = "costs" if mse_gan > mse_more else "even lowers"
 print(f"\nThe critic brings sharpness from {100 * sharp_more:.0f}% to {100 * sharp_gan:.0f}% of the real images' and "
-      f"{change} the squared error ({mse_more:.5f} -> {mse_gan:.5f} per pixel, {100 * (mse_gan / mse_more - 1):+.0f}%).")
+      f"{change} the squared error ({mse_more:.5f} -> {mse_gan:.5f} per pixel, {100 * (mse_gan / mse_more - 1):+.0f}%); "
+      f"its reconstruction is the sharper of the two on {100 * sharper_share:.0f}% of the held-out images.")
+assert sharp_gan > sharp_more + budget(full=0.01, quick=-0.05), (sharp_gan, sharp_more)
+assert sharper_share > budget(full=0.6, quick=0.0), sharper_share
 
 # %% [markdown]
 # The trade is the one the slides describe: the critic does not lower the squared
 # error (a sharp edge one pixel off costs more than a blurred one), it makes the edges
-# look like real edges. Drag through held-out examples (same latents, two decoders):
+# look like real edges. How much it gains depends on the run: adversarial training is a
+# game, not a descent, and with other seeds the mean sharpness gained over the control
+# has ranged from about 2 to 10 points on this data (with a larger `disc_weight` the
+# game ran away and wrecked the reconstructions). Drag through held-out examples (same
+# latents, two decoders):
 
 # %%
 widgets.decoder_comparison(test.images[:24], recon_more[:24], recon_gan[:24], captions=test.captions[:24],
@@ -371,11 +385,11 @@ widgets.decoder_comparison(test.images[:24], recon_more[:24], recon_gan[:24], ca
 # decoder at the end.
 
 # %%
-LD_STEPS = budget(full=2500, quick=600)
+LD_STEPS = budget(full=2500, quick=400)
 latents = (scale * z_train).flatten(1)
 shape_labels = train.labels["shape"].to(device)
 seed_everything(2)
-denoiser = TimeMLP(dim=latents.shape[1], hidden=512, depth=3, num_classes=len(SHAPES))
+denoiser = TimeMLP(dim=latents.shape[1], hidden=512, depth=4, num_classes=len(SHAPES))
 ld_history = fit(denoiser, lambda net, b, g: conditional_rf_loss(net, b[0], b[1], 0.1, g), (latents, shape_labels),
                  steps=LD_STEPS, batch_size=256, lr=1e-3, device=device, desc="latent diffusion (shape-conditional)")
 
@@ -400,6 +414,18 @@ for w in LD_WS:
           f"({100 * float(read['found'].float().mean()):.0f}% show a clear object)")
 assert ld_accuracy[2.0] >= budget(full=0.75, quick=0.15)
 assert ld_accuracy[2.0] >= ld_accuracy[0.0] - budget(full=0.0, quick=0.1)
+
+# %% [markdown]
+# The judge reads the shape right in almost every reconstruction (section 3), so the
+# misses are the denoiser's. Look at them below: mostly small shapes drawn halfway
+# between two shapes (a square with rounded corners, a triangle that could be a cross),
+# and a few faint or missing objects (the "clear object" figure above).
+# Our denoiser is an MLP that sees the latent as one flat vector of 256 numbers; nothing
+# in it knows that a square is a square wherever it sits, so it learns each of the nine
+# positions separately, from a few hundred examples each. Guidance sharpens what the
+# model knows, it cannot add what it has not learned. Lecture 06 keeps everything else
+# and replaces the MLP by a transformer over latent patches, whose weights are shared by
+# every position.
 
 # %%
 picks = torch.cat([torch.arange(k * N_EACH, k * N_EACH + 8) for k in range(len(SHAPES))])
@@ -530,7 +556,7 @@ check_latent_rf_loss(latent_rf_loss)
 # |---|---|
 # | 256 x 256 x 3 -> 32 x 32 x 16: "12x fewer numbers", 64x fewer positions | section 1: the arithmetic; a convolutional denoising step measured about 16x cheaper on latents (our MLP denoiser about 4x) |
 # | "Train encoder + decoder ... It's a VAE! Typically with very small KL prior weight" | section 3: D = 4, C = 4, $\beta = 10^{-3}$; sharp enough to keep shape and colour, not a general image codec (digits) |
-# | "Problem: decoder outputs often blurry. Solution: add a discriminator!" | section 4: a patch critic with the adaptive weight raises sharpness well above an equally long plain run; the squared error does not improve |
+# | "Problem: decoder outputs often blurry. Solution: add a discriminator!" | section 4: a patch critic with the adaptive weight raises sharpness above an equally long plain run (by how much varies from run to run); the squared error does not improve |
 # | "Sample random latent, iteratively apply diffusion model, run decoder" | section 5: the library's rectified flow, CFG and sampler, unchanged, on scaled frozen latents |
 # | LDMs sample the aggregated posterior, VAEs the prior (notes) | section 6: prior samples are smudges (Frechet several times worse); q(z) is far from N(0, I) |
 #
