@@ -57,7 +57,7 @@ from cs231n_gen.grading import notebooks as grading_notebooks  # noqa: E402
 from cs231n_gen.grading import release as grading_release  # noqa: E402
 from cs231n_gen.grading import screen as grading_screen  # noqa: E402
 from cs231n_gen.data import toy2d  # noqa: E402
-from cs231n_gen.nn import autoencoder, dcgan, gan_mlp, mlp  # noqa: E402
+from cs231n_gen.nn import autoencoder, dcgan, dit, gan_mlp, mlp  # noqa: E402
 from cs231n_gen import autoencoding  # noqa: E402
 
 PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
@@ -486,6 +486,25 @@ def specs(judge):
                                             dict(ws=[0.0, 1.0], images=torch.stack([rgb, rgb]), names=["a", "b"],
                                                  static=False)),
     }
+    torch.manual_seed(0)
+    tokens_in, block = torch.randn(2, 16, 8, generator=_g(4)), dit.DiTBlock(8, 2, kind="joint")
+    text_dit = dit.DiT(input_size=4, in_channels=2, patch_size=2, width=8, depth=1, heads=2, context_dim=3,
+                       conditioning="cross")
+    s |= {
+        "nn.dit.patchify": (dit.patchify, dict(x=latent_images, p=2)),
+        "nn.dit.unpatchify": (dit.unpatchify, dict(tokens=tokens_in, p=2, h=8, w=8)),
+        "nn.dit.sincos_position_embedding": (dit.sincos_position_embedding, dict(dim=8, rows=2, cols=3)),
+        "nn.dit.DiTBlock": (dit.DiTBlock, dict(width=8, heads=2, mlp_ratio=2.0, kind="cross")),
+        "nn.dit.DiTBlock.forward": (block, dict(x=tokens_in, c=torch.randn(2, 8, generator=_g(5)),
+                                                context=torch.randn(2, 3, 8, generator=_g(6)),
+                                                context_mask=torch.tensor([[True, True, False], [True, False, True]]),
+                                                key_mask=torch.ones(2, 16, dtype=torch.bool))),
+        "nn.dit.DiT": (dit.DiT, dict(input_size=4, in_channels=2, patch_size=2, width=8, depth=1, heads=2,
+                                     mlp_ratio=2.0, num_classes=3, conditioning="joint")),
+        "nn.dit.DiT.forward": (text_dit, dict(x=latent_images, t=torch.rand(4, generator=_g(7)),
+                                              context=torch.randn(4, 2, 3, generator=_g(8)),
+                                              context_mask=torch.tensor([[True, False]] * 4))),
+    }
     s |= {
         "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),
         "threads.apply_thread_policy": (threads.apply_thread_policy, dict(max_threads=2)),
@@ -549,6 +568,8 @@ def bad_values(valid):
                 inf.view(-1)[-1] = float("inf")
             out += [_Bad("nan", nan), _Bad("inf", inf), _Bad("int64", valid.long()), _Bad("bool", valid > 0),
                     _Bad("complex", valid.to(torch.complex64))]
+        elif valid.dtype == torch.bool:
+            out += [_Bad("float", valid.float()), _Bad("int64", valid.long())]
         else:
             out += [_Bad("float", valid.float()), _Bad("negative", valid - 100), _Bad("huge", valid + 100)]
         return out

@@ -1,5 +1,7 @@
 """Model families, one a file."""
+from .dit import DiT, patchify, unpatchify
 from .gan_mlp import GaussianGenerator, MLPDiscriminator, MLPGenerator
 from .mlp import FourierTimeEmbedding, TimeMLP
 
-__all__ = ["TimeMLP", "FourierTimeEmbedding", "MLPGenerator", "MLPDiscriminator", "GaussianGenerator"]
+__all__ = ["DiT", "patchify", "unpatchify", "TimeMLP", "FourierTimeEmbedding", "MLPGenerator", "MLPDiscriminator",
+           "GaussianGenerator"]
