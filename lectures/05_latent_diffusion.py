@@ -554,7 +554,7 @@ check_latent_rf_loss(latent_rf_loss)
 #
 # | slide | what you saw here |
 # |---|---|
-# | 256 x 256 x 3 -> 32 x 32 x 16: "12x fewer numbers", 64x fewer positions | section 1: the arithmetic; a convolutional denoising step measured about 16x cheaper on latents (our MLP denoiser about 4x) |
+# | 256 x 256 x 3 -> 32 x 32 x 16: "12x fewer numbers", 64x fewer positions | section 1: the arithmetic; a convolutional denoising step measured about 16x cheaper on latents (our MLP denoiser about 3.5x) |
 # | "Train encoder + decoder ... It's a VAE! Typically with very small KL prior weight" | section 3: D = 4, C = 4, $\beta = 10^{-3}$; sharp enough to keep shape and colour, not a general image codec (digits) |
 # | "Problem: decoder outputs often blurry. Solution: add a discriminator!" | section 4: a patch critic with the adaptive weight raises sharpness above an equally long plain run (by how much varies from run to run); the squared error does not improve |
 # | "Sample random latent, iteratively apply diffusion model, run decoder" | section 5: the library's rectified flow, CFG and sampler, unchanged, on scaled frozen latents |
