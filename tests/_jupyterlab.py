@@ -224,12 +224,34 @@ class LabServer:
 
     def shutdown_kernels(self, timeout: float = 20.0) -> list[int]:
         """End every session and kernel; returns the kernel pids that had to be killed by force."""
-        procs = [psutil.Process(pid) for pid in self.kernel_pids()]
-        for session in self.api("GET", "/api/sessions"):
-            self.api("DELETE", f"/api/sessions/{session['id']}", timeout=timeout)
-        for kernel in self.api("GET", "/api/kernels"):
-            self.api("DELETE", f"/api/kernels/{kernel['id']}", timeout=timeout)
+        before = self.kernel_pids()
+        try:
+            for session in self._listing("/api/sessions"):
+                self.api("DELETE", f"/api/sessions/{session['id']}", timeout=timeout)
+            for kernel in self._listing("/api/kernels"):
+                self.api("DELETE", f"/api/kernels/{kernel['id']}", timeout=timeout)
+        except (urllib.error.URLError, OSError) as err:
+            # A kernel interrupted while it starts can make the server answer 500 for a
+            # while; the processes are then stopped directly (and count as forced).
+            print(f"JupyterLab did not take the shutdown request ({err}); stopping kernels directly")
+        procs = []
+        for pid in dict.fromkeys(before + self.kernel_pids()):
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
         return stop_processes(procs, timeout)
+
+    def _listing(self, path: str, attempts: int = 5) -> list:
+        """GET a list from the server, retrying a server error a few times."""
+        for attempt in range(attempts):
+            try:
+                return self.api("GET", path) or []
+            except urllib.error.HTTPError as err:
+                if err.code < 500 or attempt == attempts - 1:
+                    raise
+                time.sleep(1.0)
+        return []
 
     def __enter__(self):
         return self.start()
