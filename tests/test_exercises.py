@@ -1,5 +1,8 @@
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cs231n_gen.exercises import check_euler_sampler, check_rf_loss
 
@@ -285,6 +288,81 @@ def test_latent_diffusion_exercises_pass_and_name_mistakes(capsys):
             check_latent_rf_loss(fn)
 
 
+# ---------------------------------------------------------------- lecture 06: diffusion transformers
+def _patchify(x, p, order=(0, 2, 4, 3, 5, 1)):
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // p, p, w // p, p).permute(*order).reshape(b, (h // p) * (w // p), -1)
+
+
+def _adaln_zero_block(x, c, modulation, attn, mlp, one_plus=True, gates=True, silu=True, swap=False, half=False):
+    chunks = modulation(F.silu(c) if silu else c)[:, None, :].chunk(6, dim=-1)
+    shift1, scale1, gate1, shift2, scale2, gate2 = chunks
+    if swap:
+        shift1, scale1, shift2, scale2 = scale1, shift1, scale2, shift2
+    norm = lambda h: F.layer_norm(h, h.shape[-1:], eps=1e-6)  # noqa: E731
+    one = 1 if one_plus else 0
+    x = x + (gate1 if gates else 1) * attn(norm(x) * (one + scale1) + shift1)
+    if half:
+        return x
+    return x + (gate2 if gates else 1) * mlp(norm(x) * (one + scale2) + shift2)
+
+
+def _zero_modulation(width, weight=True, bias=True, gates_only=False):
+    layer = torch.nn.Linear(width, 6 * width)
+    with torch.no_grad():
+        if weight:
+            layer.weight.zero_()
+        if bias:
+            layer.bias.zero_()
+        if gates_only:
+            layer.weight[2 * width:3 * width] = 0
+            layer.weight[5 * width:] = 0
+            layer.bias[2 * width:3 * width] = 0
+            layer.bias[5 * width:] = 0
+    return layer
+
+
+def test_transformer_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_adaln_zero_block, check_patchify, check_zero_modulation
+    from cs231n_gen.exercises import ExerciseFailed
+    from cs231n_gen.nn import patchify
+
+    check_patchify(patchify)  # the library's patchify is the layout the check asks for
+    check_adaln_zero_block(_adaln_zero_block)
+    check_zero_modulation(_zero_modulation)
+    assert "patchify is correct" in capsys.readouterr().out
+    patch_mistakes = [
+        (lambda x, p: _patchify(x, p, (0, 2, 4, 5, 3, 1)), "patches are transposed"),
+        (lambda x, p: _patchify(x, p, (0, 4, 2, 3, 5, 1)), "column order"),
+        (lambda x, p: _patchify(x, p, (0, 2, 4, 1, 3, 5)), "(channel, row, column)"),
+        (lambda x, p: x.reshape(x.shape[0], (x.shape[2] // p) * (x.shape[3] // p), -1), "plain reshape"),
+        (lambda x, p: _patchify(x, p)[:, :-1], "must have shape"),
+    ]
+    for fn, hint in patch_mistakes:
+        with pytest.raises(ExerciseFailed, match=hint):
+            check_patchify(fn)
+    block_mistakes = [
+        (dict(one_plus=False), "1 \\+ scale"),
+        (dict(gates=False), "gates are missing"),
+        (dict(silu=False), "SiLU"),
+        (dict(swap=True), "shift and scale are swapped"),
+        (dict(half=True), "only the attention half"),
+    ]
+    for kwargs, hint in block_mistakes:
+        with pytest.raises(ExerciseFailed, match=hint):
+            check_adaln_zero_block(lambda *a, kwargs=kwargs: _adaln_zero_block(*a, **kwargs))
+    init_mistakes = [
+        (lambda w: torch.nn.Linear(w, 6 * w), "gates do not start at zero"),
+        (lambda w: _zero_modulation(w, bias=False), "gates do not start at zero"),
+        (lambda w: _zero_modulation(w, weight=False, bias=False, gates_only=True), "shifts and scales do not"),
+        (lambda w: torch.nn.Linear(w, 4 * w), "Linear\\("),
+        (lambda w: torch.nn.Linear(w, 6 * w, bias=False), "keep the bias"),
+    ]
+    for fn, hint in init_mistakes:
+        with pytest.raises(ExerciseFailed, match=hint):
+            check_zero_modulation(fn)
+
+
 # ---------------------------------------------------------------- seeds and structured results
 def _solutions():
     import torch.nn.functional as F
@@ -330,6 +408,9 @@ def _solutions():
         ex.check_ddpm_step: ddpm,
         ex.check_kl_divergence: _kl,
         ex.check_latent_rf_loss: _latent_loss,
+        ex.check_patchify: _patchify,
+        ex.check_adaln_zero_block: _adaln_zero_block,
+        ex.check_zero_modulation: _zero_modulation,
     }
 
 
@@ -355,8 +436,8 @@ def test_a_memorised_answer_fails_with_another_seed():
 
         def record(*args, solution=solution):
             out = solution(*args)
-            tape.append(out.detach().clone() if isinstance(out, torch.Tensor) else
-                        tuple(o.detach().clone() for o in out))
+            tape.append(out.detach().clone() if isinstance(out, torch.Tensor) else copy.deepcopy(out)
+                        if isinstance(out, torch.nn.Module) else tuple(o.detach().clone() for o in out))
             return out
 
         assert check(record, raise_on_fail=False).passed

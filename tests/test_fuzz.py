@@ -485,6 +485,9 @@ def specs(judge):
         "widgets.latent.guidance_samples": (widgets.guidance_samples,
                                             dict(ws=[0.0, 1.0], images=torch.stack([rgb, rgb]), names=["a", "b"],
                                                  static=False)),
+        "widgets.transformers.token_grid": (widgets.token_grid,
+                                            dict(image=rgb[0], latent_shape=(4, 8, 8), patch_sizes=[1, 2],
+                                                 static=False)),
     }
     torch.manual_seed(0)
     tokens_in, block = torch.randn(2, 16, 8, generator=_g(4)), dit.DiTBlock(8, 2, kind="joint")

@@ -189,6 +189,23 @@ def test_decoder_comparison_and_guidance_samples_scrub_precomputed_frames():
         widgets.guidance_samples([0.0, 1.0], frames, ["a", "b"], static=False)
 
 
+def test_token_grid_redraws_per_patch_size_and_names_bad_inputs():
+    from cs231n_gen.data import shapes
+
+    image = shapes(1, generator=torch.Generator().manual_seed(0)).images[0]
+    player = widgets.token_grid(image, (4, 8, 8), patch_sizes=(1, 2, 4), static=False)
+    assert player.slider.max == 2 and player.caption.value.startswith("patch 1x1: 64 tokens")
+    first = player.image.value
+    player.slider.value = 2
+    assert player.image.value != first and player.caption.value == "patch 4x4: 4 tokens of 4 * 4 * 4 = 64 numbers"
+    with pytest.raises(ValueError, match="patch_sizes must divide"):
+        widgets.token_grid(image, (4, 8, 8), patch_sizes=(3,), static=False)
+    with pytest.raises(ValueError, match="image must be one RGB image"):
+        widgets.token_grid(image[:1], (4, 8, 8), static=False)
+    with pytest.raises(ValueError, match="latent_shape"):
+        widgets.token_grid(image, (4, 7, 7), static=False)
+
+
 def test_image_grid_shows_colour():
     from cs231n_gen.data import shapes
 
