@@ -10,7 +10,7 @@ small MLP step measured 10x slower with 2 threads than with 1 next to two busy
 processes on a 2-core machine).
 
 :func:`choose_threads` therefore takes the smallest of the affinity, the cgroup quota and
-the core count, then times a probe training step (a small MLP and a small convolution)
+the core count, then times a probe training step (small MLPs and a small convolution)
 with each candidate thread count (well under a second in all) and keeps the fewest
 threads that are within 15% of the fastest. ``CS231N_GEN_THREADS=n`` skips the measurement and uses ``n``; an
 ``OMP_NUM_THREADS`` set by the user is an upper bound. :func:`cs231n_gen.start_lecture`
@@ -70,8 +70,9 @@ def _step_seconds(candidates, rounds: int = 12) -> dict:
     """Median seconds of one probe step at each thread count.
 
     The probe is what the lectures train: one step of a 3 x 256 MLP (batch 512, the 2D
-    and digit lectures) and one of two 3 x 3 convolutions at 16 channels on 16 x 16 maps
-    (batch 32, the image lectures' autoencoders), timed together. The counts take turns
+    and digit lectures), one of two 3 x 3 convolutions at 16 channels on 16 x 16 maps
+    (batch 32, the image lectures' autoencoders) and one of a transformer's MLP at width
+    64 on 1024 tokens (the diffusion transformers), timed together. The counts take turns
     step by step, so that a change in the machine's load during the measurement affects
     them alike; three untimed steps come first (first-call costs).
     """
@@ -82,12 +83,14 @@ def _step_seconds(candidates, rounds: int = 12) -> dict:
         mlp = nn.Sequential(nn.Linear(2, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
                             nn.Linear(256, 256), nn.SiLU(), nn.Linear(256, 2))
         conv = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1))
-    opt = torch.optim.SGD([*mlp.parameters(), *conv.parameters()], lr=1e-3)
+        token_mlp = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64))
+    opt = torch.optim.SGD([*mlp.parameters(), *conv.parameters(), *token_mlp.parameters()], lr=1e-3)
     x = torch.randn(512, 2, generator=g)
     maps = torch.randn(32, 16, 16, 16, generator=g)
+    tokens = torch.randn(1024, 64, generator=g)
 
     def step():
-        loss = mlp(x).square().mean() + conv(maps).square().mean()
+        loss = mlp(x).square().mean() + conv(maps).square().mean() + token_mlp(tokens).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
