@@ -69,7 +69,7 @@ from cs231n_gen.data import digits, shapes
 from cs231n_gen.data.captioned_shapes import SHAPES
 from cs231n_gen.guidance import Guided, conditional_rf_loss
 from cs231n_gen.image_metrics import frechet_distance, shape_attributes, shape_features, sharpness
-from cs231n_gen.nn import TimeMLP
+from cs231n_gen.nn import DiT
 from cs231n_gen.nn.autoencoder import VAE, PatchDiscriminator, ResBlock
 from cs231n_gen.runtime import median_seconds
 from cs231n_gen.sampling import euler
@@ -117,25 +117,24 @@ print(f"convolutional trunk: {1e3 * pixel_step:6.1f} ms per step on pixels, {1e3
 assert pixel_step / latent_step >= 4
 
 # %% [markdown]
-# Our own denoiser in section 5 is smaller than a U-Net, an MLP over the flattened
-# latent, and for an MLP only the first and last layer grow with the input, so the
-# saving is smaller. Timed the same way (batch 256):
+# Our own denoiser in section 5 is a small **diffusion transformer** (DiT, lecture 06
+# opens it up): it cuts its input into 2 x 2 patches and treats each patch as a token,
+# so on pixels it would see 256 tokens, on latents 16, and its attention compares every
+# token with every other. The same network (same width and depth), timed the same way:
 
 # %%
-pixel_mlp = TimeMLP(dim=SIDE * SIDE * 3, hidden=512, depth=4, num_classes=len(SHAPES)).to(device)
-latent_mlp = TimeMLP(dim=(SIDE // D) ** 2 * C, hidden=512, depth=4, num_classes=len(SHAPES)).to(device)
-t_probe = torch.rand(256, device=device)
-y_probe = torch.randint(0, len(SHAPES), (256,), device=device)
-flat_pixels = torch.randn(256, pixel_mlp.dim, device=device)
-flat_latents = torch.randn(256, latent_mlp.dim, device=device)
-pixel_mlp_step = median_seconds(lambda: pixel_mlp(flat_pixels, t_probe, y_probe), repeats=15, device=device)
-latent_mlp_step = median_seconds(lambda: latent_mlp(flat_latents, t_probe, y_probe), repeats=15, device=device)
-count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
-print(f"MLP: {1e3 * pixel_mlp_step:.1f} ms per step on pixels ({count(pixel_mlp) / 1e6:.2f} M parameters), "
-      f"{1e3 * latent_mlp_step:.1f} ms on latents ({count(latent_mlp) / 1e6:.2f} M): "
-      f"{pixel_mlp_step / latent_mlp_step:.1f}x cheaper")
-assert pixel_mlp_step / latent_mlp_step >= 2
-del on_pixels, on_latents, pixel_mlp, x_pixels, flat_pixels
+pixel_dit = DiT(input_size=SIDE, in_channels=3, patch_size=2, width=64, depth=4, num_classes=len(SHAPES)).to(device)
+latent_dit = DiT(input_size=SIDE // D, in_channels=C, patch_size=2, width=64, depth=4,
+                 num_classes=len(SHAPES)).to(device)
+t_probe = torch.rand(64, device=device)
+y_probe = torch.randint(0, len(SHAPES), (64,), device=device)
+pixel_dit_step = median_seconds(lambda: pixel_dit(x_pixels, t_probe, y_probe), repeats=5, device=device)
+latent_dit_step = median_seconds(lambda: latent_dit(x_latents, t_probe, y_probe), repeats=9, device=device)
+print(f"DiT: {1e3 * pixel_dit_step:.1f} ms per step on pixels ({pixel_dit.sequence_length} tokens), "
+      f"{1e3 * latent_dit_step:.1f} ms on latents ({latent_dit.sequence_length} tokens): "
+      f"{pixel_dit_step / latent_dit_step:.0f}x cheaper")
+assert pixel_dit_step / latent_dit_step >= 4
+del on_pixels, on_latents, pixel_dit, x_pixels
 
 # %% [markdown]
 # ## 2. The images
@@ -378,32 +377,34 @@ widgets.decoder_comparison(test.images[:24], recon_more[:24], recon_gan[:24], ca
 # ## 5. Diffusion on the frozen latents
 #
 # Now the slide's last step. The encoder is frozen; every training image becomes
-# `scale * z` (the posterior mean), flattened to a 256-vector; and the class-conditional
-# rectified flow of lectures 02 and 03 is trained on those vectors, with the same
-# `conditional_rf_loss` (the label is the shape; dropped to the null label 10% of the
-# time, as DiT does) and the same sampler and guidance. The only new line is the
-# decoder at the end.
+# `scale * z` (the posterior mean, 4 x 8 x 8); and the class-conditional rectified flow of
+# lectures 02 and 03 is trained on those latents, with the same `conditional_rf_loss`
+# (the label is the shape; dropped to the null label 10% of the time, as DiT does) and
+# the same sampler and guidance. The denoiser is the small DiT timed in section 1; for
+# now it is just a function $v_\theta(z_t, t, y)$ with the latent's shape (lecture 06
+# takes it apart). The only new line is the decoder at the end.
 
 # %%
-LD_STEPS = budget(full=2500, quick=400)
-latents = (scale * z_train).flatten(1)
+LD_STEPS = budget(full=1200, quick=120)
+latents = scale * z_train
 shape_labels = train.labels["shape"].to(device)
 seed_everything(2)
-denoiser = TimeMLP(dim=latents.shape[1], hidden=512, depth=4, num_classes=len(SHAPES))
+denoiser = DiT(input_size=SIDE // D, in_channels=C, patch_size=2, width=64, depth=4, heads=4,
+               num_classes=len(SHAPES), conditioning="adaln")
 ld_history = fit(denoiser, lambda net, b, g: conditional_rf_loss(net, b[0], b[1], 0.1, g), (latents, shape_labels),
-                 steps=LD_STEPS, batch_size=256, lr=1e-3, device=device, desc="latent diffusion (shape-conditional)")
+                 steps=LD_STEPS, batch_size=128, lr=2e-3, device=device, desc="latent diffusion (shape-conditional)")
 
 
 def generate(labels, w, noise, steps=40):
     """Latent diffusion end to end: noise -> guided flow over latents -> unscale -> decode."""
     z = euler(Guided(denoiser, labels, w), noise, steps) / scale
     with torch.no_grad():
-        return decoder_gan.decode(z.view(-1, C, SIDE // D, SIDE // D)).cpu()
+        return decoder_gan.decode(z).cpu()
 
 
 N_EACH = budget(full=64, quick=16)
 asked = torch.arange(len(SHAPES), device=device).repeat_interleave(N_EACH)
-ld_noise = torch.randn(len(asked), latents.shape[1], generator=torch.Generator().manual_seed(3)).to(device)
+ld_noise = torch.randn(len(asked), *latents.shape[1:], generator=torch.Generator().manual_seed(3)).to(device)
 LD_WS = [0.0, 1.0, 2.0, 4.0]
 ld_samples = {w: generate(asked, w, ld_noise) for w in LD_WS}
 ld_accuracy = {}
@@ -412,20 +413,21 @@ for w in LD_WS:
     ld_accuracy[w] = float((read["shape"] == asked.cpu()).float().mean())
     print(f"w = {w:g}: {100 * ld_accuracy[w]:5.1f}% have the shape asked for "
           f"({100 * float(read['found'].float().mean()):.0f}% show a clear object)")
-assert ld_accuracy[2.0] >= budget(full=0.75, quick=0.15)
-assert ld_accuracy[2.0] >= ld_accuracy[0.0] - budget(full=0.0, quick=0.1)
+assert ld_accuracy[2.0] >= budget(full=0.90, quick=0.1)
+assert ld_accuracy[2.0] >= ld_accuracy[0.0] - budget(full=0.0, quick=0.3)
 
 # %% [markdown]
 # The judge reads the shape right in almost every reconstruction (section 3), so the
 # misses are the denoiser's. Look at them below: mostly small shapes drawn halfway
 # between two shapes (a square with rounded corners, a triangle that could be a cross),
-# and a few faint or missing objects (the "clear object" figure above).
-# Our denoiser is an MLP that sees the latent as one flat vector of 256 numbers; nothing
-# in it knows that a square is a square wherever it sits, so it learns each of the nine
-# positions separately, from a few hundred examples each. Guidance sharpens what the
-# model knows, it cannot add what it has not learned. Lecture 06 keeps everything else
-# and replaces the MLP by a transformer over latent patches, whose weights are shared by
-# every position.
+# and a few faint objects (the "clear object" figure above). Guidance sharpens what the
+# model knows (from w = 0 to w = 2 the share of right shapes rises); it cannot add what
+# the model has not learned.
+#
+# Why a transformer rather than the MLPs of lectures 02 to 04? An MLP would see the
+# latent as one flat vector of 256 numbers: nothing in it knows that a square is a
+# square wherever it sits, so it would have to learn each of the nine positions
+# separately. The DiT applies the same weights to every patch.
 
 # %%
 picks = torch.cat([torch.arange(k * N_EACH, k * N_EACH + 8) for k in range(len(SHAPES))])
@@ -463,7 +465,7 @@ viz.image_grid(axes[1], ld_samples[0.0][torch.randperm(len(asked), generator=tor
                per_row=8, title=f"latent diffusion, w = 0 (Frechet {fd_ld:.2f})")
 plt.tight_layout()
 plt.show()
-assert fd_ld < fd_prior / 3
+assert fd_ld < fd_prior / budget(full=3.0, quick=1.2)
 
 # %% [markdown]
 # Where do the two sets of latents live? Project the flattened latents on the two
@@ -554,10 +556,10 @@ check_latent_rf_loss(latent_rf_loss)
 #
 # | slide | what you saw here |
 # |---|---|
-# | 256 x 256 x 3 -> 32 x 32 x 16: "12x fewer numbers", 64x fewer positions | section 1: the arithmetic; a convolutional denoising step measured about 16x cheaper on latents (our MLP denoiser about 3.5x) |
+# | 256 x 256 x 3 -> 32 x 32 x 16: "12x fewer numbers", 64x fewer positions | section 1: the arithmetic; a convolutional denoising step measured about 16x cheaper on latents, our transformer denoiser more (16x fewer tokens) |
 # | "Train encoder + decoder ... It's a VAE! Typically with very small KL prior weight" | section 3: D = 4, C = 4, $\beta = 10^{-3}$; sharp enough to keep shape and colour, not a general image codec (digits) |
 # | "Problem: decoder outputs often blurry. Solution: add a discriminator!" | section 4: a patch critic with the adaptive weight raises sharpness above an equally long plain run (by how much varies from run to run); the squared error does not improve |
-# | "Sample random latent, iteratively apply diffusion model, run decoder" | section 5: the library's rectified flow, CFG and sampler, unchanged, on scaled frozen latents |
+# | "Sample random latent, iteratively apply diffusion model, run decoder" | section 5: the library's rectified flow, CFG and sampler, unchanged, on scaled frozen latents, with a small DiT: over 90% of samples have the shape asked for at w = 2 |
 # | LDMs sample the aggregated posterior, VAEs the prior (notes) | section 6: prior samples are smudges (Frechet several times worse); q(z) is far from N(0, I) |
 #
 # Next: **diffusion transformers**, which treat these latents as a sequence of tokens.
