@@ -24,7 +24,7 @@ CHECKS = {check.__name__: check for check in (
     check_logit_normal_sampler, check_shift,  # 04 noise schedules
     check_kl_divergence, check_latent_rf_loss,  # 05 latent diffusion
     check_patchify, check_adaln_zero_block, check_zero_modulation,  # 06 diffusion transformers
-    check_eps_conversions, check_ddpm_step,  # generalized diffusion
+    check_eps_conversions, check_ddpm_step,  # 09 generalized diffusion
 )}
 
 __all__ = ["CheckResult", "ExerciseFailed", "CHECKS", *CHECKS]

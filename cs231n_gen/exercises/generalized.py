@@ -1,4 +1,4 @@
-"""Generalized diffusion: converting an eps prediction, and one DDPM ancestral step."""
+"""Lecture 09 (generalized diffusion): converting an eps prediction, and one DDPM ancestral step."""
 from __future__ import annotations
 
 import torch

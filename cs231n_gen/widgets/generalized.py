@@ -1,4 +1,4 @@
-"""Generalized diffusion: any path, any target, the exact field at any t."""
+"""Lecture 09, generalized diffusion: any path, any target, the exact field at any t."""
 from __future__ import annotations
 
 import torch

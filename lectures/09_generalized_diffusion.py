@@ -693,3 +693,6 @@ check_ddpm_step(ddpm_step)
 # | (where to put the steps) | section 6: 20 DDIM steps evenly spaced in log SNR keep each mode's width; 50 uniform steps in $t$ do not |
 # | "how do we choose these functions?" | section 7: the target decides where errors are amplified; v is the balanced choice |
 # | notation | section 9: one table of the course's letters against the slides' and the papers' |
+#
+# Next: **autoregressive models over VQ latents**: the other way to model p(x) exactly,
+# one token at a time.
