@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._validate import as_time, check_batch, check_generator, check_labels, check_model_input, check_real
+from ._validate import (as_time, check_batch, check_callable, check_generator, check_labels, check_model_input,
+                        check_real)
 from .paths import rectified_flow_loss
 
 
@@ -126,3 +127,67 @@ class Guided(nn.Module):
             return _combine(self.model, x_t, t, y.to(x_t.device), self.w, self.null_label)
         except ValueError as err:
             raise ValueError(f"the guided model rejected x_t: {err}") from err
+
+
+# ------------------------------------------------------------------ captions as the condition
+def _context(name: str, context, mask, n: int, device):
+    """A (n, L, d) context and its (n, L) bool mask (default: every token kept)."""
+    context = check_model_input(name, context, (n, None, None))
+    if mask is None:
+        return context, torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != context.shape[:2]:
+        got = f"a {mask.dtype} tensor of shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else repr(mask)
+        raise ValueError(f"{name}_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got {got}")
+    return context, mask
+
+
+def caption_rf_loss(model, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None,
+                    p_uncond: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The rectified-flow loss conditioned on caption embeddings, with **caption dropout**.
+
+    ``model(x_t, t, context=..., context_mask=...)`` (such as a :class:`~cs231n_gen.nn.DiT`
+    with ``context_dim``). With probability ``p_uncond`` a caption is dropped: its mask row
+    becomes all False, which the model reads as "no caption" (the null condition that
+    guidance needs). ``context`` (n, L, d) holds one caption's token embeddings per row of x.
+    """
+    check_callable("model", model, "a model called as model(x_t, t, context=..., context_mask=...)")
+    x = check_batch("x", x)
+    context, context_mask = _context("context", context, context_mask, x.shape[0], x.device)
+    p_uncond = check_real("p_uncond", p_uncond, minimum=0.0, maximum=1.0)
+    generator = check_generator("generator", generator, x.device)
+    keep = torch.rand(x.shape[0], generator=generator, device=x.device) >= p_uncond
+    mask_in = context_mask & keep[:, None]
+    return rectified_flow_loss(lambda x_t, t_: model(x_t, t_, context=context, context_mask=mask_in), x, generator)
+
+
+class GuidedByText(nn.Module):
+    """``GuidedByText(model, context, mask, w)(x_t, t)``: classifier-free guidance on a caption.
+
+    v = (1 + w) v(x_t, caption) - w v(x_t, no caption), from one forward pass of 2B rows
+    (the "no caption" rows carry an all-False mask); ``w = 0`` is one pass of B rows.
+    ``context`` (B, L, d) is the captions' token embeddings, one row per sample.
+    """
+
+    def __init__(self, model, context: torch.Tensor, context_mask: torch.Tensor | None = None, w: float = 0.0):
+        super().__init__()
+        check_callable("model", model, "a model called as model(x_t, t, context=..., context_mask=...)")
+        self.model = model
+        self.w = check_real("w", w, minimum=0.0)
+        n = context.shape[0] if isinstance(context, torch.Tensor) and context.ndim == 3 else None
+        self.context, self.context_mask = _context("context", context, context_mask, n, None)
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        x_t = check_batch("x_t", x_t)
+        n = x_t.shape[0]
+        if n != self.context.shape[0]:
+            raise ValueError(f"x_t has {n} rows but GuidedByText was built with {self.context.shape[0]} captions")
+        t = as_time("t", t, n, x_t, check_values=x_t.device.type == "cpu", rows_of="x_t")
+        ctx, mask = self.context.to(x_t.device), self.context_mask.to(x_t.device)
+        try:
+            if self.w == 0.0:
+                return self.model(x_t, t, context=ctx, context_mask=mask)
+            both = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), context=torch.cat([ctx, ctx]),
+                              context_mask=torch.cat([mask, torch.zeros_like(mask)]))
+        except ValueError as err:
+            raise ValueError(f"the guided model rejected x_t: {err}") from err
+        return (1 + self.w) * both[:n] - self.w * both[n:]

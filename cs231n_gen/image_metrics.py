@@ -329,6 +329,34 @@ def shape_features(images: torch.Tensor) -> torch.Tensor:
     return _read_shapes(images)["features"]
 
 
+def clip_attributes(videos: torch.Tensor) -> dict:
+    r"""Read clips of one moving shape: :func:`shape_attributes` on every frame, and the motion.
+
+    ``videos`` (n, T, 3, S, S) in [-1, 1], as :func:`cs231n_gen.data.moving_shapes` draws
+    them. Returns LongTensors ``shape``, ``color``, ``size`` and bool ``found``, each
+    (n, T), one reading per frame; ``centroid`` (n, T, 2), the object's centroid (x, y as
+    fractions of the side, y down); ``displacement`` (n, 2), the least-squares slope of the
+    centroid over the frames times (T - 1), i.e. how far the object travelled; and
+    ``direction`` (n,), the index into ``DIRECTIONS`` ("left", "right", "up", "down") of
+    the largest component of that displacement (0, "left", for a one-frame clip).
+    """
+    videos = check_tensor("videos", videos, ndim=5)
+    n, frames = videos.shape[:2]
+    if n < 1 or frames < 1 or videos.shape[2] != 3 or videos.shape[3] != videos.shape[4] or videos.shape[3] < 16:
+        raise ValueError(f"videos must be RGB clips (n, T, 3, S, S) with n, T >= 1 and S >= 16, got shape "
+                         f"{tuple(videos.shape)}")
+    readings = _read_shapes(videos.flatten(0, 1))
+    centroid = readings["features"][:, 6:8].reshape(n, frames, 2)
+    f = torch.arange(frames, dtype=centroid.dtype, device=centroid.device)
+    f = (f - f.mean())[None, :, None]
+    slope = (f * (centroid - centroid.mean(1, keepdim=True))).sum(1) / f.square().sum().clamp_min(1e-12)
+    displacement = slope * (frames - 1)
+    scores = torch.stack([-displacement[:, 0], displacement[:, 0], -displacement[:, 1], displacement[:, 1]], 1)
+    # (columns in the order of DIRECTIONS: left, right, up, down)
+    out = {key: readings[key].reshape(n, frames) for key in ("shape", "color", "size", "found")}
+    return {**out, "centroid": centroid, "displacement": displacement, "direction": scores.argmax(1)}
+
+
 def _read_shapes(images: torch.Tensor) -> dict:
     """shape_attributes' work: the label readings plus the continuous features."""
     from .data import captioned_shapes as S

@@ -170,6 +170,10 @@ def test_bad_inputs_name_the_argument():
     text = _model("joint", context_dim=6)
     with pytest.raises(ValueError, match="context_mask must be a bool"):
         text(torch.randn(2, 4, 8, 8), torch.rand(2), context=torch.randn(2, 3, 6), context_mask=torch.ones(2, 3))
-    with pytest.raises(ValueError, match="at least one token"):
-        text(torch.randn(2, 4, 8, 8), torch.rand(2), context=torch.randn(2, 3, 6),
-             context_mask=torch.tensor([[True, False, False], [False, False, False]]))
+    # a row with no kept token is "no caption": the same as calling without context
+    for p in text.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    with torch.no_grad():
+        out = text(x, t, context=torch.randn(2, 3, 6), context_mask=torch.tensor([[True, False, False], [False] * 3]))
+        assert torch.allclose(out[1:], text(x[1:], t[1:]), atol=1e-5) and not torch.allclose(out[:1], text(x[:1], t[:1]))

@@ -364,6 +364,53 @@ def test_transformer_exercises_pass_and_name_mistakes(capsys):
 
 
 # ---------------------------------------------------------------- seeds and structured results
+def _clip_loss(image_emb, text_emb, temperature, *, transpose=False, scale=True, sides=2, norm=True):
+    import torch.nn.functional as F
+
+    u, v = (F.normalize(image_emb, dim=1), F.normalize(text_emb, dim=1)) if norm else (image_emb, text_emb)
+    logits = u @ v.T / (temperature if scale else 1.0)
+    logits = logits.T if transpose else logits
+    target = torch.arange(len(logits))
+    parts = [F.cross_entropy(logits, target), F.cross_entropy(logits.T, target)][:sides]
+    return logits, sum(parts) / len(parts)
+
+
+def _masked_cross_attention(x, context, mask, wq, wk, wv, *, use_mask=True, invert=False, scale=True):
+    q, k, v = x @ wq, context @ wk, context @ wv
+    scores = q @ k.transpose(-1, -2) / (q.shape[-1] ** 0.5 if scale else 1.0)
+    if use_mask:
+        scores = scores.masked_fill((mask if invert else ~mask)[:, None, :], float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+def test_text_to_image_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_clip_loss, check_masked_cross_attention
+
+    check_clip_loss(_clip_loss)
+    check_masked_cross_attention(_masked_cross_attention)
+    assert capsys.readouterr().out.count("correct") == 2
+    clip_mistakes = [
+        (lambda i, t, tau: _clip_loss(i, t, tau, transpose=True), "transposed"),
+        (lambda i, t, tau: _clip_loss(i, t, tau, scale=False), "temperature is missing"),
+        (lambda i, t, tau: _clip_loss(i, t, tau, norm=False), "not normalised"),
+        (lambda i, t, tau: _clip_loss(i, t, tau, sides=1), "one direction"),
+        (lambda i, t, tau: (_clip_loss(i, t, tau)[0], 2 * _clip_loss(i, t, tau)[1]), "summed"),
+        (lambda i, t, tau: _clip_loss(i, t, tau)[1], "tuple"),
+    ]
+    for fn, hint in clip_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_clip_loss(fn)
+    attention_mistakes = [
+        (lambda *a: _masked_cross_attention(*a, use_mask=False), "padding is attended"),
+        (lambda *a: _masked_cross_attention(*a, invert=True), "inverted"),
+        (lambda *a: _masked_cross_attention(*a, scale=False), "not scaled"),
+        (lambda x, c, m, wq, wk, wv: _masked_cross_attention(x, c, m, wq, wk, wv)[:, :1], "shape"),
+    ]
+    for fn, hint in attention_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_masked_cross_attention(fn)
+
+
 def _solutions():
     import torch.nn.functional as F
 
@@ -411,6 +458,8 @@ def _solutions():
         ex.check_patchify: _patchify,
         ex.check_adaln_zero_block: _adaln_zero_block,
         ex.check_zero_modulation: _zero_modulation,
+        ex.check_clip_loss: _clip_loss,
+        ex.check_masked_cross_attention: _masked_cross_attention,
     }
 
 

@@ -57,7 +57,9 @@ from cs231n_gen.grading import notebooks as grading_notebooks  # noqa: E402
 from cs231n_gen.grading import release as grading_release  # noqa: E402
 from cs231n_gen.grading import screen as grading_screen  # noqa: E402
 from cs231n_gen.data import toy2d  # noqa: E402
-from cs231n_gen.nn import autoencoder, dcgan, dit, gan_mlp, mlp  # noqa: E402
+from cs231n_gen.nn import autoencoder, clip as nn_clip, dcgan, dit, gan_mlp, mlp, video_dit  # noqa: E402
+from cs231n_gen import contrastive, tokenizer  # noqa: E402
+from cs231n_gen.data import clips as data_clips  # noqa: E402
 from cs231n_gen import autoencoding  # noqa: E402
 
 PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
@@ -82,6 +84,7 @@ EXEMPT = {
     "cs231n_gen.engine.data_signature": "describes any value; every input is valid",
     "cs231n_gen.engine.callable_signature": "describes any value; every input is valid",
     "cs231n_gen.data.captioned_shapes.Shapes": "a result record",
+    "cs231n_gen.data.clips.Clips": "a result record",
     "cs231n_gen.threads.ThreadChoice": "a result record",
     "cs231n_gen.threads.usable_cpus": "takes no arguments",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
@@ -421,9 +424,10 @@ def specs(judge):
     for name, check in exercises.CHECKS.items():  # only bad values are tried (a valid call needs a solution)
         s[f"{check.__module__.removeprefix('cs231n_gen.')}.{name}"] = (check, dict(student_fn=None))
     s |= {
-        "data.captioned_shapes.shapes": (data_shapes.shapes, dict(n=3, size=32, generator=_g())),
         "data.captioned_shapes.parse_caption": (data_shapes.parse_caption, dict(text="a small red circle")),
-        "data.captioned_shapes.caption": (data_shapes.caption, dict(shape=1, color=2, size=1, position=4)),
+        "data.captioned_shapes.caption": (data_shapes.caption, dict(shape=1, color=2, size=1, position=4,
+                                                                    phrasing=2)),
+        "data.captioned_shapes.shapes": (data_shapes.shapes, dict(n=3, size=32, generator=_g(), exclude=[(0, 1)])),
         "data.captioned_shapes.coverage": (data_shapes.coverage, dict(shape=torch.tensor([0, 2]),
                                                                     cx=torch.tensor([8.0, 20.0]),
                                                                     cy=torch.tensor([8.0, 20.0]),
@@ -507,6 +511,83 @@ def specs(judge):
         "nn.dit.DiT.forward": (text_dit, dict(x=latent_images, t=torch.rand(4, generator=_g(7)),
                                               context=torch.randn(4, 2, 3, generator=_g(8)),
                                               context_mask=torch.tensor([[True, False]] * 4))),
+    }
+    tok = tokenizer.Tokenizer()
+    ids, ids_mask = tok.encode(["a red circle", "blue square, small, top left"])
+    text_enc = nn_clip.TextEncoder(len(tok), max_length=10, width=8, depth=1, heads=2, embed_dim=4)
+    image_enc = nn_clip.ImageEncoder(3, 16, width=2, embed_dim=4)
+    pair = nn_clip.CLIP(text_enc, image_enc)
+    text_images = data_shapes.shapes(2, size=16, generator=_g(9)).images
+    ctx4, ctx4_mask = torch.randn(4, 3, 3, generator=_g(10)), torch.tensor([[True, True, False]] * 4)
+    emb_a, emb_b = torch.randn(4, 5, generator=_g(11)), torch.randn(4, 5, generator=_g(12))
+    video = video_dit.VideoDiT(frames=2, input_size=4, in_channels=2, patch_size=2, width=8, depth=1, heads=2,
+                               context_dim=3)
+    video_block = video_dit.VideoBlock(8, 2, 2.0, "factorised")
+    clip_videos = data_clips.moving_shapes(2, 3, size=16, generator=_g(13)).videos
+    s |= {
+        "tokenizer.words": (tokenizer.words, dict(text="Red circle, small")),
+        "tokenizer.Tokenizer": (tokenizer.Tokenizer, dict(vocabulary=["red", "circle"])),
+        "tokenizer.Tokenizer.unknown": (tok.unknown, dict(text="a purple circle")),
+        "tokenizer.Tokenizer.tokenize": (tok.tokenize, dict(text="a red circle")),
+        "tokenizer.Tokenizer.encode": (tok.encode, dict(texts=["a red circle", "a square"], length=5)),
+        "tokenizer.Tokenizer.decode": (tok.decode, dict(ids=ids, mask=ids_mask)),
+        "contrastive.similarity": (contrastive.similarity, dict(image_emb=emb_a, text_emb=emb_b)),
+        "contrastive.clip_loss": (contrastive.clip_loss, dict(image_emb=emb_a, text_emb=emb_b, temperature=0.1)),
+        "contrastive.retrieval_accuracy": (contrastive.retrieval_accuracy,
+                                           dict(image_emb=emb_a, text_emb=emb_b, groups=torch.tensor([0, 1, 1, 2]))),
+        "contrastive.freeze": (contrastive.freeze, dict(module=torch.nn.Linear(2, 2))),
+        "nn.clip.TextEncoder": (nn_clip.TextEncoder, dict(vocab_size=len(tok), max_length=10, width=8, depth=1,
+                                                          heads=2, embed_dim=4)),
+        "nn.clip.TextEncoder.forward": (text_enc, dict(ids=ids, mask=ids_mask)),
+        "nn.clip.TextEncoder.pool": (text_enc.pool, dict(tokens=torch.randn(2, 5, 8, generator=_g(14)),
+                                                         mask=ids_mask)),
+        "nn.clip.TextEncoder.embed": (text_enc.embed, dict(ids=ids, mask=ids_mask)),
+        "nn.clip.ImageEncoder": (nn_clip.ImageEncoder, dict(in_channels=3, size=16, width=2, embed_dim=4)),
+        "nn.clip.ImageEncoder.forward": (image_enc, dict(images=text_images)),
+        "nn.clip.CLIP": (nn_clip.CLIP, dict(text=text_enc, image=image_enc)),
+        "nn.clip.CLIP.forward": (pair, dict(images=text_images, ids=ids, mask=ids_mask)),
+        "nn.dit.DiT.cross_attention_maps": (dit.DiT(input_size=4, in_channels=2, patch_size=2, width=8, depth=1,
+                                                    heads=2, context_dim=3, conditioning="cross").cross_attention_maps,
+                                            dict(x=latent_images, t=torch.rand(4, generator=_g(7)), context=ctx4,
+                                                 context_mask=ctx4_mask)),
+        "nn.video_dit.inflate": (video_dit.inflate, dict(image_dit=dit.DiT(input_size=4, in_channels=2, patch_size=2,
+                                                                           width=8, depth=1, heads=2, context_dim=3,
+                                                                           conditioning="cross"),
+                                                         frames=2, attention="full")),
+        "nn.video_dit.sincos_frame_embedding": (video_dit.sincos_frame_embedding, dict(dim=8, frames=3)),
+        "nn.video_dit.VideoBlock": (video_dit.VideoBlock, dict(width=8, heads=2, mlp_ratio=2.0, attention="full")),
+        "nn.video_dit.VideoBlock.forward": (video_block, dict(x=torch.randn(2, 3, 4, 8, generator=_g(15)),
+                                                              c=torch.randn(2, 8, generator=_g(16)),
+                                                              context=torch.randn(2, 3, 8, generator=_g(17)),
+                                                              context_mask=torch.tensor([[True, False, True]] * 2))),
+        "nn.video_dit.VideoDiT": (video_dit.VideoDiT, dict(frames=2, input_size=4, in_channels=2, patch_size=2,
+                                                           width=8, depth=1, heads=2, mlp_ratio=2.0, context_dim=3,
+                                                           attention="full", pooled_context=True)),
+        "nn.video_dit.VideoDiT.forward": (video, dict(x=torch.randn(4, 2, 2, 4, 4, generator=_g(18)),
+                                                      t=torch.rand(4, generator=_g(19)), context=ctx4,
+                                                      context_mask=ctx4_mask)),
+        "guidance.caption_rf_loss": (guidance.caption_rf_loss, dict(model=video, x=torch.randn(4, 2, 2, 4, 4,
+                                                                                              generator=_g(20)),
+                                                                    context=ctx4, context_mask=ctx4_mask, p_uncond=0.5,
+                                                                    generator=_g())),
+        "guidance.GuidedByText": (guidance.GuidedByText, dict(model=video, context=ctx4, context_mask=ctx4_mask,
+                                                              w=2.0)),
+        "guidance.GuidedByText.forward": (guidance.GuidedByText(video, ctx4, ctx4_mask, 2.0),
+                                          dict(x_t=torch.randn(4, 2, 2, 4, 4, generator=_g(21)),
+                                               t=torch.rand(4, generator=_g(22)))),
+        "data.clips.moving_shapes": (data_clips.moving_shapes, dict(n=2, frames=3, size=16, generator=_g())),
+        "data.clips.clip_caption": (data_clips.clip_caption, dict(shape=1, color=2, size=0, direction=3)),
+        "image_metrics.clip_attributes": (image_metrics.clip_attributes, dict(videos=clip_videos)),
+        "widgets.text_to_image.prompt_box": (widgets.prompt_box, dict(generate=lambda p, w: text_images,
+                                                                      prompt="a red circle", w=1.0, w_max=4.0,
+                                                                      per_row=2, static=False)),
+        "widgets.text_to_image.PromptBox": (widgets.PromptBox, dict(generate=lambda p, w: text_images,
+                                                                    prompt="a red circle", w=1.0, w_max=4.0,
+                                                                    per_row=2, size=(3.0, 2.0))),
+        "widgets.text_to_image.PromptBox.render": (widgets.PromptBox(lambda p, w: text_images, "a").render,
+                                                   dict(prompt="a red circle", w=1.0)),
+        "widgets.text_to_image.clip_player": (widgets.clip_player, dict(videos=clip_videos, captions=["a", "b"],
+                                                                        per_row=2, static=False)),
     }
     s |= {
         "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),

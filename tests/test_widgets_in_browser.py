@@ -14,7 +14,9 @@ This test can. For every lecture that uses widgets it
    and that sliders and play buttons are visible;
 4. for every widget that shows an image next to a slider: moves the slider with the
    keyboard and asserts that the pixels of the image changed; presses play and
-   asserts the animation advanced;
+   asserts the animation advanced; where there is a text box, types a prompt and
+   presses Enter (the image must change), then a word outside the vocabulary (a
+   message must name it);
 5. saves screenshots (the whole page, and each widget mid-animation) to a folder
    printed at the end of the run.
 
@@ -179,6 +181,15 @@ def _image_pixels(img) -> bytes:
     return img.screenshot(animations="disabled")
 
 
+def _wait_for_pixels(page, img, before: bytes, what: str, timeout_s: float = 15.0) -> None:
+    """Wait until the image's pixels differ from ``before``; fail naming ``what`` otherwise."""
+    for _ in range(int(timeout_s / 0.25)):
+        page.wait_for_timeout(250)
+        if _image_pixels(img) != before:
+            return
+    raise AssertionError(f"{what} did not change its image within {timeout_s:g} s")
+
+
 @pytest.mark.parametrize("notebook", WIDGET_LECTURES, ids=lambda p: p.stem)
 def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
     assert lab.kernel_pids() == [], f"kernels of earlier notebooks still run: {lab.kernel_pids()}"
@@ -219,24 +230,36 @@ def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
             for control in out.locator(".widget-slider, .widget-play").all():
                 assert control.is_visible(), f"{notebook.name}: a control of widget {k} is not visible"
 
-            # 2. Sliders drive their figures.
-            handle = out.locator(".widget-slider .noUi-handle")
+            # 2. A text box drives its figure: a typed prompt (Enter) changes the image, and a
+            #    word the model does not know gives a message, not a traceback.
             img = out.locator("img")
+            text_box = out.locator(".widget-text input")
+            if text_box.count() and img.count():
+                text_box.first.fill("a purple circle")
+                text_box.first.press("Enter")
+                for _ in range(60):
+                    page.wait_for_timeout(250)
+                    if "purple" in out.inner_text():
+                        break
+                assert "purple" in out.inner_text() and "Traceback" not in out.inner_text(), (
+                    f"{notebook.name}: an unknown word in widget {k} gave no message:\n{out.inner_text()[:300]}")
+                before = _image_pixels(img.first)
+                text_box.first.fill("a small green cross at the bottom left")
+                text_box.first.press("Enter")
+                _wait_for_pixels(page, img.first, before, f"{notebook.name}: typing a prompt into widget {k}")
+                out.screenshot(path=str(screenshot_dir / f"{notebook.stem}-widget{k}-prompt.png"))
+
+            # 3. Sliders drive their figures.
+            handle = out.locator(".widget-slider .noUi-handle")
             if handle.count() == 0 or img.count() == 0:
                 continue
             before = _image_pixels(img.first)
             handle.first.click()
             for _ in range(3):
                 page.keyboard.press("ArrowRight")
-            changed = False
-            for _ in range(60):
-                page.wait_for_timeout(250)
-                if _image_pixels(img.first) != before:
-                    changed = True
-                    break
-            assert changed, f"{notebook.name}: moving the slider of widget {k} did not change its image"
+            _wait_for_pixels(page, img.first, before, f"{notebook.name}: moving the slider of widget {k}")
 
-            # 3. Play animates (and a screenshot of it mid-animation for people to look at).
+            # 4. Play animates (and a screenshot of it mid-animation for people to look at).
             play = out.locator(".widget-play button").first
             if play.count():
                 page.keyboard.press("Home")  # back to the first frame

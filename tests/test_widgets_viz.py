@@ -214,3 +214,41 @@ def test_image_grid_shows_colour():
     assert ax.images[0].get_array().shape[-1] == 3
     with pytest.raises(ValueError, match="1 or 3 channels"):
         viz.image_grid(ax, torch.zeros(2, 2, 4, 4))
+
+
+def test_prompt_box_redraws_for_a_typed_prompt_and_shows_bad_words_as_a_message():
+    from cs231n_gen.data import moving_shapes, parse_caption, shapes
+
+    calls = []
+
+    def generate(prompt, w):  # real images whose colour follows the prompt
+        calls.append((prompt, w))
+        color = parse_caption(prompt).get("color", 0)
+        data = shapes(64, generator=torch.Generator().manual_seed(int(w)))
+        return data.images[data.labels["color"] == color][:4]
+
+    box = widgets.prompt_box(generate, "a red circle", w=2.0, per_row=4, static=False)
+    first = box.image.value
+    assert first[:4] == b"\x89PNG" and box.message.value == "4 samples" and calls == [("a red circle", 2.0)]
+    box.text.value = "a blue square"
+    assert box.image.value != first and calls[-1] == ("a blue square", 2.0)
+    shown = box.image.value
+    box.text.value = "a purple square"
+    assert "purple" in box.message.value and box.image.value == shown  # a message, the last images stay
+    box.weight.value = 4.0
+    assert calls[-1] == ("a purple square", 4.0) and "purple" in box.message.value
+    box.text.value = "a green cross"
+    assert box.message.value == "4 samples" and box.image.value != shown
+    with pytest.raises(ValueError, match="w must be <= 6.0"):
+        widgets.prompt_box(generate, "a red circle", w=7.0, static=False)
+    with pytest.raises(ValueError, match="generate"):
+        widgets.prompt_box("not callable", "a red circle", static=False)
+    clips = moving_shapes(3, 4, generator=torch.Generator().manual_seed(0))
+    player = widgets.clip_player(clips.videos, clips.captions, static=False)
+    before = player.image.value
+    player.slider.value = 3
+    assert player.slider.max == 3 and player.image.value != before and player.caption.value == "frame 4 of 4"
+    with pytest.raises(ValueError, match="captions"):
+        widgets.clip_player(clips.videos, clips.captions[:2], static=False)
+    with pytest.raises(ValueError, match="videos"):
+        widgets.clip_player(clips.videos[0], clips.captions, static=False)

@@ -1,6 +1,7 @@
 """Datasets, all offline: 2D toys (procedural), small images (scikit-learn digits) and captioned shapes."""
 from .captioned_shapes import Shapes, parse_caption, shapes
 from .images import digits
+from .clips import Clips, moving_shapes
 from .toy2d import (
     Checkerboard,
     GaussianMixture,
@@ -21,6 +22,8 @@ __all__ = [
     "shapes",
     "parse_caption",
     "Shapes",
+    "moving_shapes",
+    "Clips",
     "GaussianMixture",
     "LabelledMixture",
     "overlapping_classes",

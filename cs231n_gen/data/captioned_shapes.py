@@ -43,16 +43,28 @@ class Shapes(NamedTuple):
     captions: list
 
 
-def caption(shape: int, color: int, size: int, position: int) -> str:
-    """The caption of one object from its label indices, e.g. "a small red circle at the top left"."""
+PHRASINGS = 3  # ways to word the same caption (see :func:`caption`)
+
+
+def caption(shape: int, color: int, size: int, position: int, phrasing: int = 0) -> str:
+    """The caption of one object from its label indices.
+
+    ``phrasing`` 0: "a small red circle at the top left" (the data's own captions);
+    1: "red circle, small, top left"; 2: "at the top left, a small red circle". All three
+    name the same four attributes, so :func:`parse_caption` reads the same labels back.
+    """
     for name, value, names in (("shape", shape, SHAPES), ("color", color, COLORS), ("size", size, SIZES),
-                               ("position", position, POSITIONS)):
+                               ("position", position, POSITIONS), ("phrasing", phrasing, range(PHRASINGS))):
         value = check_int(name, value, minimum=0)
         if value >= len(names):
-            raise ValueError(f"{name} must be an index 0..{len(names) - 1} into {names}, got {value}")
-    shape, color, size, position = int(shape), int(color), int(size), int(position)
-    where = "in the center" if POSITIONS[position] == "center" else f"at the {POSITIONS[position]}"
-    return f"a {SIZES[size]} {COLORS[color]} {SHAPES[shape]} {where}"
+            raise ValueError(f"{name} must be an index 0..{len(names) - 1} into {tuple(names)}, got {value}")
+    shape, color, size, position = SHAPES[int(shape)], COLORS[int(color)], SIZES[int(size)], POSITIONS[int(position)]
+    where = "in the center" if position == "center" else f"at the {position}"
+    if phrasing == 1:
+        return f"{color} {shape}, {size}, {position}"
+    if phrasing == 2:
+        return f"{where}, a {size} {color} {shape}"
+    return f"a {size} {color} {shape} {where}"
 
 
 def coverage(shape, cx, cy, r, size: int, supersample: int = 4) -> torch.Tensor:
@@ -82,26 +94,64 @@ def coverage(shape, cx, cy, r, size: int, supersample: int = 4) -> torch.Tensor:
     x = ticks.view(1, 1, -1) - cx.view(-1, 1, 1)
     y = ticks.view(1, -1, 1) - cy.view(-1, 1, 1)
     r = r.view(-1, 1, 1)
-    inside = torch.zeros(x.shape[0], size * s, size * s, dtype=torch.bool)
-    masks = {
-        "circle": lambda: x * x + y * y <= r * r,
-        "square": lambda: torch.maximum(x.abs(), y.abs()) <= 0.85 * r,
-        # apex (0, -r), base corners (+-r, 0.8 r): inside all three half-planes
-        "triangle": lambda: (y <= 0.8 * r) & (1.8 * x.abs() <= (y + r)),
-        "cross": lambda: ((x.abs() <= r / 3) & (y.abs() <= r)) | ((y.abs() <= r / 3) & (x.abs() <= r)),
-    }
-    for k, name in enumerate(SHAPES):
-        rows = shape == k
-        if bool(rows.any()):
-            inside[rows] = masks[name]()[rows]
-    return torch.nn.functional.avg_pool2d(inside.float().unsqueeze(1), s).squeeze(1)
+    out = torch.empty(n, size, size)
+    for start in range(0, n, _CHUNK):  # a chunk at a time: the sub-pixel grids are s * s times an image
+        part = slice(start, start + _CHUNK)
+        kind = shape[part]
+        inside = torch.zeros(kind.shape[0], size * s, size * s, dtype=torch.bool)
+        for k, name in enumerate(SHAPES):
+            rows = kind == k
+            if bool(rows.any()):
+                inside[rows] = _inside(name, x[part][rows], y[part][rows], r[part][rows])
+        out[part] = torch.nn.functional.avg_pool2d(inside.float().unsqueeze(1), s).squeeze(1)
+    return out
 
 
-def shapes(n: int, *, size: int = 32, generator: torch.Generator | None = None) -> Shapes:
-    """``n`` random shape images of side ``size`` with their labels and captions (see the module)."""
+_CHUNK = 512
+
+
+def _inside(name: str, x, y, r) -> torch.Tensor:
+    """Which sub-pixel points (x to the right, y down, from the shape's origin) lie inside the shape."""
+    if name == "circle":
+        return x * x + y * y <= r * r
+    if name == "square":
+        return torch.maximum(x.abs(), y.abs()) <= 0.85 * r
+    if name == "triangle":  # apex (0, -r), base corners (+-r, 0.8 r): inside all three half-planes
+        return (y <= 0.8 * r) & (1.8 * x.abs() <= (y + r))
+    return ((x.abs() <= r / 3) & (y.abs() <= r)) | ((y.abs() <= r / 3) & (x.abs() <= r))  # cross
+
+
+def _check_pairs(exclude) -> list:
+    """``exclude`` as a list of (shape, color) index pairs that leave every shape and colour some pair."""
+    if exclude is None:
+        return []
+    if not isinstance(exclude, (list, tuple)):
+        raise ValueError(f"exclude must be a list of (shape, color) index pairs, got {exclude!r:.80}")
+    pairs = []
+    for pair in exclude:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise ValueError(f"exclude must hold (shape, color) index pairs, got {pair!r:.80}")
+        s, c = check_int("exclude's shape", pair[0], minimum=0), check_int("exclude's color", pair[1], minimum=0)
+        if s >= len(SHAPES) or c >= len(COLORS):
+            raise ValueError(f"exclude's pairs must index SHAPES (0..{len(SHAPES) - 1}) and COLORS "
+                             f"(0..{len(COLORS) - 1}), got {pair!r}")
+        pairs.append((s, c))
+    for s in range(len(SHAPES)):
+        if sum(p[0] == s for p in set(pairs)) == len(COLORS):
+            raise ValueError(f"exclude removes every colour of the {SHAPES[s]}; leave it at least one")
+    return pairs
+
+
+def shapes(n: int, *, size: int = 32, generator: torch.Generator | None = None, exclude=None) -> Shapes:
+    """``n`` random shape images of side ``size`` with their labels and captions (see the module).
+
+    ``exclude``: (shape, color) index pairs never drawn (a colour drawn for an excluded
+    pair is drawn again), for held-out combinations; None or [] keeps the plain stream.
+    """
     n = check_int("n", n, minimum=1)
     size = check_int("size", size, minimum=16)
     generator = check_generator("generator", generator)
+    pairs = _check_pairs(exclude)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     # Labels first, then jitter, all from one generator: the same seed gives the same data.
     labels = {
@@ -110,6 +160,13 @@ def shapes(n: int, *, size: int = 32, generator: torch.Generator | None = None) 
         "size": torch.randint(len(SIZES), (n,), generator=g),
         "position": torch.randint(len(POSITIONS), (n,), generator=g),
     }
+    while pairs:
+        banned = torch.zeros(n, dtype=torch.bool)
+        for s, c in pairs:
+            banned |= (labels["shape"] == s) & (labels["color"] == c)
+        if not bool(banned.any()):
+            break
+        labels["color"][banned] = torch.randint(len(COLORS), (int(banned.sum()),), generator=g)
     jitter = torch.rand(n, 4, generator=g) * 2 - 1  # position x, y, size, brightness in [-1, 1]
     r = torch.tensor(RADIUS)[labels["size"]] * size * (1 + 0.08 * jitter[:, 2])
     centers = torch.tensor(CENTERS) * size

@@ -15,6 +15,7 @@ from .guidance import check_cfg_loss, check_cfg_velocity
 from .latent import check_kl_divergence, check_latent_rf_loss
 from .rectified_flow import check_euler_sampler, check_rf_loss
 from .schedules import check_logit_normal_sampler, check_shift
+from .text_to_image import check_clip_loss, check_masked_cross_attention
 from .transformers import check_adaln_zero_block, check_patchify, check_zero_modulation
 
 CHECKS = {check.__name__: check for check in (
@@ -24,6 +25,7 @@ CHECKS = {check.__name__: check for check in (
     check_logit_normal_sampler, check_shift,  # 04 noise schedules
     check_kl_divergence, check_latent_rf_loss,  # 05 latent diffusion
     check_patchify, check_adaln_zero_block, check_zero_modulation,  # 06 diffusion transformers
+    check_clip_loss, check_masked_cross_attention,  # 07 text-to-image and video
     check_eps_conversions, check_ddpm_step,  # 09 generalized diffusion
 )}
 

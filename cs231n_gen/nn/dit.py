@@ -39,7 +39,8 @@ constructor's ``conditioning``:
 
 Context positions where the mask is False are never attended to, and the context gets
 no position embedding: reordering context tokens together with their mask leaves the
-image tokens' output unchanged.
+image tokens' output unchanged. A row whose mask is all False means "no caption": it is
+conditioned on a learned null vector, the same as calling the model without context.
 
 A class label y in 0..num_classes-1 becomes a context of one learned vector; label
 ``num_classes`` is the null label of classifier-free guidance (with :class:`~cs231n_gen.guidance.Guided`
@@ -51,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import as_time, check_int, check_model_input, check_real
+from .._validate import as_time, check_bool, check_int, check_model_input, check_real
 from .mlp import FourierTimeEmbedding
 
 CONDITIONINGS = ("adaln", "in_context", "cross", "joint")
@@ -122,17 +123,34 @@ def _attend(q, k, v, heads: int, key_mask: torch.Tensor | None) -> torch.Tensor:
     return out.transpose(1, 2).reshape(b, nq, width)
 
 
+def _attention_weights(q, k, heads: int, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """The softmax weights :func:`_attend` uses, averaged over heads: (B, Nq, Nk), rows sum to 1."""
+    b, nq, width = q.shape
+    split = lambda t: t.reshape(b, t.shape[1], heads, width // heads).transpose(1, 2)  # noqa: E731
+    scores = split(q) @ split(k).transpose(-1, -2) / (width // heads) ** 0.5
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return scores.softmax(-1).mean(1)
+
+
 class _Attention(nn.Module):
-    """Self-attention (``context`` None) or cross-attention to ``context``; key_mask masks keys."""
+    """Self-attention (``context`` None) or cross-attention to ``context``; key_mask masks keys.
+
+    With ``record`` set to a list, every call appends its attention weights (B, Nq, Nk),
+    averaged over heads (for looking at, not for training: it costs a second pass).
+    """
 
     def __init__(self, width: int, heads: int):
         super().__init__()
-        self.heads = heads
+        self.heads, self.record = heads, None
         self.q, self.kv, self.out = nn.Linear(width, width), nn.Linear(width, 2 * width), nn.Linear(width, width)
 
     def forward(self, x, context=None, key_mask=None):
+        q = self.q(x)
         k, v = self.kv(x if context is None else context).chunk(2, dim=-1)
-        return self.out(_attend(self.q(x), k, v, self.heads, key_mask))
+        if self.record is not None:
+            self.record.append(_attention_weights(q, k, self.heads, key_mask).detach())
+        return self.out(_attend(q, k, v, self.heads, key_mask))
 
 
 def _mlp(width: int, ratio: float) -> nn.Sequential:
@@ -257,6 +275,18 @@ class _FinalLayer(nn.Module):
         return self.linear(_modulate(self.norm(x), shift, scale))
 
 
+def _embed_context(ctx: torch.Tensor, mask: torch.Tensor, null: torch.Tensor):
+    """Append the null vector as one more context token, kept only in rows whose mask is all False.
+
+    A row without a single real token is "no caption" (guidance's null condition, and
+    caption dropout in training): it then attends to the null vector alone, exactly as
+    when no context is given at all.
+    """
+    empty = ~mask.any(1, keepdim=True)
+    ctx = torch.cat([ctx, null.to(ctx.dtype).expand(ctx.shape[0], 1, -1)], dim=1)
+    return ctx, torch.cat([mask, empty], dim=1)
+
+
 # ---------------------------------------------------------------------------- the model
 class DiT(nn.Module):
     """A diffusion transformer f(x_t, t, y or context) -> a tensor shaped like x_t.
@@ -275,11 +305,14 @@ class DiT(nn.Module):
             one of num_classes and context_dim, or neither (unconditional, only time).
         conditioning: how the label or context enters, one of "adaln", "in_context",
             "cross", "joint" (see the module docstring).
+        pooled_context: with "cross" or "joint", also add the mean of the kept context
+            vectors to the time embedding, so the whole caption drives the scales and shifts
+            too (SD3 and FLUX add a pooled text vector so).
     """
 
     def __init__(self, input_size: int = 8, in_channels: int = 4, patch_size: int = 2, width: int = 128,
                  depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0, num_classes: int | None = None,
-                 context_dim: int | None = None, conditioning: str = "adaln"):
+                 context_dim: int | None = None, conditioning: str = "adaln", pooled_context: bool = False):
         super().__init__()
         self.input_size = check_int("input_size", input_size, minimum=1)
         self.in_channels = check_int("in_channels", in_channels, minimum=1)
@@ -298,6 +331,10 @@ class DiT(nn.Module):
             raise ValueError("give num_classes (labels) or context_dim (context vectors), not both")
         self.num_classes = None if num_classes is None else check_int("num_classes", num_classes, minimum=1)
         self.context_dim = None if context_dim is None else check_int("context_dim", context_dim, minimum=1)
+        self.pooled_context = check_bool("pooled_context", pooled_context)
+        if self.pooled_context and conditioning not in ("cross", "joint"):
+            raise ValueError(f"pooled_context needs conditioning 'cross' or 'joint' (adaln always pools), got "
+                             f"{conditioning!r}")
         self.conditioning, self.width = conditioning, width
         grid = self.input_size // self.patch_size
         patch_numbers = self.patch_size ** 2 * self.in_channels
@@ -358,12 +395,34 @@ class DiT(nn.Module):
                 got = (f"a {context_mask.dtype} tensor of shape {tuple(context_mask.shape)}"
                        if isinstance(context_mask, torch.Tensor) else repr(context_mask))
                 raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got {got}")
-            if context_mask.device.type == "cpu" and not bool(context_mask.any(1).all()):
-                raise ValueError("context_mask must keep at least one token of every example")
-            return self.context_embed(context), context_mask
+            return _embed_context(self.context_embed(context), context_mask, self.null_context)
         if y is not None or context is not None or context_mask is not None:
             raise ValueError("this DiT is unconditional (neither num_classes nor context_dim was given)")
         return None, None
+
+    @torch.no_grad()
+    def cross_attention_maps(self, x: torch.Tensor, t, context: torch.Tensor,
+                             context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Where the image tokens look in the context: (depth, B, N, L) weights, averaged over heads.
+
+        Entry [k, b, i, j] is how much image token i of example b attends to context token
+        j in block k's cross-attention (rows sum to 1 over the kept tokens). Only for
+        ``conditioning="cross"`` with a context.
+        """
+        if self.conditioning != "cross" or self.context_dim is None:
+            raise ValueError(f"cross_attention_maps needs a DiT with context_dim and conditioning='cross', got "
+                             f"conditioning={self.conditioning!r}, context_dim={self.context_dim}")
+        if context is None:
+            raise ValueError("context must be given (the maps are over its tokens), got None")
+        records = []
+        for block in self.blocks:
+            block.cross.record = records
+        try:
+            self(x, t, context=context, context_mask=context_mask)
+        finally:
+            for block in self.blocks:
+                block.cross.record = None
+        return torch.stack(records)[..., :context.shape[1]]  # the appended null token dropped
 
     def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -375,7 +434,7 @@ class DiT(nn.Module):
         # Phase 1: tokens and the condition vector c.
         tokens = self.embed(patchify(x, self.patch_size)) + self.positions
         c = self.time_embed(t)
-        if ctx is not None and self.conditioning == "adaln":  # mean of the kept context vectors
+        if ctx is not None and (self.conditioning == "adaln" or self.pooled_context):  # mean of the kept vectors
             weights = mask.float()[..., None]
             c = c + (ctx * weights).sum(1) / weights.sum(1)
         n_image = tokens.shape[1]

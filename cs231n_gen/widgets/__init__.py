@@ -13,9 +13,10 @@ from .generalized import path_explorer
 from .guidance import guidance_explorer
 from .latent import decoder_comparison, guidance_samples
 from .schedules import time_sampler_explorer
+from .text_to_image import PromptBox, clip_player, prompt_box
 from .transformers import token_grid
 
 __all__ = ["FRAME_DPI", "FramePlayer", "live_figure", "static_strip", "frame_picks",
            "gan_training_player", "latent_interpolation", "flow_player", "interpolation_explorer",
            "guidance_explorer", "time_sampler_explorer", "path_explorer", "decoder_comparison", "guidance_samples",
-           "token_grid"]
+           "token_grid", "prompt_box", "PromptBox", "clip_player"]
