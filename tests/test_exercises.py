@@ -411,6 +411,62 @@ def test_text_to_image_exercises_pass_and_name_mistakes(capsys):
             check_masked_cross_attention(fn)
 
 
+def _reflow_pairs(model, z, steps, *, swap=False, fresh=False, sign=1.0, grid_up=False):
+    x = z
+    for k in range(steps):
+        t, t_next = (k / steps, (k + 1) / steps) if grid_up else (1 - k / steps, 1 - (k + 1) / steps)
+        x = x - sign * (t - t_next) * model(x, torch.full((x.shape[0],), t))
+    noise = torch.randn(z.shape) if fresh else z
+    return (noise, x) if swap else (x, noise)
+
+
+def _linspace_sampler(model, z, steps):
+    x = z
+    for t in torch.linspace(1, 0, steps):
+        x = x - model(x, torch.full((x.shape[0],), float(t))) / steps
+    return x
+
+
+def _two_step_target(teacher, x_t, t, dt, *, mid="half", out="velocity", divide=None):
+    h = dt / 2
+    x_mid = x_t - h * teacher(x_t, t)
+    t_mid = {"half": t - h, "full": t - dt, "start": t}[mid]
+    x_end = x_mid - h * teacher(x_mid, t_mid)
+    if out == "landing":
+        return x_end
+    return (x_t - x_end) / (divide or dt)
+
+
+def test_distillation_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_reflow_pairs, check_two_step_target
+
+    check_reflow_pairs(_reflow_pairs)
+    check_two_step_target(_two_step_target)
+    assert capsys.readouterr().out.count("correct") == 2
+    reflow_mistakes = [
+        (lambda m, z, n: _reflow_pairs(m, z, n, fresh=True), "ITS OWN z"),
+        (lambda m, z, n: _reflow_pairs(m, z, n, swap=True), "wrong way round"),
+        (lambda m, z, n: _reflow_pairs(m, z, n, sign=-1.0), "wrong sign"),
+        (lambda m, z, n: _reflow_pairs(m, z, n, grid_up=True), "time runs the wrong way"),
+        (lambda m, z, n: _reflow_pairs(m, z, n)[0], "must return a pair"),
+        (lambda m, z, n: (_linspace_sampler(m, z, n), z), "off by one"),
+    ]
+    for fn, hint in reflow_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_reflow_pairs(fn)
+    target_mistakes = [
+        (lambda *a: _two_step_target(*a, mid="full"), "evaluated at t - dt"),
+        (lambda *a: _two_step_target(*a, mid="start"), "evaluated at the starting time"),
+        (lambda m, x, t, dt: m(x, t), "velocity at x_t alone"),
+        (lambda *a: _two_step_target(*a, out="landing"), "where the two teacher steps land"),
+        (lambda *a: -_two_step_target(*a), "sign is flipped"),
+        (lambda m, x, t, dt: _two_step_target(m, x, t, dt, divide=dt / 2), "whole step dt"),
+    ]
+    for fn, hint in target_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_two_step_target(fn)
+
+
 def _solutions():
     import torch.nn.functional as F
 
@@ -460,6 +516,8 @@ def _solutions():
         ex.check_zero_modulation: _zero_modulation,
         ex.check_clip_loss: _clip_loss,
         ex.check_masked_cross_attention: _masked_cross_attention,
+        ex.check_reflow_pairs: _reflow_pairs,
+        ex.check_two_step_target: _two_step_target,
     }
 
 

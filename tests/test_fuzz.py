@@ -61,6 +61,7 @@ from cs231n_gen.nn import autoencoder, clip as nn_clip, dcgan, dit, gan_mlp, mlp
 from cs231n_gen import contrastive, tokenizer  # noqa: E402
 from cs231n_gen.data import clips as data_clips  # noqa: E402
 from cs231n_gen import autoencoding  # noqa: E402
+from cs231n_gen import distillation  # noqa: E402
 
 PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
 
@@ -588,6 +589,26 @@ def specs(judge):
                                                    dict(prompt="a red circle", w=1.0)),
         "widgets.text_to_image.clip_player": (widgets.clip_player, dict(videos=clip_videos, captions=["a", "b"],
                                                                         per_row=2, static=False)),
+    }
+    gcond = mlp.TimeMLP(hidden=16, depth=1, num_classes=3, guidance_max=4.0)
+    s |= {
+        "distillation.reflow_pairs": (distillation.reflow_pairs, dict(model=unc, noise=Z, steps=2)),
+        "distillation.reflow_loss": (distillation.reflow_loss, dict(model=unc, pairs=(X, Z), generator=_g())),
+        "distillation.two_step_target": (distillation.two_step_target, dict(teacher=unc, x_t=X, t=T * 0.5 + 0.5,
+                                                                            dt=0.25)),
+        "distillation.progressive_loss": (distillation.progressive_loss, dict(student=unc, teacher=unc, x=X,
+                                                                              generator=_g(), steps=4)),
+        "distillation.guided_velocity": (distillation.guided_velocity, dict(model=cond, x_t=X, t=T, y=Y, w=2.0)),
+        "distillation.guidance_distillation_loss": (distillation.guidance_distillation_loss,
+                                                    dict(student=gcond, teacher=cond, x=X, y=Y, generator=_g(),
+                                                         w_max=4.0)),
+        "nn.mlp.TimeMLP.forward (guidance weight)": (gcond, dict(x=X, t=T, y=Y, w=torch.rand(16, generator=_g(23)))),
+        "widgets.distillation.reflow_player": (widgets.reflow_player, dict(trajectories={"a": traj, "b": traj},
+                                                                           times=times, static=False)),
+        "widgets.distillation.SwitchPlayer": (widgets.SwitchPlayer, dict(names=["a", "b"], n_frames=2,
+                                                                         draw=lambda ax, name, i: ax.plot([0, i]),
+                                                                         label=lambda i: f"frame {i}")),
+        "widgets.player.FramePlayer.redraw": (_player().redraw, dict()),
     }
     s |= {
         "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),

@@ -9,6 +9,7 @@ hint; with ``raise_on_fail=False`` it returns the failed result instead (the gra
 way). ``CHECKS`` maps every check's name to the check.
 """
 from ._harness import CheckResult, ExerciseFailed
+from .distillation import check_reflow_pairs, check_two_step_target
 from .gans import check_nonsaturating_loss, check_optimal_discriminator
 from .generalized import check_ddpm_step, check_eps_conversions
 from .guidance import check_cfg_loss, check_cfg_velocity
@@ -26,6 +27,7 @@ CHECKS = {check.__name__: check for check in (
     check_kl_divergence, check_latent_rf_loss,  # 05 latent diffusion
     check_patchify, check_adaln_zero_block, check_zero_modulation,  # 06 diffusion transformers
     check_clip_loss, check_masked_cross_attention,  # 07 text-to-image and video
+    check_reflow_pairs, check_two_step_target,  # 08 distillation
     check_eps_conversions, check_ddpm_step,  # 09 generalized diffusion
 )}
 

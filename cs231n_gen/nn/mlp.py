@@ -9,7 +9,10 @@ Fourier embedding
 with geometrically spaced frequencies, which lets a small network represent fields
 that change quickly in t (near t = 0 the optimal velocity bends sharply towards the
 nearest mode). An optional class label adds a learned embedding; label ``num_classes``
-is reserved as the "null" label used by classifier-free guidance.
+is reserved as the "null" label used by classifier-free guidance. An optional guidance
+weight w (``guidance_max``) enters the same way, through its own Fourier features and a
+linear map that starts at zero: a guidance-distillation student initialised from a
+trained conditional model starts out as exactly that model.
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ class TimeMLP(nn.Module):
         time_dim: size of the time embedding.
         num_classes: if given, the model also takes a label y in {0, ..., num_classes}
             where ``num_classes`` itself is the null label (no conditioning).
+        guidance_max: if given, the model also takes a guidance weight w in
+            [0, guidance_max] (a number or one per row): ``model(x, t, y, w)``.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class TimeMLP(nn.Module):
         depth: int = 3,
         time_dim: int = 32,
         num_classes: int | None = None,
+        guidance_max: float | None = None,
     ):
         super().__init__()
         self.dim = check_int("dim", dim, minimum=1)
@@ -74,6 +80,12 @@ class TimeMLP(nn.Module):
         if num_classes is not None:
             self.num_classes = check_int("num_classes", num_classes, minimum=1)
             self.label_embed = nn.Embedding(self.num_classes + 1, time_dim)
+        self.guidance_max = None
+        if guidance_max is not None:
+            self.guidance_max = check_real("guidance_max", guidance_max, minimum=0.0, strict_min=True)
+            self.weight_embed = nn.Sequential(FourierTimeEmbedding(time_dim), nn.Linear(time_dim, time_dim))
+            nn.init.zeros_(self.weight_embed[1].weight)
+            nn.init.zeros_(self.weight_embed[1].bias)
         layers: list[nn.Module] = [nn.Linear(dim + cond_dim, hidden), nn.SiLU()]
         for _ in range(depth - 1):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
@@ -85,7 +97,7 @@ class TimeMLP(nn.Module):
         """The label meaning "no condition" (None for an unconditional model)."""
         return self.num_classes
 
-    def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None, w=None) -> torch.Tensor:
         x = check_model_input("x", x, (None, self.dim))
         on_cpu = x.device.type == "cpu"  # value checks cost nothing there (see check_model_input)
         t = as_time("t", t, x.shape[0], x, check_values=on_cpu)
@@ -103,4 +115,21 @@ class TimeMLP(nn.Module):
             cond = cond + self.label_embed(y.long())
         elif y is not None:
             raise ValueError("y was given but this model was built with num_classes=None")
+        if self.guidance_max is not None:
+            if w is None:
+                raise ValueError(f"w (the guidance weight, 0..{self.guidance_max:g}) is required: this model was "
+                                 "built with guidance_max")
+            if not isinstance(w, torch.Tensor):
+                w = torch.tensor(check_real("w", w, minimum=0.0, maximum=self.guidance_max))
+            if not w.is_floating_point() or w.ndim > 1 or (w.ndim == 1 and w.shape[0] != x.shape[0]):
+                raise ValueError(f"w must be a number or a ({x.shape[0]},) float tensor (one weight per row of x), "
+                                 f"got a {w.dtype} tensor of shape {tuple(w.shape)}")
+            w = w.to(device=x.device, dtype=x.dtype).expand(x.shape[0])
+            if on_cpu and not bool((torch.isfinite(w) & (w >= 0) & (w <= self.guidance_max)).all()):
+                raise ValueError(f"w must lie in [0, {self.guidance_max:g}] (guidance_max), got values in "
+                                 f"[{float(w.min()):.4g}, {float(w.max()):.4g}]")
+            w = w / self.guidance_max
+            cond = cond + self.weight_embed(w)
+        elif w is not None:
+            raise ValueError("w was given but this model was built with guidance_max=None")
         return self.net(torch.cat([x, cond], dim=1))

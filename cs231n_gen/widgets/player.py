@@ -79,6 +79,11 @@ class FramePlayer:
         self.image.value = self.frame_png(i)
         self.caption.value = self._label(i)
 
+    def redraw(self) -> None:
+        """Forget the drawn frames (what ``draw`` shows has changed) and redraw the current one."""
+        self._cache.clear()
+        self.show_frame(self.slider.value)
+
     def _on_change(self, change) -> None:
         self.show_frame(change["new"])
 
