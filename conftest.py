@@ -11,7 +11,11 @@ notebook is deselected, and the summary says so. Without a browser, nbval runs t
 
 A SIGTERM (a ``timeout`` wrapper, a CI runner's limit) is handled like Ctrl-C: pytest
 stops and runs every fixture's teardown, so kernels, JupyterLab and the browser are
-shut down instead of outliving the run.
+shut down instead of outliving the run. The signal is also recorded (the
+``interrupted`` fixture): Playwright's event loop can swallow the KeyboardInterrupt, so
+the browser test's waits check the record and stop themselves. SIGINT keeps Python's
+own handler: with a replacement, an interrupted browser test could hang (asyncio, under
+Playwright, treats the default handler specially).
 """
 import importlib.util
 import os
@@ -26,24 +30,38 @@ os.environ.setdefault("CS231N_GEN_CACHE_RUNS", "0")
 
 import pytest  # noqa: E402
 
-_PREVIOUS_SIGTERM = pytest.StashKey[object]()
+_PREVIOUS_HANDLERS = pytest.StashKey[dict]()
 _RUN_IN_BROWSER = pytest.StashKey[list]()
 BROWSER_TEST = "test_widgets_in_browser.py::test_widgets_render_and_respond["
+_SIGNALLED: list[str] = []  # the SIGTERMs this session received (Playwright's event loop may swallow the interrupt)
 
 
 def _terminate_like_ctrl_c(signum, frame):
+    _SIGNALLED.append(signal.Signals(signum).name)
     raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def pytest_configure(config):
     if threading.current_thread() is threading.main_thread():
-        config.stash[_PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
+        config.stash[_PREVIOUS_HANDLERS] = {sig: signal.signal(sig, _terminate_like_ctrl_c)
+                                            for sig in (signal.SIGTERM,)}
 
 
 def pytest_unconfigure(config):
-    previous = config.stash.get(_PREVIOUS_SIGTERM, None)
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    for sig, previous in config.stash.get(_PREVIOUS_HANDLERS, {}).items():
+        if previous is not None:
+            signal.signal(sig, previous)
+
+
+@pytest.fixture(scope="session")
+def interrupted():
+    """``interrupted()``: "SIGTERM" once this session received one, else None.
+
+    A KeyboardInterrupt raised while Playwright's event loop runs can be swallowed and come
+    back as a closed page, or not at all; long waits check this instead.
+    """
+    return lambda: _SIGNALLED[0] if _SIGNALLED else None
+
 
 _SCREENSHOTS = pytest.StashKey[Path]()
 

@@ -16,7 +16,8 @@ This test can. For every lecture that uses widgets it
    keyboard and asserts that the pixels of the image changed; presses play and
    asserts the animation advanced; where there is a text box, types a prompt and
    presses Enter (the image must change), then a word outside the vocabulary (a
-   message must name it);
+   message must name it); where there are toggle buttons, picks the second one (the
+   image must change);
 5. saves screenshots (the whole page, and each widget mid-animation) to a folder
    printed at the end of the run.
 
@@ -162,10 +163,25 @@ def _describe_error(err: dict) -> str:
             f"--- traceback (end) ---\n" + "\n".join(trace[-25:]))
 
 
+_interrupted = lambda: None  # noqa: E731 (set per test by _notice_interrupts)
+
+
+@pytest.fixture(autouse=True)
+def _notice_interrupts(interrupted):
+    global _interrupted
+    _interrupted = interrupted
+
+
+def _stop_if_interrupted():
+    if _interrupted():
+        raise KeyboardInterrupt(f"stopped by signal {_interrupted()}")
+
+
 def _wait_for(page, predicate, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     state = None
     while time.monotonic() < deadline:
+        _stop_if_interrupted()
         _dismiss_dialogs(page)
         state = page.evaluate(NOTEBOOK_STATE_JS)
         if state and state["errors"]:
@@ -184,6 +200,7 @@ def _image_pixels(img) -> bytes:
 def _wait_for_pixels(page, img, before: bytes, what: str, timeout_s: float = 15.0) -> None:
     """Wait until the image's pixels differ from ``before``; fail naming ``what`` otherwise."""
     for _ in range(int(timeout_s / 0.25)):
+        _stop_if_interrupted()
         page.wait_for_timeout(250)
         if _image_pixels(img) != before:
             return
@@ -249,7 +266,17 @@ def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
                 _wait_for_pixels(page, img.first, before, f"{notebook.name}: typing a prompt into widget {k}")
                 out.screenshot(path=str(screenshot_dir / f"{notebook.stem}-widget{k}-prompt.png"))
 
-            # 3. Sliders drive their figures.
+            # 3. Toggle buttons switch the figure's source (a flow, a model): the image changes.
+            toggles = out.locator(".widget-toggle-button")
+            if toggles.count() > 1 and img.count():
+                before = _image_pixels(img.first)
+                toggles.nth(1).click()
+                _wait_for_pixels(page, img.first, before, f"{notebook.name}: switching widget {k} to its second source")
+                switched = _image_pixels(img.first)
+                toggles.nth(0).click()  # back, so the sliders below act on the first source
+                _wait_for_pixels(page, img.first, switched, f"{notebook.name}: switching widget {k} back")
+
+            # 4. Sliders drive their figures.
             handle = out.locator(".widget-slider .noUi-handle")
             if handle.count() == 0 or img.count() == 0:
                 continue
@@ -259,7 +286,7 @@ def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
                 page.keyboard.press("ArrowRight")
             _wait_for_pixels(page, img.first, before, f"{notebook.name}: moving the slider of widget {k}")
 
-            # 4. Play animates (and a screenshot of it mid-animation for people to look at).
+            # 5. Play animates (and a screenshot of it mid-animation for people to look at).
             play = out.locator(".widget-play button").first
             if play.count():
                 page.keyboard.press("Home")  # back to the first frame
@@ -269,7 +296,9 @@ def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
                 page.wait_for_timeout(1500)
                 out.screenshot(path=str(screenshot_dir / f"{notebook.stem}-widget{k}-playing.png"))
                 assert _image_pixels(img.first) != start, f"{notebook.name}: pressing play on widget {k} did nothing"
-    except Exception:
+    except Exception as err:
+        if _interrupted():  # the interrupt closed the page under us: report the interrupt, not the page
+            raise KeyboardInterrupt(f"stopped by signal {_interrupted()}") from err
         page.screenshot(path=str(screenshot_dir / f"{notebook.stem}-FAILED.png"))
         print("JupyterLab log tail:\n" + lab.log_tail())
         print("browser console errors:\n" + "\n".join(console_errors[-20:]))
