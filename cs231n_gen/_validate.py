@@ -400,3 +400,18 @@ def check_text(name: str, value) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a str, got {_describe(value)}")
     return value
+
+
+def check_tokens(name: str, value, vocab_size: int, max_length: int | None = None) -> torch.Tensor:
+    """A (B, T) integer tensor of token ids in 0..vocab_size-1 (T <= ``max_length``), as int64."""
+    if not isinstance(value, torch.Tensor) or value.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                                    torch.uint8):
+        raise ValueError(f"{name} must be an integer tensor of token ids shaped (B, T), got {_describe(value)}")
+    if value.ndim != 2:
+        raise ValueError(f"{name} must be shaped (B, T) (a batch of token sequences), got shape {tuple(value.shape)}")
+    if max_length is not None and value.shape[1] > max_length:
+        raise ValueError(f"{name} may hold at most {max_length} tokens per sequence, got {value.shape[1]}")
+    if value.numel() and bool(((value < 0) | (value >= vocab_size)).any()):
+        raise ValueError(f"{name} must hold token ids in 0..{vocab_size - 1}, got values in "
+                         f"{int(value.min())}..{int(value.max())}")
+    return value.long()

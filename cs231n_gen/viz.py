@@ -278,6 +278,17 @@ def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: in
     return ax
 
 
+def _mosaic(tiles: np.ndarray, ncol: int, pad: int) -> np.ndarray:
+    """(n, h, w, c) tiles in [0, 1] -> one canvas, ``ncol`` tiles a row, ``pad`` white pixels between."""
+    n, h, w, c = tiles.shape
+    nrows = int(np.ceil(n / ncol))
+    canvas = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad, c))
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = tiles[i]
+    return canvas
+
+
 def image_grid(ax, images, per_row: int | None = None, title: str | None = None, pad: int = 1):
     """Show (n, C, h, w) images in [-1, 1] as one mosaic: C = 1 as grey (ink dark on white),
     C = 3 as colour (on a white frame)."""
@@ -288,17 +299,36 @@ def image_grid(ax, images, per_row: int | None = None, title: str | None = None,
         raise ValueError(f"images must be at least one image with 1 or 3 channels, got shape {tuple(imgs.shape)}")
     pad = check_int("pad", pad, minimum=0)
     ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(n))), minimum=1)
-    nrows = int(np.ceil(n / ncol))
-    canvas = np.ones((nrows * (h + pad) + pad, ncol * (w + pad) + pad, c))
     pixels = (1 - imgs) / 2 if c == 1 else (imgs + 1) / 2
-    for i in range(n):
-        r, q = divmod(i, ncol)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = \
-            pixels[i].permute(1, 2, 0).numpy()
+    canvas = _mosaic(pixels.permute(0, 2, 3, 1).numpy(), ncol, pad)
     if c == 1:
         ax.imshow(canvas[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def code_map(ax, codes, num_codes: int, per_row: int | None = None, title: str | None = None, pad: int = 1):
+    """Show (n, g, g) integer code grids as one mosaic, one colour per code id (K distinct hues,
+    the same id always the same colour), so repeated codes and their layout can be seen."""
+    check_axes("ax", ax)
+    num_codes = check_int("num_codes", num_codes, minimum=1)
+    if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.ndim != 3 or codes.shape[0] < 1:
+        raise ValueError(f"codes must be an integer tensor shaped (n, g, g) with n >= 1, got {codes!r:.80}")
+    if bool(((codes < 0) | (codes >= num_codes)).any()):
+        raise ValueError(f"codes must lie in 0..{num_codes - 1} (num_codes={num_codes}), got values in "
+                         f"{int(codes.min())}..{int(codes.max())}")
+    pad = check_int("pad", pad, minimum=0)
+    codes = codes.detach().cpu().long()
+    ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(len(codes)))), minimum=1)
+    # Hues spread by the golden ratio, so neighbouring ids get very different colours.
+    hues = (np.arange(num_codes) * 0.618034) % 1.0
+    palette = plt.cm.hsv(hues)[:, :3] * np.where(np.arange(num_codes) % 2, 0.75, 1.0)[:, None]
+    ax.imshow(_mosaic(palette[codes.numpy()], ncol, pad), interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

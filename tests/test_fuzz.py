@@ -62,6 +62,8 @@ from cs231n_gen import contrastive, tokenizer  # noqa: E402
 from cs231n_gen.data import clips as data_clips  # noqa: E402
 from cs231n_gen import autoencoding  # noqa: E402
 from cs231n_gen import distillation  # noqa: E402
+from cs231n_gen import autoregressive  # noqa: E402
+from cs231n_gen.nn import gpt as nn_gpt, vq as nn_vq  # noqa: E402
 
 PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
 
@@ -87,6 +89,7 @@ EXEMPT = {
     "cs231n_gen.data.captioned_shapes.Shapes": "a result record",
     "cs231n_gen.data.clips.Clips": "a result record",
     "cs231n_gen.threads.ThreadChoice": "a result record",
+    "cs231n_gen.nn.vq.Quantized": "a result record",
     "cs231n_gen.threads.usable_cpus": "takes no arguments",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
@@ -610,6 +613,51 @@ def specs(judge):
                                                                          label=lambda i: f"frame {i}")),
         "widgets.player.FramePlayer.redraw": (_player().redraw, dict()),
     }
+    gpt_c = nn_gpt.GPT(vocab_size=6, block_size=5, width=8, depth=1, heads=2, num_classes=3)
+    toks = torch.randint(0, 6, (4, 5), generator=_g(30))
+    labs = torch.tensor([0, 1, 2, 1])
+    vqm = nn_vq.VQVAE(channels=1, size=8, grid=2, num_codes=8, code_dim=3, width=4)
+    code_grids = torch.randint(0, 8, (3, 2, 2), generator=_g(31))
+    img8 = torch.rand(3, 1, 8, 8, generator=_g(32)) * 2 - 1
+    marg = autoregressive.MarginalCodes(toks, 6, labs, 3)
+    s |= {
+        "autoregressive.token_log_probs": (autoregressive.token_log_probs, dict(model=gpt_c, tokens=toks, y=labs)),
+        "autoregressive.ar_loss": (autoregressive.ar_loss, dict(model=gpt_c, batch=(toks, labs), generator=_g())),
+        "autoregressive.bits_per_token": (autoregressive.bits_per_token, dict(model=gpt_c, tokens=toks, y=labs,
+                                                                              batch_size=2)),
+        "autoregressive.sample_next": (autoregressive.sample_next, dict(logits=torch.randn(4, 6, generator=_g(33)),
+                                                                        temperature=0.8, top_k=3, generator=_g())),
+        "autoregressive.sample": (autoregressive.sample, dict(model=gpt_c, n=3, length=5, y=1, temperature=0.9,
+                                                              top_k=4, generator=_g())),
+        "autoregressive.MarginalCodes": (autoregressive.MarginalCodes, dict(tokens=toks, vocab_size=6, labels=labs,
+                                                                            num_classes=3, smoothing=0.5)),
+        "autoregressive.MarginalCodes.bits_per_token": (marg.bits_per_token, dict(tokens=toks, y=labs)),
+        "autoregressive.MarginalCodes.sample": (marg.sample, dict(n=4, y=labs, generator=_g())),
+        "autoregressive.to_levels": (autoregressive.to_levels, dict(images=img8, levels=17)),
+        "autoregressive.from_levels": (autoregressive.from_levels, dict(tokens=torch.randint(0, 17, (3, 64),
+                                                                                             generator=_g(34)),
+                                                                        side=8, levels=17)),
+        "nn.gpt.GPT": (nn_gpt.GPT, dict(vocab_size=6, block_size=5, width=8, depth=1, heads=2, mlp_ratio=2.0,
+                                        num_classes=3, dropout=0.1)),
+        "nn.gpt.GPT.forward": (gpt_c, dict(tokens=toks[:, :4], y=labs)),
+        "nn.vq.VectorQuantizer": (nn_vq.VectorQuantizer, dict(num_codes=8, dim=3, beta=0.25, init="kmeans",
+                                                              restart_after=5)),
+        "nn.vq.VectorQuantizer.forward": (nn_vq.VectorQuantizer(8, 3), dict(z=torch.randn(2, 3, 2, 2,
+                                                                                          generator=_g(35)))),
+        "nn.vq.codebook_usage": (nn_vq.codebook_usage, dict(codes=code_grids, num_codes=8)),
+        "nn.vq.VQVAE": (nn_vq.VQVAE, dict(channels=1, size=8, grid=2, num_codes=8, code_dim=3, width=4, beta=0.25,
+                                          init="uniform", restart_after=5)),
+        "nn.vq.VQVAE.forward": (vqm, dict(x=img8)),
+        "nn.vq.VQVAE.encode": (vqm.encode, dict(x=img8, batch_size=2)),
+        "nn.vq.VQVAE.decode": (vqm.decode, dict(codes=code_grids, batch_size=2)),
+        "nn.vq.vqvae_loss": (nn_vq.vqvae_loss, dict(model=vqm, batch=img8, generator=_g())),
+        "viz.code_map": (viz.code_map, dict(ax=_axes(), codes=code_grids, num_codes=8, per_row=2, title="codes",
+                                            pad=1)),
+        "widgets.autoregressive.sampling_explorer": (widgets.sampling_explorer,
+                                                     dict(samples={"a": torch.rand(2, 3, 1, 8, 8,
+                                                                                   generator=_g(36)) * 2 - 1},
+                                                          temperatures=[0.5, 1.0], per_row=3, static=False)),
+    }
     s |= {
         "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),
         "threads.apply_thread_policy": (threads.apply_thread_policy, dict(max_threads=2)),
@@ -753,6 +801,7 @@ NOT_FUZZED = {
     "viz.scatter.color", "viz.scatter.title", "viz.class_scatter.title",
     "viz.plot_loss.label", "viz.step_axis.label", "viz.image_grid.title", "widgets.schedules.time_sampler_explorer.reference_label",
     "engine.Loop.desc", "paths.DiffusionPath.name", "widgets.player.static_strip.title",
+    "viz.code_map.title",
 }
 
 
