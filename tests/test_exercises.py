@@ -467,6 +467,58 @@ def test_distillation_exercises_pass_and_name_mistakes(capsys):
             check_two_step_target(fn)
 
 
+def _quantize(z, codebook, beta, *, straight=True, weight_on="commit", stop=True, nearest="distance"):
+    if nearest == "distance":
+        codes = torch.cdist(z, codebook).argmin(1)
+    else:
+        codes = (z @ codebook.T).argmax(1)
+    e = codebook[codes]
+    z_q = z + (e - z).detach() if straight else e
+    sg = (lambda v: v.detach()) if stop else (lambda v: v)
+    codebook_term, commit_term = (sg(z) - e).square().mean(), (z - sg(e)).square().mean()
+    if weight_on == "commit":
+        loss = codebook_term + beta * commit_term
+    else:
+        loss = beta * codebook_term + commit_term
+    return z_q, codes, loss
+
+
+def _sample_next(logits, temperature, top_k, generator, *, extra=0, multiply=False, cut=True):
+    if top_k is not None and cut:
+        kth = logits.topk(top_k + extra, dim=1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    scaled = logits * temperature if multiply else logits / temperature
+    return torch.multinomial(torch.softmax(scaled, 1), 1, generator=generator).squeeze(1)
+
+
+def test_autoregressive_exercises_pass_and_name_mistakes(capsys):
+    from cs231n_gen.exercises import check_sample_next, check_straight_through
+
+    check_straight_through(_quantize)
+    check_sample_next(_sample_next)
+    assert capsys.readouterr().out.count("correct") == 2
+    quantize_mistakes = [
+        (lambda z, c, b: _quantize(z, c, b, straight=False), "no gradient flows"),
+        (lambda z, c, b: _quantize(z, c, b, weight_on="codebook"), "beta weighs the codebook term"),
+        (lambda z, c, b: _quantize(z, c, b, stop=False), "no stop-gradients"),
+        (lambda z, c, b: _quantize(z, c, b, nearest="dot"), "dot product"),
+        (lambda z, c, b: _quantize(z, c, b)[:2], "three tensors"),
+    ]
+    for fn, hint in quantize_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_straight_through(fn)
+    sample_mistakes = [
+        (lambda *a: _sample_next(*a, extra=1), "k \\+ 1 tokens"),
+        (lambda *a: _sample_next(*a, multiply=True), "multiplied by the temperature"),
+        (lambda *a: _sample_next(*a, cut=False), "outside the k largest"),
+        (lambda lg, t, k, g: _sample_next(lg, t, k, None), "identically seeded"),
+        (lambda lg, t, k, g: lg.argmax(1), "temperature"),
+    ]
+    for fn, hint in sample_mistakes:
+        with pytest.raises(AssertionError, match=hint):
+            check_sample_next(fn)
+
+
 def _solutions():
     import torch.nn.functional as F
 
@@ -518,6 +570,8 @@ def _solutions():
         ex.check_masked_cross_attention: _masked_cross_attention,
         ex.check_reflow_pairs: _reflow_pairs,
         ex.check_two_step_target: _two_step_target,
+        ex.check_straight_through: _quantize,
+        ex.check_sample_next: _sample_next,
     }
 
 

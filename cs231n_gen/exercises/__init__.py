@@ -9,6 +9,7 @@ hint; with ``raise_on_fail=False`` it returns the failed result instead (the gra
 way). ``CHECKS`` maps every check's name to the check.
 """
 from ._harness import CheckResult, ExerciseFailed
+from .autoregressive import check_sample_next, check_straight_through
 from .distillation import check_reflow_pairs, check_two_step_target
 from .gans import check_nonsaturating_loss, check_optimal_discriminator
 from .generalized import check_ddpm_step, check_eps_conversions
@@ -29,6 +30,7 @@ CHECKS = {check.__name__: check for check in (
     check_clip_loss, check_masked_cross_attention,  # 07 text-to-image and video
     check_reflow_pairs, check_two_step_target,  # 08 distillation
     check_eps_conversions, check_ddpm_step,  # 09 generalized diffusion
+    check_straight_through, check_sample_next,  # 10 autoregressive models over VQ latents
 )}
 
 __all__ = ["CheckResult", "ExerciseFailed", "CHECKS", *CHECKS]

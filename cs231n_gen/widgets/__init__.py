@@ -6,6 +6,7 @@ grouped by the lecture that uses them. Each ``*_explorer`` / ``*_player`` draws 
 static figure first (``static=True``), so the notebook still tells its story where
 widgets do not run, then returns the widget.
 """
+from .autoregressive import sampling_explorer
 from .distillation import SwitchPlayer, reflow_player
 from .flows import flow_player, interpolation_explorer
 from .player import FRAME_DPI, FramePlayer, frame_picks, live_figure, static_strip
@@ -20,4 +21,5 @@ from .transformers import token_grid
 __all__ = ["FRAME_DPI", "FramePlayer", "live_figure", "static_strip", "frame_picks",
            "gan_training_player", "latent_interpolation", "flow_player", "interpolation_explorer",
            "guidance_explorer", "time_sampler_explorer", "path_explorer", "decoder_comparison", "guidance_samples",
-           "token_grid", "prompt_box", "PromptBox", "clip_player", "reflow_player", "SwitchPlayer"]
+           "token_grid", "prompt_box", "PromptBox", "clip_player", "reflow_player", "SwitchPlayer",
+           "sampling_explorer"]

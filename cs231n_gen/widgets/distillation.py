@@ -14,14 +14,16 @@ class SwitchPlayer:
     the current frame (the slider stays where it is, so the two can be compared at one t).
     """
 
-    def __init__(self, names, n_frames: int, draw, label, size=(4.6, 4.6)):
+    def __init__(self, names, n_frames: int, draw, label, size=(4.6, 4.6), description: str = "flow"):
         import ipywidgets as W
 
         if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
             raise ValueError(f"names must be a non-empty list of strings (one per source), got {names!r}")
         check_callable("draw", draw, "a function draw(ax, name, i)")
+        if not isinstance(description, str):
+            raise ValueError(f"description must be a string (the buttons' label), got {description!r}")
         self.names = list(names)
-        self.buttons = W.ToggleButtons(options=self.names, value=self.names[0], description="flow")
+        self.buttons = W.ToggleButtons(options=self.names, value=self.names[0], description=description)
         self.player = FramePlayer(n_frames, lambda ax, i: draw(ax, self.buttons.value, i), label, size=size)
         self.buttons.observe(lambda _change: self.player.redraw(), names="value")
         self.widget = W.VBox([self.buttons, self.player.widget])
