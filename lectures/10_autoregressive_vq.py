@@ -67,7 +67,7 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
-from matplotlib.ticker import FormatStrFormatter, NullFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from IPython.display import Markdown, display
 
 from cs231n_gen import autoregressive as ar
@@ -357,6 +357,7 @@ for kind, marker in (("autoregressive", "o"), ("diffusion", "s")):
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xticks(list(cost), [str(n) for n in cost])
+ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
 ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
 ax.yaxis.set_minor_formatter(NullFormatter())
 ax.set_xlabel("tokens per image")
