@@ -37,7 +37,7 @@ import torch
 
 from ._validate import (as_time, check_batch, check_callable, check_generator, check_int, check_labels, check_real,
                         check_same_shape, per_row)
-from .guidance import _labels, _null_label
+from .guidance import _guidance_inputs, _null_label
 from .paths import interpolate, rectified_flow_loss
 from .sampling import euler
 
@@ -159,13 +159,10 @@ def guided_velocity(model, x_t: torch.Tensor, t, y, w, *, null_label: int | None
     but ``w`` may be a (n,) tensor, which is what a guidance-distillation batch needs.
     """
     check_callable("model", model, "a model called as model(x_t, t, y)")
-    null_label = _null_label(model, null_label)
-    x_t = check_batch("x_t", x_t)
-    n = x_t.shape[0]
-    y = _labels("y", y, n, null_label, x_t.device, rows_of="x_t")
-    t = as_time("t", t, n, x_t, rows_of="x_t")
+    x_t, t, y, null_label = _guidance_inputs(model, x_t, t, y, null_label)
+    w = _weights(w, x_t.shape[0], x_t)
     try:
-        return _guided(model, x_t, t, y, _weights(w, n, x_t), null_label)
+        return _guided(model, x_t, t, y, w, null_label)
     except ValueError as err:
         raise ValueError(f"model rejected x_t: {err}") from err
 

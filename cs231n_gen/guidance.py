@@ -69,17 +69,23 @@ def conditional_rf_loss(model, x: torch.Tensor, y: torch.Tensor, p_uncond: float
     return rectified_flow_loss(lambda x_t, t_: model(x_t, t_, y_in), x, generator, z=z, t=t)
 
 
+def _guidance_inputs(model, x_t, t, y, null_label):
+    """What every guided velocity checks, once: (x_t, t, y, null_label) validated, t one per row."""
+    null_label = _null_label(model, null_label)
+    x_t = check_batch("x_t", x_t)
+    n = x_t.shape[0]
+    y = _labels("y", y, n, null_label, x_t.device, rows_of="x_t")
+    t = as_time("t", t, n, x_t, rows_of="x_t")
+    return x_t, t, y, null_label
+
+
 def cfg_velocity(model, x_t: torch.Tensor, t, y, w: float, *, null_label: int | None = None) -> torch.Tensor:
     """v_cfg = (1 + w) v(x_t, y, t) - w v(x_t, null, t), from one forward pass of 2B rows.
 
     ``w = 0`` skips the unconditional branch (one pass of B rows).
     """
     w = check_real("w", w, minimum=0.0)
-    null_label = _null_label(model, null_label)
-    x_t = check_batch("x_t", x_t)
-    n = x_t.shape[0]
-    y = _labels("y", y, n, null_label, x_t.device, rows_of="x_t")
-    t = as_time("t", t, n, x_t, rows_of="x_t")
+    x_t, t, y, null_label = _guidance_inputs(model, x_t, t, y, null_label)
     try:
         return _combine(model, x_t, t, y, w, null_label)
     except ValueError as err:

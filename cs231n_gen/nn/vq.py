@@ -226,10 +226,11 @@ class VQVAE(nn.Module):
         x = self._images(x)
         batch_size = check_int("batch_size", batch_size, minimum=1)
         device = self.quantizer.codebook.device
-        out = []
-        for i in range(0, x.shape[0], batch_size):
-            z = self.encoder(x[i:i + batch_size].to(device)).movedim(1, -1).reshape(-1, self.quantizer.dim)
-            out.append(_nearest_codes(z, self.quantizer.codebook).reshape(-1, self.grid, self.grid))
+        was_training = self.training
+        self.eval()  # no codebook initialisation or restarts while encoding
+        out = [self.quantizer(self.encoder(x[i:i + batch_size].to(device))).codes
+               for i in range(0, x.shape[0], batch_size)]
+        self.train(was_training)
         return torch.cat(out).to(x.device)
 
     @torch.no_grad()
