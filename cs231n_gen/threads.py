@@ -10,10 +10,14 @@ small MLP step measured 10x slower with 2 threads than with 1 next to two busy
 processes on a 2-core machine).
 
 :func:`choose_threads` therefore takes the smallest of the affinity, the cgroup quota and
-the core count, then times a probe training step (small MLPs and a small convolution)
-with each candidate thread count (well under a second in all) and keeps the fewest
-threads that are within 15% of the fastest. ``CS231N_GEN_THREADS=n`` skips the measurement and uses ``n``; an
-``OMP_NUM_THREADS`` set by the user is an upper bound. :func:`cs231n_gen.start_lecture`
+the core count, then times three probe training steps (a 2D MLP, a small convolution, a
+transformer's MLP) with each candidate thread count (about a second in all). For each
+count it takes the worst slowdown against the best count over the three steps
+(:func:`_worst_slowdown`), and keeps the fewest threads whose worst slowdown is within 15%
+(or the smallest there is): idle, more threads speed up the convolution and cost the MLP
+nothing; next to busy programs they cost the MLP 2x, and one thread wins.
+``CS231N_GEN_THREADS=n`` skips the measurement and uses ``n``; an ``OMP_NUM_THREADS``
+set by the user is an upper bound. :func:`cs231n_gen.start_lecture`
 applies the choice once, at the top of every lecture.
 """
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 from ._validate import check_int
 
 THREADS_ENV = "CS231N_GEN_THREADS"
+TOLERANCE = 1.15  # a thread count this close to the best on every probe step counts as the best
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,48 +71,88 @@ def usable_cpus() -> int:
     return max(1, min(counts))
 
 
-def _step_seconds(candidates, rounds: int = 12) -> dict:
-    """Median seconds of one probe step at each thread count.
+def _probe_steps():
+    """One training step of each kind the lectures run, as ``{name: step function}``.
 
-    The probe is what the lectures train: one step of a 3 x 256 MLP (batch 512, the 2D
-    and digit lectures), one of two 3 x 3 convolutions at 16 channels on 16 x 16 maps
-    (batch 32, the image lectures' autoencoders) and one of a transformer's MLP at width
-    64 on 1024 tokens (the diffusion transformers), timed together. The counts take turns
-    step by step, so that a change in the machine's load during the measurement affects
-    them alike; three untimed steps come first (first-call costs).
+    ``mlp``: a 3 x 256 MLP on a batch of 512 2D points (the 2D and digit lectures);
+    ``conv``: two 3 x 3 convolutions at 16 channels on 16 x 16 maps, batch 32 (the image
+    lectures' autoencoders); ``tokens``: a transformer's MLP at width 64 on 1024 tokens
+    (the diffusion transformers and the GPT). Built from a private random stream.
     """
-    before = torch.get_num_threads()
     g = torch.Generator().manual_seed(0)
     nn = torch.nn
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
-        mlp = nn.Sequential(nn.Linear(2, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
-                            nn.Linear(256, 256), nn.SiLU(), nn.Linear(256, 2))
-        conv = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1))
-        token_mlp = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64))
-    opt = torch.optim.SGD([*mlp.parameters(), *conv.parameters(), *token_mlp.parameters()], lr=1e-3)
-    x = torch.randn(512, 2, generator=g)
-    maps = torch.randn(32, 16, 16, 16, generator=g)
-    tokens = torch.randn(1024, 64, generator=g)
+        models = {
+            "mlp": nn.Sequential(nn.Linear(2, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(),
+                                 nn.Linear(256, 256), nn.SiLU(), nn.Linear(256, 2)),
+            "conv": nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 16, 3, padding=1)),
+            "tokens": nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64)),
+        }
+    inputs = {"mlp": torch.randn(512, 2, generator=g), "conv": torch.randn(32, 16, 16, 16, generator=g),
+              "tokens": torch.randn(1024, 64, generator=g)}
 
-    def step():
-        loss = mlp(x).square().mean() + conv(maps).square().mean() + token_mlp(tokens).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step_of(name):
+        model, x = models[name], inputs[name]
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
-    times = {n: [] for n in candidates}
+        def step():
+            loss = model(x).square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+    return {name: step_of(name) for name in models}
+
+
+def _step_seconds(candidates, rounds: int = 4, block: int = 3) -> dict:
+    """Mean seconds of each probe step (:func:`_probe_steps`) at each thread count:
+    ``{threads: {step name: seconds}}``.
+
+    Each measurement is ``block`` steps in a row, as in training: next to busy programs,
+    a single step with two threads can look as fast as with one, while steps in a row
+    run 10-30x slower (measured on a 2-core machine with two busy processes). The counts
+    take turns round by round, so that a change in the machine's load affects them alike;
+    a count already 2x slower than the best on some step after a round is not timed again
+    (under load its steps are the slow ones), which keeps the probe to about a second.
+    The mean, not the median: under load the slow blocks come and go, and training pays
+    for them all.
+    """
+    before = torch.get_num_threads()
+    steps = _probe_steps()
+    times = {n: {name: [] for name in steps} for n in candidates}
+    active = list(candidates)
     try:
-        for _ in range(3):
-            step()
-        for _ in range(rounds):
-            for n in candidates:
-                torch.set_num_threads(n)
-                start = time.perf_counter()
+        for n in candidates:  # first-call costs, untimed
+            torch.set_num_threads(n)
+            for step in steps.values():
                 step()
-                times[n].append(time.perf_counter() - start)
+        for _ in range(rounds):
+            for n in active:
+                torch.set_num_threads(n)
+                for name, step in steps.items():
+                    start = time.perf_counter()
+                    for _ in range(block):
+                        step()
+                    times[n][name].append((time.perf_counter() - start) / block)
+            means = {n: {name: statistics.fmean(t) for name, t in times[n].items()} for n in active}
+            slowdown = _worst_slowdown(means)
+            active = [n for n in active if slowdown[n] <= 2.0]
     finally:
         torch.set_num_threads(before)
-    return {n: statistics.median(t) for n, t in times.items()}
+    return {n: {name: statistics.fmean(t) for name, t in by_step.items()} for n, by_step in times.items()}
+
+
+def _worst_slowdown(seconds: dict) -> dict:
+    """For each thread count, the largest factor by which it is slower than the best count
+    on any one probe step: ``max_s seconds[n][s] / min_m seconds[m][s]``.
+
+    Judging by the worst step rather than the total keeps a small model from paying for
+    a large one: next to busy programs, two threads may speed up a convolution by 1.2x
+    and slow a 2D MLP down by 2x (the threads wait for each other while the scheduler
+    runs someone else); the total would hide the 2x, the worst step does not.
+    """
+    best = {name: min(by_step[name] for by_step in seconds.values()) for name in next(iter(seconds.values()))}
+    return {n: max(by_step[name] / best[name] for name in best) for n, by_step in seconds.items()}
 
 
 def choose_threads(max_threads: int | None = None) -> ThreadChoice:
@@ -131,10 +176,12 @@ def choose_threads(max_threads: int | None = None) -> ThreadChoice:
         return ThreadChoice(1, 1, "one usable CPU")
     candidates = sorted({1, usable} | ({2} if usable > 2 else set()))
     seconds = _step_seconds(candidates)
-    fastest = min(seconds.values())
-    threads = min(n for n, s in seconds.items() if s <= 1.15 * fastest)
-    timing = ", ".join(f"{n}: {1e3 * s:.1f} ms" for n, s in seconds.items())
-    return ThreadChoice(threads, usable, f"measured per step ({timing})")
+    slowdown = _worst_slowdown(seconds)
+    bar = max(TOLERANCE, min(slowdown.values()))
+    threads = min(n for n, s in slowdown.items() if s <= bar)
+    timing = "; ".join(f"{n}: " + ", ".join(f"{name} {1e3 * t:.1f}" for name, t in by_step.items())
+                       for n, by_step in seconds.items())
+    return ThreadChoice(threads, usable, f"measured ms per step ({timing})")
 
 
 def apply_thread_policy(max_threads: int | None = None) -> ThreadChoice:

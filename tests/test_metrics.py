@@ -33,6 +33,27 @@ def test_wasserstein2_ratio_separates_good_from_bad():
         metrics.wasserstein2_ratio(same, data, fresh[:2])
 
 
+def test_wasserstein2_ratio_solves_the_baseline_once_per_content(monkeypatch):
+    g = torch.Generator().manual_seed(1)
+    data, fresh = [torch.randn(50, 2, generator=g) for _ in range(2)], [torch.randn(50, 2, generator=g) for _ in range(2)]
+    samples = [[torch.randn(50, 2, generator=g) + k for _ in range(2)] for k in range(3)]
+    solved = []
+    exact = metrics.wasserstein2
+    monkeypatch.setattr(metrics, "wasserstein2", lambda a, b: solved.append(1) or exact(a, b))
+    monkeypatch.setattr(metrics, "_BASELINES", type(metrics._BASELINES)())
+    ratios = [metrics.wasserstein2_ratio(s, data, fresh) for s in samples]
+    assert len(solved) == 2 + 3 * 2  # the baseline's two pairs once, then the samples' pairs
+    want = [sum(exact(a, d) for a, d in zip(s, data)) / sum(exact(f, d) for f, d in zip(fresh, data))
+            for s in samples]
+    assert ratios == pytest.approx(want, rel=1e-12)
+    fresh[0].add_(1.0)  # changed in place: a new baseline, solved again
+    solved.clear()
+    changed = metrics.wasserstein2_ratio(samples[0], data, fresh)
+    assert len(solved) == 4 and changed != pytest.approx(ratios[0])
+    metrics.wasserstein2_ratio(samples[0], [d.clone() for d in data], [f.clone() for f in fresh])
+    assert len(solved) == 6  # equal copies: the remembered baseline
+
+
 def test_sliced_wasserstein_and_mmd():
     a = torch.randn(2000, 2)
     b = torch.randn(2000, 2)

@@ -51,7 +51,17 @@ def test_measured_choice_keeps_the_random_state_and_picks_the_fewest_near_fastes
     assert torch.equal(torch.rand(3), want)  # measuring draws no numbers from the lecture's stream
     assert 1 <= choice.threads <= choice.usable and choice.reason.startswith(("measured", "one usable"))
     monkeypatch.setattr(threads, "usable_cpus", lambda: 4)
-    monkeypatch.setattr(threads, "_step_seconds", lambda c: {1: 10.0, 2: 5.4, 4: 5.0})
-    assert threads.choose_threads().threads == 2  # within 15% of the fastest, with fewer threads
-    monkeypatch.setattr(threads, "_step_seconds", lambda c: {1: 3.0, 2: 9.0, 4: 30.0})  # busy machine
+    idle = {1: {"mlp": 5.0, "conv": 10.0}, 2: {"mlp": 5.0, "conv": 5.4}, 4: {"mlp": 5.2, "conv": 5.0}}
+    monkeypatch.setattr(threads, "_step_seconds", lambda c: idle)
+    assert threads.choose_threads().threads == 2  # within 15% of the best on every step, with fewer threads
+    busy = {1: {"mlp": 3.0, "conv": 12.0}, 2: {"mlp": 6.0, "conv": 10.0}, 4: {"mlp": 30.0, "conv": 9.0}}
+    monkeypatch.setattr(threads, "_step_seconds", lambda c: busy)
+    # worst slowdowns: 1 thread 12/9 = 1.33 (conv), 2 threads 6/3 = 2 (mlp), 4 threads 10 (mlp):
+    # the total step time (15, 16, 39) would not be fooled here, but the small model decides.
+    assert threads._worst_slowdown(busy) == pytest.approx({1: 12 / 9, 2: 2.0, 4: 10.0})
+    assert threads.choose_threads().threads == 1
+    # The total would pick 2 threads here and cost the 2D MLP 2x; the worst step does not.
+    mixed = {1: {"mlp": 3.0, "conv": 20.0}, 2: {"mlp": 6.0, "conv": 12.0}}
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(threads, "_step_seconds", lambda c: mixed)
     assert threads.choose_threads().threads == 1
