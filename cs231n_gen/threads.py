@@ -136,7 +136,7 @@ def _step_seconds(candidates, rounds: int = 4, block: int = 3) -> dict:
                     times[n][name].append((time.perf_counter() - start) / block)
             means = {n: {name: statistics.fmean(t) for name, t in times[n].items()} for n in active}
             slowdown = _worst_slowdown(means)
-            active = [n for n in active if slowdown[n] <= 2.0]
+            active = [n for n in active if slowdown[n] <= max(2.0, min(slowdown.values()))]
     finally:
         torch.set_num_threads(before)
     return {n: {name: statistics.fmean(t) for name, t in by_step.items()} for n, by_step in times.items()}
