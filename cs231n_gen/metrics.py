@@ -23,7 +23,6 @@ r"""Sample-quality metrics for point clouds, and the excess loss over the oracle
 """
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch
 from ._validate import (as_point_sets, as_time, check_callable, check_generator, check_int, check_items,
                         check_labelled_mixture, check_labels, check_mixture, check_points, check_points_sequence,
                         check_real)
+from .fingerprint import fingerprint
 from .runtime import device_of
 
 
@@ -132,17 +132,10 @@ def _baseline_w2(f_sets, d_sets) -> float:
     A lecture scores every sampler against the same evaluation sets, and the baseline
     half of :func:`wasserstein2_ratio` is then the same each time; exact optimal
     transport is deterministic, so the remembered value is the one a new solve would
-    give. The key hashes the values (float64) and shapes, so a set changed in place is
-    solved again.
+    give. The key is the sets' content fingerprint (values, dtypes and shapes), so a set
+    changed in place is solved again.
     """
-    h = hashlib.sha256()
-    for group in (f_sets, d_sets):
-        h.update(f"{len(group)}|".encode())
-        for t in group:
-            values = t.detach().to("cpu", torch.float64).contiguous()
-            h.update(f"{tuple(values.shape)}|".encode())
-            h.update(values.numpy().tobytes())
-    key = h.hexdigest()
+    key = fingerprint((list(f_sets), list(d_sets)))
     if key in _BASELINES:
         _BASELINES.move_to_end(key)
     else:
