@@ -41,7 +41,7 @@ def _grade(args) -> int:
     from .grading.grade import grade, summary_path
 
     records = grade(args.submissions, args.release, args.out, jobs=args.jobs, timeout=_timeout(args),
-                    memory_mb=args.memory_mb, full=args.full)
+                    memory_mb=args.memory_mb, full=args.full, sandbox="none" if args.no_sandbox else args.sandbox)
     points = sum(r["points"] for rec in records for r in rec["rows"])
     total = sum(r["max_points"] for rec in records for r in rec["rows"])
     print(f"gradebook: {args.out} ({len(records)} submissions, {points}/{total} points); "
@@ -68,8 +68,12 @@ def _check(args) -> int:
         else:
             lecture = notebook.stem
         sub = Submission("you", lecture, notebook)
-        record = grade_submission(sub, release_dir, manifest, seed=secrets.randbelow(2**40),
-                                  limits=Limits(timeout=_timeout(args), full=args.full))
+        from .grading.sandbox import bwrap_path  # your own code on your own machine: a sandbox if there is one
+
+        limits = Limits(timeout=_timeout(args), full=args.full, sandbox="bwrap" if bwrap_path() else "none")
+        record = grade_submission(sub, release_dir, manifest, seed=secrets.randbelow(2**40), limits=limits)
+        for row in record["rows"]:
+            row["flags"] = [f for f in row["flags"] if f != "unsandboxed"]
     print(_table([record]))
     points = sum(r["points"] for r in record["rows"])
     total = sum(r["max_points"] for r in record["rows"])
@@ -95,6 +99,10 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, help="seconds per cell (default 60; 600 with --full)")
     p.add_argument("--memory-mb", type=int, default=3000, help="memory limit of a submission's kernel (MB)")
     p.add_argument("--full", action="store_true", help="run the whole lecture (quick mode), not just the exercises")
+    p.add_argument("--sandbox", choices=("auto", "bwrap"), default="auto",
+                   help="where student code runs (default: bubblewrap, required unless --no-sandbox)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code as you, with your files and network (every row flagged 'unsandboxed')")
     p.set_defaults(run=_grade)
 
     p = sub.add_parser("check", help="run your notebook's exercise checks as a grader would")

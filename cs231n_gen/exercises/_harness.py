@@ -9,12 +9,23 @@ public ``check_<name>(student_fn, *, seed=None, raise_on_fail=True)``:
 - in a notebook it prints the confirmation and returns a :class:`CheckResult`, or raises
   :class:`ExerciseFailed` (an ``AssertionError``) whose message names the mistake;
 - a grader passes ``raise_on_fail=False`` and reads the returned :class:`CheckResult`.
+
+Each exercise also declares its *references*: the library functions that solve it
+(``exercise(name, references=("cs231n_gen.paths.rectified_flow_loss",))``), chosen so that
+no legitimate solution needs them. While the student's function runs, :func:`call_student`
+watches for them (:func:`watch_references`) and fails the check naming the one that ran.
+The grader goes further: in its sandbox those functions are removed from the library
+(:mod:`cs231n_gen.grading.sandbox`), so a student who switches the watch off gains nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import importlib
+import sys
+import threading
 
 import torch
 
@@ -71,15 +82,77 @@ class Probe:
         return low + (high - low) * float(torch.rand((), generator=self.generator(1000 + stream)))
 
 
-def call_student(what: str, student_fn, *args):
-    """Call the student's function; its own exception becomes a failed check naming it."""
+REFERENCE_MARK = "is the reference for this exercise"  # in the error a removed reference raises
+
+
+def resolve(name: str):
+    """The function a dotted name (``module.function`` or ``module.Class.method``) names."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ValueError(f"no module in the reference name {name!r}")
+
+
+@contextlib.contextmanager
+def watch_references(names):
+    """Record, in the list it yields, every reference in ``names`` that is called inside the block."""
+    codes = {}
+    for name in names:
+        fn = resolve(name)
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        if code is not None:
+            codes[code] = name
+    seen: list[str] = []
+    if not codes:
+        yield seen
+        return
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code in codes and codes[frame.f_code] not in seen:
+            seen.append(codes[frame.f_code])
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
     try:
-        return student_fn(*args)
+        yield seen
+    finally:
+        sys.setprofile(previous)
+
+
+def reference_message(what: str, names) -> str:
+    """The hint when a student's function ran (or tried to run) one of its exercise's references."""
+    names = ", ".join(sorted(set(names)))
+    return (f"{what.split()[0]} calls the library's own solution ({names}): this exercise is to write it "
+            "yourself, and a grader gives it no points. Use torch operations instead.")
+
+
+def call_student(what: str, student_fn, *args):
+    """Call the student's function; its own exception becomes a failed check naming it, and a reference
+    of the exercise running during the call fails it too."""
+    stack = getattr(_current, "references", None)
+    references = stack[-1] if stack else ()
+    try:
+        with watch_references(references) as used:
+            result = student_fn(*args)
     except NotImplementedError:
         fail(f"{what.split()[0]} is not written yet (it raises NotImplementedError): replace the "
              "'raise NotImplementedError' line with your code.")
     except Exception as err:  # show students their own error, with context
+        if REFERENCE_MARK in str(err):
+            fail(reference_message(what, [str(err).split()[0]]))
         fail(f"{what} raised {type(err).__name__}: {err}")
+    if used:
+        fail(reference_message(what, used))
+    return result
+
+
+_current = threading.local()  # .references: the references of the checks running in this thread (a stack)
 
 
 def close(a, b, tol: float = 1e-5) -> bool:
@@ -92,8 +165,9 @@ def close(a, b, tol: float = 1e-5) -> bool:
         return False
 
 
-def exercise(name: str):
-    """Decorator: turn ``body(student_fn, probe) -> confirmation`` into a public check."""
+def exercise(name: str, references: tuple = ()):
+    """Decorator: turn ``body(student_fn, probe) -> confirmation`` into a public check whose
+    exercise is solved by the library functions ``references`` (dotted names)."""
 
     def wrap(body):
         @functools.wraps(body)
@@ -104,12 +178,17 @@ def exercise(name: str):
             seed = DEFAULT_SEED if seed is None else check_int("seed", seed, minimum=0)
             if not isinstance(raise_on_fail, bool):
                 raise ValueError(f"raise_on_fail must be True or False, got {raise_on_fail!r}")
+            if not hasattr(_current, "references"):
+                _current.references = []
+            _current.references.append(tuple(references))
             try:
                 result = CheckResult(name, True, body(student_fn, Probe(name, seed)))
             except _Mistake as mistake:
                 result = CheckResult(name, False, str(mistake))
             except Exception as err:  # the student's function broke the probe somewhere we did not guard
                 result = CheckResult(name, False, f"{name} failed with {type(err).__name__}: {err}")
+            finally:
+                _current.references.pop()
             if result.passed:
                 if raise_on_fail:
                     print(result.message)
@@ -119,6 +198,7 @@ def exercise(name: str):
             return result
 
         check.exercise = name
+        check.references = tuple(references)
         return check
 
     return wrap

@@ -6,7 +6,7 @@ import torch
 from ._harness import call_student, close, exercise, fail
 
 
-@exercise("straight_through")
+@exercise("straight_through", references=('cs231n_gen.nn.vq.VectorQuantizer.forward',))
 def check_straight_through(student_fn, probe):
     """Check ``quantize(z, codebook, beta) -> (z_q, codes, loss)`` on (N, D) vectors and a (K, D) codebook."""
     g = probe.generator()
@@ -77,7 +77,7 @@ def _frequencies(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
     return torch.bincount(tokens, minlength=vocab).double() / tokens.numel()
 
 
-@exercise("sample_next")
+@exercise("sample_next", references=('cs231n_gen.autoregressive.sample_next',))
 def check_sample_next(student_fn, probe):
     """Check ``sample_next(logits, temperature, top_k, generator) -> tokens`` on rows of identical logits."""
     vocab, rows = 10, 8000

@@ -34,7 +34,7 @@ def _linspace_euler(field, z, steps):
     return x
 
 
-@exercise("reflow_pairs")
+@exercise("reflow_pairs", references=('cs231n_gen.distillation.reflow_pairs',))
 def check_reflow_pairs(student_fn, probe):
     """Check ``reflow_pairs(model, z, steps) -> (x, z)``: each noise row and the flow's sample of it."""
     g = probe.generator()
@@ -75,7 +75,8 @@ def check_reflow_pairs(student_fn, probe):
     return "reflow_pairs is correct: every sample comes paired with the noise it was made from."
 
 
-@exercise("two_step_target")
+@exercise("two_step_target", references=('cs231n_gen.distillation.two_step_target',
+                                  'cs231n_gen.distillation._two_step'))
 def check_two_step_target(student_fn, probe):
     """Check ``two_step_target(teacher, x_t, t, dt)``: the velocity of one step that lands where two half steps do."""
     g = probe.generator()

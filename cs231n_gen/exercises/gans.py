@@ -10,7 +10,9 @@ from .. import gan
 from ._harness import call_student, close, exercise, fail
 
 
-@exercise("nonsaturating_loss")
+@exercise("nonsaturating_loss", references=('cs231n_gen.gan.nonsaturating_generator_loss',
+                                  'cs231n_gen.gan.generator_loss',
+                                  'cs231n_gen.gan._g_loss'))
 def check_nonsaturating_loss(student_fn, probe):
     """Check ``nonsaturating_loss(fake_logits) -> scalar``: -mean(log D(G(z))), D = sigmoid(logit)."""
     jitter = torch.rand(5, generator=probe.generator()) * 0.2
@@ -60,7 +62,7 @@ def check_nonsaturating_loss(student_fn, probe):
             "gradient -(1 - D) / n per logit.")
 
 
-@exercise("optimal_d")
+@exercise("optimal_d", references=('cs231n_gen.gan.optimal_discriminator',))
 def check_optimal_discriminator(student_fn, probe):
     """Check ``optimal_d(p_data, p_g) -> D*``: elementwise p_data / (p_data + p_g) from density values."""
     g = probe.generator()

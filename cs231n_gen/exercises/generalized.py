@@ -17,7 +17,8 @@ def _path_probe(probe):
     return path, t, x, z
 
 
-@exercise("eps_to_x_and_velocity")
+@exercise("eps_to_x_and_velocity", references=("cs231n_gen.paths.DiffusionPath.to_x_eps",
+                                                   "cs231n_gen.paths.DiffusionPath.convert"))
 def check_eps_conversions(student_fn, probe):
     """Check ``eps_to_x_and_velocity(eps, x_t, a, b, da, db) -> (x_hat, velocity)``."""
     path, t, x, z = _path_probe(probe)
@@ -49,7 +50,7 @@ def check_eps_conversions(student_fn, probe):
     return "eps_to_x_and_velocity is correct on the VP cosine path at 19 noise levels."
 
 
-@exercise("ddpm_step")
+@exercise("ddpm_step", references=('cs231n_gen.sampling.ddpm',))
 def check_ddpm_step(student_fn, probe):
     """Check ``ddpm_step(x_t, x_hat, a_t, b_t, a_s, b_s, noise) -> x_s`` (the forward posterior draw)."""
     path, t, x, z = _path_probe(probe)

@@ -25,7 +25,11 @@ class _ProbeConditional(torch.nn.Module):
         return x @ self.A.T + torch.cos(2 * t)[:, None] * self.emb[y] + t[:, None]
 
 
-@exercise("guided_velocity")
+@exercise("guided_velocity", references=('cs231n_gen.guidance.cfg_velocity',
+                                  'cs231n_gen.guidance._combine',
+                                  'cs231n_gen.guidance.Guided.forward',
+                                  'cs231n_gen.distillation.guided_velocity',
+                                  'cs231n_gen.distillation._guided'))
 def check_cfg_velocity(student_fn, probe):
     """Check ``guided_velocity(model, x, t, y, w, null_label)``: (1 + w) v_y - w v_null, one batched call."""
     g = probe.generator()
@@ -65,7 +69,7 @@ def check_cfg_velocity(student_fn, probe):
     return "guided_velocity is correct: (1 + w) v_y - w v_null from one batched forward pass."
 
 
-@exercise("cfg_loss")
+@exercise("cfg_loss", references=('cs231n_gen.guidance.conditional_rf_loss',))
 def check_cfg_loss(student_fn, probe):
     """Check ``cfg_loss(model, x, y, z, t, u, p_uncond, null_label)``: the RF loss with labels dropped where u < p."""
     g = probe.generator()

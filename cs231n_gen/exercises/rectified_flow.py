@@ -30,7 +30,7 @@ class _ProbeVelocity(torch.nn.Module):
         return x @ self.A.T + torch.sin(3 * t)[:, None] * self.b + (t**2)[:, None]
 
 
-@exercise("rf_loss")
+@exercise("rf_loss", references=('cs231n_gen.paths.rectified_flow_loss',))
 def check_rf_loss(student_fn, probe):
     """Check ``rf_loss(model, x, z, t) -> scalar``: mean over the batch of ||model(x_t, t) - (z - x)||^2."""
     g = probe.generator()
@@ -75,7 +75,7 @@ def check_rf_loss(student_fn, probe):
          "Check x_t = (1 - t) x + t z, the target v = z - x, and the reduction.")
 
 
-@exercise("euler_sample")
+@exercise("euler_sample", references=('cs231n_gen.sampling.euler',))
 def check_euler_sampler(student_fn, probe):
     """Check ``euler_sample(model, z, num_steps) -> x_0`` against the reference sampler."""
     z = torch.randn(32, 2, generator=probe.generator())

@@ -14,7 +14,7 @@ def _logit_normal_quantiles(qs, m, s):
                         dtype=torch.float64)
 
 
-@exercise("logit_normal")
+@exercise("logit_normal", references=('cs231n_gen.schedules.logit_normal_t',))
 def check_logit_normal_sampler(student_fn, probe):
     """Check ``logit_normal(n, m, s, generator) -> t``: n draws of sigmoid(m + s * N(0, 1))."""
     qs = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
@@ -56,7 +56,7 @@ def check_logit_normal_sampler(student_fn, probe):
             "generator makes it reproducible.")
 
 
-@exercise("shift")
+@exercise("shift", references=('cs231n_gen.schedules.shift_time', 'cs231n_gen.schedules._shift'))
 def check_shift(student_fn, probe):
     """Check ``shift(t, k) -> t'``: k t / (1 + (k - 1) t), elementwise."""
     inner = torch.rand(4, generator=probe.generator(), dtype=torch.float64)

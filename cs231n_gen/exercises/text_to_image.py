@@ -20,7 +20,7 @@ def _loss(logits, sides=(True, True)):
     return sum(parts) / len(parts)
 
 
-@exercise("clip_loss")
+@exercise("clip_loss", references=('cs231n_gen.contrastive.clip_loss',))
 def check_clip_loss(student_fn, probe):
     """Check ``clip_loss(image_emb, text_emb, temperature) -> (logits, loss)``: the (images x texts)
     logits of normalised embeddings over the temperature, and CLIP's symmetric cross-entropy."""
@@ -81,7 +81,7 @@ def _cross(x, context, mask, wq, wk, wv, *, use_mask=True, invert=False, scale=T
     return scores.softmax(axis) @ v
 
 
-@exercise("masked_cross_attention")
+@exercise("masked_cross_attention", references=('cs231n_gen.nn.dit._attend', 'cs231n_gen.nn.dit._attention_weights'))
 def check_masked_cross_attention(student_fn, probe):
     """Check ``masked_cross_attention(x, context, mask, wq, wk, wv)``: one head of cross-attention
     from tokens x (B, N, D) to context (B, L, E), padded context tokens (mask False) never attended."""

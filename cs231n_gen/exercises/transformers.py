@@ -27,7 +27,7 @@ _PERMUTATION_MISTAKES = [
 ]
 
 
-@exercise("patchify")
+@exercise("patchify", references=('cs231n_gen.nn.dit.patchify',))
 def check_patchify(student_fn, probe):
     """Check ``patchify(x, p)``: (B, C, H, W) -> (B, H/p * W/p, p * p * C), tokens row by row,
     each token's numbers ordered (row in patch, column in patch, channel)."""
@@ -86,19 +86,34 @@ def _block_probe(probe, width=8):
     with torch.no_grad():
         modulation.weight.copy_(torch.randn(6 * width, width, generator=g) * 0.5)
         modulation.bias.copy_(torch.randn(6 * width, generator=g) * 0.5)
-    mix = torch.randn(width, width, generator=g) / width ** 0.5
-    up = torch.randn(width, width, generator=g) / width ** 0.5
-
-    def attn(h):  # mixes tokens (a mean over the sequence) and features: any mistake shows
-        return (h + h.mean(1, keepdim=True)) @ mix
-
-    def mlp(h):
-        return torch.tanh(h @ up)
-
+    attn = _ProbeAttention(torch.randn(width, width, generator=g) / width ** 0.5)
+    mlp = _ProbeMLP(torch.randn(width, width, generator=g) / width ** 0.5)
     return x, c, modulation, attn, mlp
 
 
-@exercise("adaln_zero_block")
+class _ProbeAttention(torch.nn.Module):
+    """Stands in for attention: mixes tokens (a mean over the sequence) and features, so any mistake shows."""
+
+    def __init__(self, mix: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mix", mix)
+
+    def forward(self, h):
+        return (h + h.mean(1, keepdim=True)) @ self.mix
+
+
+class _ProbeMLP(torch.nn.Module):
+    """Stands in for the block's MLP."""
+
+    def __init__(self, up: torch.Tensor):
+        super().__init__()
+        self.register_buffer("up", up)
+
+    def forward(self, h):
+        return torch.tanh(h @ self.up)
+
+
+@exercise("adaln_zero_block", references=('cs231n_gen.nn.dit.DiTBlock.forward', 'cs231n_gen.nn.dit._modulate'))
 def check_adaln_zero_block(student_fn, probe):
     """Check ``adaln_zero_block(x, c, modulation, attn, mlp)``: one DiT block with adaLN-Zero modulation."""
     x, c, modulation, attn, mlp = _block_probe(probe)

@@ -3,14 +3,17 @@
 For each submission (one notebook per student and lecture) the grader builds the
 notebook to run from the *released* one: the setup cell, a sealing cell
 (:mod:`cs231n_gen.grading.kernel`), then for each exercise the student's exercise cell
-and a grader cell that runs the sealed check with a seed the student cannot know.
-Edited or deleted check and lecture cells are thereby restored, and reported.
-``full=True`` runs the whole released lecture (in quick mode) instead.
+and a grader cell that hands the student's function to the grader. Edited or deleted
+check and lecture cells are thereby restored, and reported. ``full=True`` runs the whole
+released lecture (in quick mode) instead.
 
-The notebook runs under pytest + nbval (``--nbval-lax``) in a process of its own, with a
-per-cell timeout, a wall-clock limit and a memory limit watched from here; a kernel
-that dies is noticed at once. A verdict counts only when the grader cell's outcome (from
-pytest's JUnit report) and the verdict line it wrote (with a one-time token) agree.
+The notebook runs under pytest + nbval (``--nbval-lax``) in a sandbox
+(:mod:`cs231n_gen.grading.sandbox`: no network, no files but the release's notebook and its
+own scratch folder, nothing outliving it, kernel-enforced limits), with a per-cell timeout,
+a wall-clock limit and a memory limit watched from here; a kernel that dies is noticed at
+once. The verdict is not computed in the sandbox: each check runs in this process and
+calls the student's function through the channel of :mod:`cs231n_gen.grading.remote`,
+getting plain data back.
 
 Each finished submission is written at once to ``<gradebook>.records/`` (one JSON file,
 atomically) and the CSV is rebuilt from the records (atomically), so an interrupted run
@@ -40,6 +43,9 @@ import nbformat
 from .._io import write_text
 from .._validate import check_bool, check_file_path, check_int, check_real
 from ..threads import usable_cpus
+from ..exercises import CHECKS
+from . import remote, sandbox
+from . import sandbox as _sandbox
 from .notebooks import cell_digest, cell_kind, defined_functions, read_notebook, source_of, write_notebook
 from .release import load_release
 from .screen import screen
@@ -47,7 +53,7 @@ from .screen import screen
 STATUSES = ("passed", "failed", "tampered", "timeout", "crashed", "memory")
 COLUMNS = ("student", "lecture", "exercise", "points", "max_points", "status", "message", "flags")
 SUMMARY_COLUMNS = ("student", "points", "max_points", "exercises", "passed", "flagged")
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Limits:
     timeout: float = 60.0  # seconds per cell
     memory_mb: int = 3000  # resident memory of the kernel and pytest together
     full: bool = False
+    sandbox: str = "bwrap"  # "bwrap", or "none" (every row flagged "unsandboxed")
 
 
 # ------------------------------------------------------------------ finding submissions
@@ -116,8 +123,10 @@ def _code(source: str, **meta) -> nbformat.NotebookNode:
     return nbformat.v4.new_code_cell(source, metadata=meta)
 
 
-def build_graded(released, entry: dict, student, *, seed: int, workdir: Path, full: bool):
-    """The notebook to run, the tokens per exercise, the flags for the whole submission and per exercise."""
+def build_graded(released, entry: dict, student, *, seed: int, scratch_inside: str, channel_inside: str,
+                 full: bool):
+    """The notebook to run, the probe seed per exercise, the done token and file, the flags for the whole
+    submission and per exercise, and the number of added cells."""
     by_id = {c.get("id"): c for c in student.cells if isinstance(c.get("id"), str)}
     released_ids = {c["id"] for c in entry["cells"]}
     exercises = entry["exercises"]
@@ -169,9 +178,9 @@ def build_graded(released, entry: dict, student, *, seed: int, workdir: Path, fu
     if added:
         flags.append(f"{len(added)} added cells (not run)")
 
-    tokens = {e["name"]: secrets.token_hex(16) for e in exercises}
+    seeds = {e["name"]: seed + exercises.index(e) for e in exercises}
     done_token = secrets.token_hex(16)
-    results = workdir / f"results-{secrets.token_hex(8)}.jsonl"
+    done_file = f"{scratch_inside}/done"
     nb = nbformat.v4.new_notebook()
     nb.metadata = released.metadata
     seal = _code("import cs231n_gen.grading.kernel as _cs231n_gen_grader\n_cs231n_gen_grader.seal()",
@@ -190,15 +199,14 @@ def build_graded(released, entry: dict, student, *, seed: int, workdir: Path, fu
             e = check_cell[cell["id"]]
             cells.append(_code(
                 "import cs231n_gen.grading.kernel as _cs231n_gen_grader\n"
-                f"_cs231n_gen_grader.run_check({e['name']!r}, {e['check']!r}, {e['function']!r}, "
-                f"seed={seed + exercises.index(e)}, token={tokens[e['name']]!r}, results={str(results)!r})",
+                f"_cs231n_gen_grader.serve({e['name']!r}, {e['function']!r}, {channel_inside!r})",
                 grader="check", exercise=e["name"]))
         elif full and sealed:
             cells.append(cell if cell.get("cell_type") != "code" else _code(source_of(cell)))
-    cells.append(_code(f"with open({str(results)!r}, 'a') as _f:\n    _f.write({done_token!r} + '\\n')",
+    cells.append(_code(f"with open({done_file!r}, 'a') as _f:\n    _f.write({done_token!r} + '\\n')",
                        grader="done"))
     nb.cells = cells
-    return nb, tokens, done_token, results, flags, per_exercise, len(added)
+    return nb, seeds, done_token, done_file, flags, per_exercise, len(added)
 
 
 # ------------------------------------------------------------------ running it, contained
@@ -260,57 +268,89 @@ def _junit(path: Path) -> dict:
     return cells
 
 
-def run_graded(nb, workdir: Path, limits: Limits, done_token: str, results: Path, threads: int) -> RunOutcome:
-    """Execute the graded notebook with pytest + nbval in its own process tree, within the limits."""
+def _child_setup(limits: Limits, deadline: float, group) -> None:  # in the child, before it runs the sandbox
+    _die_with_parent()
+    sandbox.apply_limits(cpu_seconds=int(deadline) + 5, memory_mb=int(limits.memory_mb * 1.25) + 256)
+    if group is not None:
+        group.join()
+
+
+def run_graded(nb, work: Path, limits: Limits, done_token: str, threads: int, *, entry: dict, seeds: dict,
+               redacted: list) -> tuple[RunOutcome, dict]:
+    """Execute the graded notebook with pytest + nbval in the sandbox, within the limits, while the
+    listener judges each exercise; return how the run ended and the verdicts."""
     import psutil
 
-    notebook = workdir / "graded.ipynb"
+    scratch, channel = work / "scratch", work / "channel"
+    notebook = scratch / "graded.ipynb"
     write_notebook(nb, notebook)
-    (workdir / "pytest.ini").write_text("[pytest]\n")
+    (scratch / "pytest.ini").write_text("[pytest]\n")
     code_cells = sum(c.cell_type == "code" for c in nb.cells)
     deadline = 60 + code_cells * limits.timeout + 30
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "JPY_"))}
-    env.update(CS231N_GEN_QUICK="1", CS231N_GEN_CACHE_RUNS="0", CS231N_GEN_CACHE=str(workdir / "cache"),
-               MPLBACKEND="Agg", IPYTHONDIR=str(workdir / "ipython"), JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
-               PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    boxed = limits.sandbox == "bwrap"
+    inside = sandbox.INSIDE_SCRATCH if boxed else str(scratch)
+    settings = dict(CS231N_GEN_QUICK="1", CS231N_GEN_CACHE_RUNS="0", CS231N_GEN_CACHE=f"{inside}/cache",
+                    MPLBACKEND="Agg", MPLCONFIGDIR=f"{inside}/matplotlib", IPYTHONDIR=f"{inside}/ipython",
+                    JUPYTER_RUNTIME_DIR=f"{inside}/runtime", PYTHONDONTWRITEBYTECODE="1",
+                    OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "pytest", notebook.name, "--nbval-lax", "--nbval-current-env",
            f"--nbval-cell-timeout={limits.timeout:g}", "-p", "no:cacheprovider", "-q", "--junitxml=junit.xml",
-           "-o", "addopts=", "--rootdir", str(workdir)]
+           "-o", "addopts=", "--rootdir", inside]
+    if boxed:
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": inside, "TMPDIR": "/tmp",
+               "LANG": "C.UTF-8", **settings}
+        cmd = sandbox.bwrap_command(cmd, scratch=scratch, channel=channel, env=env, redacted=redacted)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    else:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "JPY_"))}
+        env.update(settings)
+    group = None
+    if boxed:
+        group = sandbox.ControlGroup(f"cs231n-gen-{os.getpid()}-{secrets.token_hex(4)}", pids=512,
+                                     memory_bytes=int(limits.memory_mb * 1.5) * 2**20)
+    listener = remote.Listener(channel / "channel.sock", entry["exercises"], seeds, limits.timeout)
+    done_file = scratch / "done"
     start = time.monotonic()
     stopped, kernel = None, None
-    with open(workdir / "pytest.log", "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        try:
-            while proc.poll() is None:
-                time.sleep(0.1)
-                tree = _tree(proc)
-                try:
-                    rss = sum(p.memory_info().rss for p in tree)
-                except psutil.Error:
-                    rss = 0
-                if kernel is None:
-                    kernel = next((p for p in tree[1:] if "ipykernel" in " ".join(_cmdline(p))), None)
-                if time.monotonic() - start > deadline:
-                    stopped = "timeout"
-                elif rss > limits.memory_mb * 2**20:
-                    stopped = "memory"
-                elif kernel is not None and not _alive(kernel) and not _finished(results, done_token):
-                    time.sleep(0.5)  # nbval notices too; give it a moment to write its report
-                    if not _finished(results, done_token):
-                        stopped = "crashed"
-                if stopped:
+    try:
+        with open(work / "pytest.log", "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL,
+                                    preexec_fn=lambda: _child_setup(limits, deadline, group))
+            try:
+                while proc.poll() is None:
+                    time.sleep(0.1)
+                    tree = _tree(proc)
+                    try:
+                        rss = sum(p.memory_info().rss for p in tree)
+                    except psutil.Error:
+                        rss = 0
+                    if kernel is None:
+                        kernel = next((p for p in tree[1:] if "ipykernel" in " ".join(_cmdline(p))), None)
+                    if time.monotonic() - start > deadline:
+                        stopped = "timeout"
+                    elif rss > limits.memory_mb * 2**20:
+                        stopped = "memory"
+                    elif kernel is not None and not _alive(kernel) and not _finished(done_file, done_token):
+                        time.sleep(0.5)  # nbval notices too; give it a moment to write its report
+                        if not _finished(done_file, done_token):
+                            stopped = "crashed"
+                    if stopped:
+                        _kill(_tree(proc))
+                        proc.wait()
+                        break
+            finally:
+                if proc.poll() is None:
                     _kill(_tree(proc))
                     proc.wait()
-                    break
-        finally:
-            if proc.poll() is None:
-                _kill(_tree(proc))
-                proc.wait()
-            if kernel is not None:
-                _kill([kernel])
-    text = (workdir / "pytest.log").read_text(errors="replace")
-    return RunOutcome(stopped, time.monotonic() - start, _junit(workdir / "junit.xml"), text[-4000:])
+                if kernel is not None:
+                    _kill([kernel])
+    finally:
+        if group is not None:
+            group.close()
+        listener.close()
+    text = (work / "pytest.log").read_text(errors="replace")
+    return RunOutcome(stopped, time.monotonic() - start, _junit(scratch / "junit.xml"), text[-4000:]), listener.verdicts
 
 
 def _alive(p) -> bool:
@@ -342,58 +382,59 @@ def _first_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _verdict_lines(results: Path, tokens: dict) -> dict:
-    lines = {name: [] for name in tokens}
-    try:
-        text = results.read_text(errors="replace")
-    except OSError:
-        return lines
-    for raw in text.splitlines():
-        try:
-            item = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(item, dict) and tokens.get(item.get("exercise")) == item.get("token"):
-            lines[item["exercise"]].append(item)
-    return lines
-
-
 def _cell_error(cells: dict, index: int) -> tuple[str, str]:
     outcome, message = cells.get(index, ("missing", ""))
     return outcome, message
 
 
-def judge(nb, outcome: RunOutcome, tokens: dict, results: Path, entry: dict, flags: dict) -> list[dict]:
-    """One row per exercise from the verdict lines, the JUnit outcomes and how the run ended."""
+_OUT_OF_MEMORY = ("can't allocate memory", "MemoryError", "out of memory")
+
+
+def judge(nb, outcome: RunOutcome, verdicts: dict, entry: dict, flags: dict, unsandboxed: bool = False) -> list[dict]:
+    """One row per exercise from the grader's own verdicts, the JUnit outcomes and how the run ended.
+
+    Only the verdicts (decided in this process) can pass an exercise; what came from the sandbox
+    (JUnit outcomes, the kernel's reports) only explains a failure or flags it."""
     code_index, i = {}, 0
     for cell in nb.cells:
         if cell.cell_type == "code":
             meta = cell.metadata
             code_index[(meta.get("grader"), meta.get("exercise"))] = i
             i += 1
-    lines = _verdict_lines(results, tokens)
     setup_outcome, setup_message = _cell_error(outcome.cells, code_index[("setup", None)])
     rows = []
     for e in entry["exercises"]:
         name = e["name"]
-        its_flags = list(flags[name])
+        its_flags = list(flags[name]) + (["unsandboxed"] if unsandboxed else [])
         tampered = [f for f in its_flags if f.startswith("tamper:")]
         ex_out, ex_msg = _cell_error(outcome.cells, code_index[("exercise", name)])
         ck_out, ck_msg = _cell_error(outcome.cells, code_index[("check", name)])
-        found = lines[name]
+        found = [v for v in verdicts.get(name, []) if v.done or v.failure]
         if len(found) == 1:
             item = found[0]
-            tampered += [f"tamper: {t}" for t in item.get("tamper", [])]
-            message = _first_line(item.get("message", ""))
-            if item.get("passed") and ck_out != "passed" and not tampered:
-                tampered.append("tamper: the verdict line says passed but the check cell did not pass")
-            status = "tampered" if tampered else ("passed" if item.get("passed") else "failed")
-            if ex_out == "failed" and "Timeout" in ex_msg:
+            tampered += [f"tamper: {t}" for t in item.tamper]
+            message = _first_line(item.message)
+            status = "passed" if item.passed else "failed"
+            if item.references:
+                its_flags += [f"calls the reference {r}" for r in item.references]
+                message = _first_line(f"{name} calls the library's own solution ({', '.join(item.references)}): "
+                                      "no points. " + message)
+            elif item.failure == "timeout" or (ex_out == "failed" and "Timeout" in ex_msg):
                 status = "timeout"
-                message = "the exercise cell ran past the time limit: " + message
+                message = "the exercise ran past the time limit: " + message
+            elif item.failure == "crashed" or any(m in item.message for m in _OUT_OF_MEMORY):
+                status = {"memory": "memory", "timeout": "timeout"}.get(outcome.stopped, "crashed")
+                if any(m in item.message for m in _OUT_OF_MEMORY):
+                    status = "memory"
+                message = {"memory": "the kernel used more memory than the grader allows; the run was stopped",
+                           "timeout": "the notebook ran past the grader's total time limit; the run was stopped"}.get(
+                    status, "the kernel died (the submission exited or crashed the Python process) while this "
+                            "exercise was checked")
+            elif item.failure == "protocol":
+                tampered.append("tamper: the kernel's answers were not plain data")
         elif len(found) > 1:
-            status, message = "tampered", "more than one verdict was written for this exercise"
-            tampered.append("tamper: several verdict lines")
+            status, message = "tampered", "more than one verdict was recorded for this exercise"
+            tampered.append("tamper: several verdicts (student code connected to the grader's channel)")
         elif outcome.stopped == "memory":
             status, message = "memory", "the kernel used more memory than the grader allows; the run was stopped"
         elif outcome.stopped == "timeout":
@@ -438,12 +479,24 @@ def grade_submission(sub: Submission, release_dir: Path, manifest: dict, *, seed
                                      "status": "crashed", "message": _first_line(str(err)), "flags": []}
                                     for e in entry["exercises"]], [], start, limits)
     released = read_notebook(Path(release_dir) / entry["notebook"])
+    boxed = limits.sandbox == "bwrap"
     with tempfile.TemporaryDirectory(prefix="cs231n-gen-grade-") as work:
         work = Path(work)
-        nb, tokens, done, results, flags, per_ex, _ = build_graded(released, entry, student, seed=seed,
-                                                                   workdir=work, full=limits.full)
-        outcome = run_graded(nb, work, limits, done, results, threads)
-        rows = judge(nb, outcome, tokens, results, entry, per_ex)
+        for sub_dir in ("scratch", "channel", "redacted"):
+            (work / sub_dir).mkdir()
+        nb, seeds, done, _, flags, per_ex, _ = build_graded(
+            released, entry, student, seed=seed, full=limits.full,
+            scratch_inside=sandbox.INSIDE_SCRATCH if boxed else str(work / "scratch"),
+            channel_inside=(sandbox.INSIDE_CHANNEL if boxed else str(work / "channel")) + "/channel.sock")
+        redacted = []
+        if boxed and not limits.full:  # in full mode the lecture's own cells need the references
+            refs = [r for e in entry["exercises"] for r in getattr(CHECKS.get(e["check"]), "references", ())]
+            for i, (original, text) in enumerate(sandbox.redactions(refs)):
+                copy = work / "redacted" / f"{i}-{original.name}"
+                copy.write_text(text)
+                redacted.append((original, copy))
+        outcome, verdicts = run_graded(nb, work, limits, done, threads, entry=entry, seeds=seeds, redacted=redacted)
+        rows = judge(nb, outcome, verdicts, entry, per_ex, unsandboxed=not boxed)
     return _record(sub, entry, rows, flags, start, limits)
 
 
@@ -457,7 +510,7 @@ def _digest(path: Path) -> str:
 def _record(sub, entry, rows, flags, start, limits) -> dict:
     return {"format": RECORD_FORMAT, "student": sub.student, "lecture": sub.lecture or "?",
             "submission": str(sub.path), "submission_digest": _digest(sub.path),
-            "release_digest": entry["digest"] if entry else "", "full": limits.full,
+            "release_digest": entry["digest"] if entry else "", "full": limits.full, "sandbox": limits.sandbox,
             "rows": rows, "flags": flags, "seconds": round(time.monotonic() - start, 2)}
 
 
@@ -485,6 +538,7 @@ def _load_record(path: Path, sub: Submission, entry, limits: Limits) -> dict | N
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         return None
     same = (record.get("submission_digest") == _digest(sub.path) and record.get("full") == limits.full
+            and record.get("sandbox") == limits.sandbox
             and record.get("release_digest") == (entry["digest"] if entry else ""))
     return record if same else None
 
@@ -523,12 +577,18 @@ def summary_path(out) -> Path:
 
 
 def grade(submissions_dir, release_dir, out, *, jobs: int = 1, timeout: float = 60.0, memory_mb: int = 3000,
-          full: bool = False, progress=print) -> list[dict]:
-    """Grade every submission into the gradebook ``out``; return the records (see the module docstring)."""
+          full: bool = False, sandbox: str = "auto", progress=print) -> list[dict]:
+    """Grade every submission into the gradebook ``out``; return the records (see the module docstring).
+
+    ``sandbox``: ``"auto"`` or ``"bwrap"`` (bubblewrap; ``ValueError`` saying how to install it when it
+    is missing), or ``"none"``, which runs student code as this user and flags every row ``unsandboxed``."""
     jobs = check_int("jobs", jobs, minimum=1)
     timeout = check_real("timeout", timeout, minimum=1.0)
     memory_mb = check_int("memory_mb", memory_mb, minimum=300)
     full = check_bool("full", full)
+    if not isinstance(sandbox, str):
+        raise ValueError(f"sandbox must be one of {', '.join(_sandbox.KINDS)}, got {sandbox!r}")
+    kind = _sandbox.choose(sandbox)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be a function taking a line of text, or None, got {progress!r}")
     out = check_file_path("out", out)
@@ -538,7 +598,7 @@ def grade(submissions_dir, release_dir, out, *, jobs: int = 1, timeout: float = 
         raise ValueError(f"out's folder {str(out.parent)!r} does not exist")
     manifest = load_release(release_dir)
     subs = find_submissions(submissions_dir, manifest)
-    limits = Limits(timeout=timeout, memory_mb=memory_mb, full=full)
+    limits = Limits(timeout=timeout, memory_mb=memory_mb, full=full, sandbox=kind)
     records_dir = _records_dir(out)
     records_dir.mkdir(exist_ok=True)
     salt = _salt(records_dir)
@@ -553,7 +613,8 @@ def grade(submissions_dir, release_dir, out, *, jobs: int = 1, timeout: float = 
     write_gradebook(out, list(done.values()))
     if progress:
         progress(f"grading {len(todo)} submissions ({len(done)} already graded) with {jobs} "
-                 f"{'worker' if jobs == 1 else 'workers'}")
+                 f"{'worker' if jobs == 1 else 'workers'}, "
+                 + ("each in a bubblewrap sandbox" if kind == "bwrap" else "UNSANDBOXED (--no-sandbox)"))
     threads = max(1, usable_cpus() // jobs)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(grade_submission, sub, Path(release_dir), manifest, limits=limits, threads=threads,

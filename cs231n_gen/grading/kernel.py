@@ -1,17 +1,21 @@
-"""The grader's side inside the kernel that runs a submission.
+"""The kernel's side of grading: it runs the student's function when the grader asks, nothing more.
 
-The graded notebook runs the lecture's setup cell, then :func:`seal`, then each
-student exercise cell followed by a grader cell that calls :func:`run_check`.
+The graded notebook runs the lecture's setup cell, then :func:`seal`, then each student
+exercise cell followed by a grader cell that calls :func:`serve`. This module runs inside
+the sandbox, next to student code, so nothing it says is trusted: the *check* runs in the
+grader's own process (:mod:`cs231n_gen.grading.remote`), which decides the verdict.
 
-- :func:`seal` (before any student code) keeps references to every check and to the
-  objects a check relies on: the attributes of the library's modules, of ``builtins``,
-  of the torch and numerical modules the checks call, the methods of ``torch.Tensor``,
-  and the entries of ``sys.modules``.
-- :func:`run_check` compares all of them with the sealed references (before and after
-  calling the student's function: a function can patch things while it runs), calls
-  the *sealed* check with the grader's seed, and appends one JSON line carrying the
-  grader's one-time token to the results file. A patched check, library function or
-  builtin is reported as tampering, whatever the check said.
+- :func:`seal` (before any student code) keeps references to the library's modules, to
+  ``builtins``, to the torch and numerical modules and to the methods of ``torch.Tensor``.
+- :func:`serve` connects to the grader's socket and answers its requests: *call* the
+  student's function on the probe objects the grader sends (pickled by the grader) and
+  return the result as plain data (:mod:`.wire`), with the state the call left in its
+  arguments (labels changed in place, a probe model's recorded calls, a generator's state);
+  *vjp*, the gradient of that call's outputs for the grader's autograd; and finally the
+  *verdict*, which it prints (or raises, so the student's cell fails). With each answer
+  it reports what student code changed since :func:`seal` and which of the exercise's
+  reference functions ran: both are flags for the instructor, and a student who hides
+  them gains nothing, since the verdict is not computed here.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import builtins
 import json
 import math
 import os
+import socket
 import sys
 import threading
 
@@ -26,6 +31,8 @@ import torch
 import torch.nn.functional
 
 from .. import exercises
+from ..exercises._harness import watch_references
+from . import wire
 
 _WATCHED_MODULES = ("builtins", "math", "json", "os", "sys", "torch", "torch.nn", "torch.nn.functional",
                     "torch.linalg", "numpy", "functools")
@@ -94,32 +101,119 @@ def _same_value(a, b) -> bool:
                                                                           and math.isnan(b)))
 
 
-def run_check(exercise: str, check: str, function: str, *, seed: int, token: str, results: str) -> None:
-    """Judge one exercise and append the verdict to ``results``; raise ``AssertionError`` if it did not pass."""
+def _leaves(args) -> list:
+    """The tensors a call's gradient flows to: tensor arguments that require it, then module parameters."""
+    found = []
+    for arg in args:
+        if isinstance(arg, torch.Tensor) and arg.requires_grad:
+            found.append(arg)
+        elif isinstance(arg, torch.nn.Module):
+            found += [p for p in arg.parameters() if p.requires_grad]
+    return found
+
+
+def _tensors(value) -> list:
+    """The tensors inside a result, in the order :func:`wire.encode` writes them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _plain_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float, bool, torch.Tensor)) for v in value)
+
+
+def _after(args) -> list:
+    """What a call left in its arguments, as plain data (the grader copies it back into its own)."""
+    out = []
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            out.append({"tensor": arg.detach()})
+        elif isinstance(arg, torch.nn.Module):
+            state = {k: v.detach() for k, v in arg.state_dict().items()}
+            calls = getattr(arg, "calls", None)
+            out.append({"state": state, "calls": calls if _plain_list(calls) else None})
+        elif isinstance(arg, torch.Generator):
+            out.append({"generator": arg.get_state()})
+        else:
+            out.append(None)
+    return out
+
+
+def _result(value) -> dict:
+    """The student's return value as plain data; a torch.nn.Linear travels as its sizes and weights."""
+    if isinstance(value, torch.nn.Linear):
+        return {"linear": {"in_features": value.in_features, "out_features": value.out_features,
+                           "weight": value.weight.detach(),
+                           "bias": None if value.bias is None else value.bias.detach()}}
+    try:
+        wire.encode(value)
+    except TypeError as err:
+        return {"unreadable": f"{type(value).__name__} ({err})"}
+    return {"result": value}
+
+
+def _error(err: BaseException, used) -> dict:
+    return {"error": type(err).__name__, "message": str(err)[:2000], "references": list(used)}
+
+
+def _call(student_fn, msg: dict, graphs: dict) -> dict:
+    args, kwargs = msg["args"], msg["kwargs"]
+    used: list = []
+    try:
+        with torch.set_grad_enabled(msg["grad_enabled"]), watch_references(msg["references"]) as used:
+            value = student_fn(*args, **kwargs)
+    except Exception as err:  # the student's own error (or a removed reference), told to the grader
+        return {**_error(err, used), "after": _after(args)}
+    reply = {**_result(value), "after": _after(args), "references": list(used)}
+    outputs = [t for t in _tensors(value) if t.requires_grad]
+    if outputs:
+        graphs[msg["id"]] = (outputs, _leaves(args))
+    return reply
+
+
+def _vjp(msg: dict, graphs: dict) -> dict:
+    outputs, leaves = graphs.get(msg["id"], ([], []))
+    pairs = [(o, g) for o, g in zip(outputs, msg["grads"]) if g is not None]
+    if not leaves or not pairs:
+        return {"grads": [None] * len(leaves)}
+    try:
+        grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs], allow_unused=True,
+                                    retain_graph=True)
+    except Exception as err:
+        return _error(err, [])
+    return {"grads": [None if g is None else g.detach() for g in grads]}
+
+
+def serve(exercise: str, function: str, address: str) -> None:
+    """Answer the grader's requests for one exercise (see the module docstring); then show its verdict."""
     if _sealed is None:
         raise RuntimeError("seal() must run before the first exercise")
-    tamper = _differences()
-    namespace = sys.modules["__main__"].__dict__
-    student_fn = namespace.get(function)
-    check_fn = _sealed["checks"][check]
-    if student_fn is None:
-        passed, message = False, (f"{function}() is not defined: the exercise cell was deleted, renamed, or "
-                                  "raised before defining it")
-    elif not callable(student_fn):
-        passed, message = False, f"{function} is not a function (it is a {type(student_fn).__name__})"
-    else:
-        result = check_fn(student_fn, seed=seed, raise_on_fail=False)
-        passed, message = result.passed, result.message
-        tamper += [d for d in _differences() if d not in tamper]
-    line = _sealed["dumps"]({"exercise": exercise, "passed": bool(passed), "message": str(message),
-                             "tamper": tamper, "token": token})
-    with _sealed["open"](results, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        _sealed["fsync"](f.fileno())
-    if tamper:
-        raise AssertionError(f"{exercise}: not graded, the library was changed from student code: "
-                             + "; ".join(tamper[:5]))
-    if not passed:
-        raise AssertionError(f"{exercise}: {message}")
-    print(f"{exercise}: passed. {message}")
+    student_fn = sys.modules["__main__"].__dict__.get(function)
+    defined = "missing" if student_fn is None else ("function" if callable(student_fn)
+                                                    else type(student_fn).__name__)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+    graphs: dict = {}
+    try:
+        wire.send_data(sock, {"exercise": exercise, "function": defined, "tamper": _differences()})
+        while True:
+            msg = wire.recv_call(sock)
+            if msg["op"] == "verdict":
+                break
+            reply = _call(student_fn, msg, graphs) if msg["op"] == "call" else _vjp(msg, graphs)
+            reply["tamper"] = _differences()
+            try:
+                wire.send_data(sock, reply)
+            except TypeError as err:  # a return value that is not plain data all the way down
+                wire.send_data(sock, {"unreadable": str(err), "after": [None] * len(msg.get("args", ())),
+                                      "tamper": reply["tamper"]})
+    finally:
+        sock.close()
+    if not msg["passed"]:
+        raise AssertionError(f"{exercise}: {msg['message']}")
+    print(f"{exercise}: passed. {msg['message']}")
