@@ -327,7 +327,11 @@ def test_transformer_exercises_pass_and_name_mistakes(capsys):
     from cs231n_gen.exercises import ExerciseFailed
     from cs231n_gen.nn import patchify
 
-    check_patchify(patchify)  # the library's patchify is the layout the check asks for
+    x = torch.randn(2, 3, 8, 4)
+    assert torch.equal(patchify(x, 2), _patchify(x, 2))  # the library's layout is the one the check asks for
+    with pytest.raises(ExerciseFailed, match="own solution .cs231n_gen.nn.dit.patchify"):
+        check_patchify(patchify)  # ...and handing it in is refused: it is the exercise's reference
+    check_patchify(lambda x, p: _patchify(x, p))
     check_adaln_zero_block(_adaln_zero_block)
     check_zero_modulation(_zero_modulation)
     assert "patchify is correct" in capsys.readouterr().out

@@ -419,7 +419,8 @@ def judge(nb, outcome: RunOutcome, verdicts: dict, entry: dict, flags: dict, uns
                 its_flags += [f"calls the reference {r}" for r in item.references]
                 message = _first_line(f"{name} calls the library's own solution ({', '.join(item.references)}): "
                                       "no points. " + message)
-            elif item.failure == "timeout" or (ex_out == "failed" and "Timeout" in ex_msg):
+            elif item.failure == "timeout" or (ex_out == "failed" and "Timeout" in ex_msg) or (
+                    item.failure == "crashed" and ("Timeout" in ck_msg or "timed out" in ck_msg)):
                 status = "timeout"
                 message = "the exercise ran past the time limit: " + message
             elif item.failure == "crashed" or any(m in item.message for m in _OUT_OF_MEMORY):

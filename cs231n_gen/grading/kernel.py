@@ -19,10 +19,7 @@ grader's own process (:mod:`cs231n_gen.grading.remote`), which decides the verdi
 """
 from __future__ import annotations
 
-import builtins
-import json
 import math
-import os
 import socket
 import sys
 import threading
@@ -67,9 +64,8 @@ def seal() -> None:
     global _sealed
     if _sealed is not None:
         raise RuntimeError("the grading kernel is already sealed")
-    _sealed = {"checks": dict(exercises.CHECKS), "snapshot": _snapshot(), "open": builtins.open,
-               "dumps": json.dumps, "threads": {t.ident for t in threading.enumerate()},
-               "fsync": os.fsync, "Thread": threading.Thread}
+    _sealed = {"checks": dict(exercises.CHECKS), "snapshot": _snapshot(),
+               "threads": {t.ident for t in threading.enumerate()}}
 
 
 def _differences() -> list[str]:

@@ -6,8 +6,10 @@ any student code ran (:mod:`cs231n_gen.grading.kernel`), and compares the librar
 source itself: it names the constructs that change what other code sees (assigning into
 a module, ``setattr``, ``sys.modules``, ``builtins``, redefining a check) and the tools
 needed to get around the run-time comparison (``gc``, ``inspect``, ``ctypes``, frames,
-``exec``). A finding costs the exercise its points and is shown in the gradebook's
-``flags`` for the instructor to read; ordinary solutions never use these.
+``exec``), and the reach outside the exercise that the sandbox contains (the network,
+starting processes, walking or changing folders, files named by absolute path, a subclass
+of ``torch.Tensor``). A finding costs the exercise its points and is shown in the
+gradebook's ``flags`` for the instructor to read; ordinary solutions never use these.
 """
 from __future__ import annotations
 
@@ -18,7 +20,14 @@ from .._validate import check_text
 _MODULE_ROOTS = {"cs231n_gen", "torch", "F", "nn", "np", "numpy", "math", "sys", "os", "builtins", "json",
                  "functools", "random"}
 _FORBIDDEN_IMPORTS = {"builtins", "gc", "ctypes", "inspect", "importlib", "threading", "multiprocessing", "_thread",
-                      "signal", "cs231n_gen.grading", "IPython", "traceback", "linecache", "pdb", "faulthandler"}
+                      "signal", "cs231n_gen.grading", "IPython", "traceback", "linecache", "pdb", "faulthandler",
+                      # reach outside the exercise: network, processes, raw files
+                      "socket", "subprocess", "pty", "urllib", "http", "requests", "ftplib", "smtplib", "asyncio",
+                      "select", "selectors", "mmap", "fcntl", "resource", "marshal", "runpy", "zipimport", "shutil"}
+_FORBIDDEN_OS = {"system", "popen", "fork", "forkpty", "kill", "killpg", "setsid", "walk", "listdir", "scandir",
+                 "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "mkdir", "makedirs",
+                 "chdir", "open", "symlink", "link", "chmod", "chown", "truncate"}
+_FORBIDDEN_OS_PREFIXES = ("spawn", "exec", "posix_spawn")
 _FORBIDDEN_CALLS = {"setattr", "delattr", "exec", "eval", "compile", "__import__", "globals", "vars", "get_ipython",
                     "breakpoint"}
 _FORBIDDEN_NAMES = {"__builtins__", "__dict__", "__code__", "__globals__", "__closure__", "__defaults__",
@@ -58,6 +67,8 @@ def screen(source: str, protected=()) -> list[str]:
             modules |= {a.asname or a.name for a in node.names}
     sys_names = {"sys"} | {a.asname for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
                            if a.name == "sys" and a.asname}
+    os_names = {"os"} | {a.asname for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                         if a.name == "os" and a.asname}
     findings = []
 
     def note(node, what):
@@ -69,6 +80,10 @@ def screen(source: str, protected=()) -> list[str]:
             for name in names:
                 if any(name == bad or name.startswith(bad + ".") for bad in _FORBIDDEN_IMPORTS):
                     note(node, f"imports {name}")
+            if isinstance(node, ast.ImportFrom) and node.module == "os":
+                for alias in node.names:
+                    if alias.name in _FORBIDDEN_OS or alias.name.startswith(_FORBIDDEN_OS_PREFIXES):
+                        note(node, f"uses os.{alias.name} (files or processes outside the exercise)")
             for alias in node.names:
                 if (alias.asname or alias.name) in protected:
                     note(node, f"imports over the check helper {alias.asname or alias.name}")
@@ -92,6 +107,15 @@ def screen(source: str, protected=()) -> list[str]:
                 note(node, f"rebinds the check helper {name}")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FORBIDDEN_CALLS:
             note(node, f"calls {node.func.id}()")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open" and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and (node.args[0].value.startswith(("/", "~")) or ".." in node.args[0].value)):
+            note(node, f"opens a file outside its folder ({node.args[0].value[:60]!r})")
+        elif (isinstance(node, ast.Attribute) and _root(node) in os_names
+              and (node.attr in _FORBIDDEN_OS or node.attr.startswith(_FORBIDDEN_OS_PREFIXES))):
+            note(node, f"uses os.{node.attr} (files or processes outside the exercise)")
+        elif isinstance(node, ast.ClassDef) and any(ast.unparse(b).split(".")[-1] == "Tensor" for b in node.bases):
+            note(node, f"defines a subclass of torch.Tensor ({node.name})")
         elif isinstance(node, ast.Attribute) and node.attr in _FORBIDDEN_NAMES:
             note(node, f"uses .{node.attr}")
         elif isinstance(node, ast.Attribute) and node.attr == "modules" and _root(node) in sys_names:
