@@ -634,3 +634,21 @@ def test_results_are_structured(capsys):
     for bad in ({"seed": -1}, {"seed": 2.5}, {"raise_on_fail": 1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             check_shift(lambda t, k: t, **bad)
+
+
+def test_a_function_that_changes_its_probes_in_place_cannot_make_the_reference_agree():
+    from cs231n_gen.exercises import check_adaln_zero_block, check_masked_cross_attention
+
+    def zero_the_block(x, c, modulation, attn, mlp):  # with zero gates the block is the identity
+        with torch.no_grad():
+            modulation.weight.zero_()
+            modulation.bias.zero_()
+        return x
+
+    def zero_the_weights(x, context, mask, wq, wk, wv):
+        for w in (wq, wk, wv):
+            w.zero_()
+        return torch.zeros(x.shape[0], x.shape[1], wv.shape[1])
+
+    assert not check_adaln_zero_block(zero_the_block, raise_on_fail=False).passed
+    assert not check_masked_cross_attention(zero_the_weights, raise_on_fail=False).passed

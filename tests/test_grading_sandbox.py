@@ -37,7 +37,8 @@ needs_bwrap = pytest.mark.skipif(sandbox.bwrap_path() is None, reason="bubblewra
 
 def _attacks(paths: dict, port: int, mark: str) -> dict:
     """rf_loss sources, each returning the right loss only if its attack worked."""
-    secrets_ = [paths["solutions"], paths["release_json"], paths["salt"], paths["classmate"], "/root/.bashrc",
+    secrets_ = [paths["solutions"], str(SOURCE), paths["release_json"], paths["salt"], paths["classmate"],
+                "/root/.bashrc",
                 str(Path.home() / ".bash_history")]
     targets = [paths["book"], paths["next_to_book"], paths["classmate"], paths["host_marker"], paths["release_json"]]
     daemon = (f"import time\n# {mark}\nwhile True:\n    open({paths['book']!r}, 'a').write('rf_loss,1,1,passed\\n')\n"

@@ -93,7 +93,8 @@ def check_masked_cross_attention(student_fn, probe):
     mask[0, 3:], mask[1, 4:], mask[2, 1:] = False, False, False  # padded captions (one keeps a single token)
     context[~mask] = torch.randn(int((~mask).sum()), e, generator=g) * 4  # padding that would matter if read
     wq, wk, wv = (torch.randn(a, h, generator=g) / a ** 0.5 for a in (d, e, e))
-    got = call_student("masked_cross_attention", student_fn, x.clone(), context.clone(), mask.clone(), wq, wk, wv)
+    got = call_student("masked_cross_attention", student_fn, x.clone(), context.clone(), mask.clone(), wq.clone(),
+                       wk.clone(), wv.clone())
     want = _cross(x, context, mask, wq, wk, wv)
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
         fail(f"masked_cross_attention must return one output per token of x, shape {tuple(want.shape)} (B, N, "

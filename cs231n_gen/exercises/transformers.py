@@ -1,6 +1,8 @@
 """Lecture 06 (diffusion transformers): patchify, the adaLN-Zero block and its zero start."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -117,7 +119,10 @@ class _ProbeMLP(torch.nn.Module):
 def check_adaln_zero_block(student_fn, probe):
     """Check ``adaln_zero_block(x, c, modulation, attn, mlp)``: one DiT block with adaLN-Zero modulation."""
     x, c, modulation, attn, mlp = _block_probe(probe)
-    got = call_student("adaln_zero_block", student_fn, x.clone(), c.clone(), modulation, attn, mlp)
+    # The student gets copies: a function that zeroed the modulation in place could otherwise make the
+    # reference, computed afterwards, agree with it.
+    got = call_student("adaln_zero_block", student_fn, x.clone(), c.clone(), copy.deepcopy(modulation),
+                       copy.deepcopy(attn), copy.deepcopy(mlp))
     if not isinstance(got, torch.Tensor) or got.shape != x.shape:
         fail(f"adaln_zero_block must return the updated tokens, shape {tuple(x.shape)}, got "
              f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")

@@ -128,8 +128,8 @@ class _Session:
         if not isinstance(reply, dict):
             self.verdict.failure = "protocol"
             raise KernelGone("the kernel sent something that is not a reply")
-        for item in reply.get("tamper") or []:
-            if isinstance(item, str) and item not in self.verdict.tamper:
+        for item in (reply.get("tamper") or [])[:20]:
+            if isinstance(item, str) and item not in self.verdict.tamper and len(self.verdict.tamper) < 20:
                 self.verdict.tamper.append(item[:300])
         for name in reply.get("references") or []:
             if name in self.references and name not in self.verdict.references:
@@ -186,10 +186,11 @@ class _Session:
         weight, bias = spec.get("weight"), spec.get("bias")
         if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
             raise TypeError("the returned Linear layer has no weight matrix")
-        layer = torch.nn.Linear(int(spec["in_features"]), int(spec["out_features"]), bias=bias is not None)
+        if (spec.get("in_features"), spec.get("out_features")) != (weight.shape[1], weight.shape[0]) or (
+                bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != weight.shape[:1])):
+            raise TypeError("the returned Linear layer's weights do not match its sizes")
+        layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)  # as large as what was sent
         with torch.no_grad():
-            if layer.weight.shape != weight.shape or (bias is not None and layer.bias.shape != bias.shape):
-                raise TypeError("the returned Linear layer's weights do not match its sizes")
             layer.weight.copy_(weight)
             if bias is not None:
                 layer.bias.copy_(bias)
@@ -299,7 +300,7 @@ class Listener:
                     self.junk += 1
                 return
             verdict = Verdict(name)
-            for item in hello.get("tamper") or []:
+            for item in (hello.get("tamper") or [])[:20]:
                 if isinstance(item, str):
                     verdict.tamper.append(item[:300])
             with self._lock:

@@ -135,7 +135,9 @@ def bwrap_command(command: list[str], *, scratch: Path, channel: Path, env: dict
     """``command`` wrapped in bwrap: see the module docstring. ``redacted``: (library file, its
     redacted copy) pairs bound over the originals."""
     args = [bwrap_path() or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--hostname", "sandbox", "--clearenv"]
+            "--hostname", "sandbox", "--clearenv",
+            # the fresh /tmp first: a Python environment that lives under /tmp is bound on top of it
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
     args += _system_binds()
     for root in _python_roots():
         args += ["--ro-bind", str(root), str(root)]
@@ -144,8 +146,7 @@ def bwrap_command(command: list[str], *, scratch: Path, channel: Path, env: dict
         cache = original.parent / "__pycache__"
         for pyc in cache.glob(f"{original.stem}.*.pyc") if cache.is_dir() else []:
             args += ["--ro-bind", "/dev/null", str(pyc)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
-             "--bind", str(scratch), INSIDE_SCRATCH, "--ro-bind", str(channel), INSIDE_CHANNEL,
+    args += ["--bind", str(scratch), INSIDE_SCRATCH, "--ro-bind", str(channel), INSIDE_CHANNEL,
              "--chdir", INSIDE_SCRATCH]
     for key, value in env.items():
         args += ["--setenv", key, value]

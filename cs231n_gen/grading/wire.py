@@ -25,7 +25,7 @@ import struct
 
 import torch
 
-MAX_FRAME = 512 * 2**20
+MAX_FRAME = 64 * 2**20  # the probes' answers are a few MB at most
 _DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int16, torch.int32,
     torch.int64, torch.bool, torch.complex64, torch.complex128)}
@@ -116,8 +116,8 @@ def decode(data: bytes, grad_flags: list | None = None):
         n_header, n_head = struct.unpack(">II", data[:8])
         header = json.loads(data[8:8 + n_header])
         sizes = json.loads(data[8 + n_header:8 + n_header + n_head])["sizes"]
-    except (struct.error, ValueError, KeyError, TypeError) as err:
-        raise BadMessage(f"not a message of plain data ({err})") from None
+    except (struct.error, ValueError, KeyError, TypeError, RecursionError) as err:
+        raise BadMessage(f"not a message of plain data ({type(err).__name__})") from None
     if not (isinstance(sizes, list) and all(isinstance(s, int) and s >= 0 for s in sizes)):
         raise BadMessage("bad tensor sizes")
     offsets, start = [], 8 + n_header + n_head
@@ -149,7 +149,10 @@ def decode(data: bytes, grad_flags: list | None = None):
             return t
         return {str(k): walk(x, depth + 1) for k, x in v.items()}
 
-    return walk(header)
+    try:
+        return walk(header)
+    except RecursionError:
+        raise BadMessage("nested too deep") from None
 
 
 def _tensor(spec: dict, offsets, data: bytes) -> torch.Tensor:
