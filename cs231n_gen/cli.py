@@ -1,4 +1,4 @@
-"""The ``cs231n-gen`` command (also ``python -m cs231n_gen``): release, grade, check."""
+"""The ``cs231n-gen`` command (also ``python -m cs231n_gen``): release, grade, check, gradescope."""
 from __future__ import annotations
 
 import argparse
@@ -81,6 +81,25 @@ def _check(args) -> int:
     return 0 if points == total else 1
 
 
+def _gradescope(args) -> int:
+    from .grading import gradescope
+
+    if args.try_:
+        if args.release or args.out:
+            raise ValueError("--try takes the zip and a notebook only (no release folder, no --out)")
+        results = gradescope.try_zip(*args.try_)
+        print(gradescope.results_table(results))
+        return 0
+    if not args.release or not args.out:
+        raise ValueError("give the release folder and --out autograder.zip (or --try ZIP NOTEBOOK for a dry run)")
+    written = gradescope.export(args.release, args.out, per_lecture=args.per_lecture, cpu_torch=not args.cuda_torch,
+                                wheel=args.wheel, timeout=_timeout(args), memory_mb=args.memory_mb)
+    for path in written:
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB): upload it as the autograder of a "
+              "Gradescope programming assignment")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="cs231n-gen", description="Release the lectures to students and "
                                      "grade their exercises.")
@@ -111,6 +130,18 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, help="seconds per cell (default 60; 600 with --full)")
     p.add_argument("--full", action="store_true", help="run the whole lecture (quick mode)")
     p.set_defaults(run=_check)
+
+    p = sub.add_parser("gradescope", help="write a Gradescope autograder zip from a release (or --try one)")
+    p.add_argument("release", nargs="?", help="the folder 'cs231n-gen release' wrote")
+    p.add_argument("--out", help="the zip to write (autograder.zip)")
+    p.add_argument("--per-lecture", action="store_true", help="one zip per lecture (OUT-LECTURE.zip)")
+    p.add_argument("--cuda-torch", action="store_true", help="install PyTorch's default (CUDA) build, not the CPU one")
+    p.add_argument("--wheel", help="a built cs231n_gen wheel to bundle (default: build it from the source tree)")
+    p.add_argument("--timeout", type=float, help="seconds per cell (default 60)")
+    p.add_argument("--memory-mb", type=int, default=3000, help="memory limit of a submission's kernel (MB)")
+    p.add_argument("--try", dest="try_", nargs=2, metavar=("ZIP", "NOTEBOOK"),
+                   help="dry run: grade NOTEBOOK with the zip's run_autograder in a local copy of Gradescope's folders")
+    p.set_defaults(run=_gradescope, full=False)
 
     args = parser.parse_args(argv)
     try:
