@@ -79,7 +79,7 @@ def screenshot_dir(request, tmp_path_factory):
     return path
 
 
-_GRADING_TESTS = ("test_grading.py", "test_grading_nbgrader.py")
+_GRADING_TESTS = ("test_grading.py", "test_grading_nbgrader.py", "test_gradescope.py")
 
 
 def _skip_grading_without_a_sandbox(items) -> None:
