@@ -53,8 +53,10 @@ from cs231n_gen import threads  # noqa: E402
 from cs231n_gen.data import captioned_shapes as data_shapes  # noqa: E402
 from cs231n_gen.data import images as data_images  # noqa: E402
 from cs231n_gen.grading import grade as grading_grade  # noqa: E402
+from cs231n_gen.grading import gradescope as grading_gradescope  # noqa: E402
 from cs231n_gen.grading import notebooks as grading_notebooks  # noqa: E402
 from cs231n_gen.grading import release as grading_release  # noqa: E402
+from cs231n_gen.grading import sandbox as grading_sandbox  # noqa: E402
 from cs231n_gen.grading import screen as grading_screen  # noqa: E402
 from cs231n_gen.data import toy2d  # noqa: E402
 from cs231n_gen.nn import autoencoder, clip as nn_clip, dcgan, dit, gan_mlp, mlp, video_dit  # noqa: E402
@@ -93,7 +95,21 @@ EXEMPT = {
     "cs231n_gen.threads.usable_cpus": "takes no arguments",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
-    "cs231n_gen.grading.kernel.run_check": "called only from the grader's own cells, with values it wrote",
+    "cs231n_gen.grading.kernel.serve": "called only from the grader's own cells, with values it wrote",
+    **{f"cs231n_gen.grading.{name}": "the grader's channel: frames it writes itself, or untrusted bytes that "
+                                     "decode refuses with BadMessage (tests/test_grading_sandbox.py)"
+       for name in ("wire.send_frame", "wire.recv_frame", "wire.send_call", "wire.recv_call", "wire.encode",
+                    "wire.decode", "wire.send_data", "wire.recv_data", "remote.Verdict", "remote.StudentFunction",
+                    "remote.StudentFunction.__call__", "remote.Listener", "remote.Listener.close")},
+    **{f"cs231n_gen.grading.{name}": "internal to the sandbox: called by grade with the release's own references "
+                                     "and paths it made"
+       for name in ("sandbox.bwrap_path", "sandbox.redacted_source", "sandbox.redactions", "sandbox.bwrap_command",
+                    "sandbox.ControlGroup", "sandbox.ControlGroup.join", "sandbox.ControlGroup.pids",
+                    "sandbox.ControlGroup.close", "sandbox.apply_limits")},
+    **{f"cs231n_gen.grading.{name}": "internal to the autograder: runs inside Gradescope on the files export wrote"
+       for name in ("gradescope.build_wheel", "gradescope.pinned_requirements", "gradescope.autograder_root",
+                    "gradescope.sandbox_here", "gradescope.grade_folder", "gradescope.run", "gradescope.main",
+                    "gradescope.results_table")},
     **{f"cs231n_gen.grading.{name}": "internal to the grader: called by release and grade on what they validated"
        for name in ("grade.Submission", "grade.Limits", "grade.RunOutcome", "grade.build_graded", "grade.run_graded",
                     "grade.judge", "grade.grade_submission", "grade.write_gradebook", "grade.summary_path",
@@ -674,6 +690,13 @@ def specs(judge):
         "grading.grade.find_submissions": (grading_grade.find_submissions,
                                            dict(submissions_dir=str(release_dir.parent / "empty"),
                                                 manifest=grading_release.load_release(release_dir))),
+        "grading.sandbox.choose": (grading_sandbox.choose, dict(sandbox="none")),
+        "grading.gradescope.export": (grading_gradescope.export,
+                                      dict(release_dir=str(release_dir), out=str(release_dir.parent / "ag.zip"),
+                                           per_lecture=False, cpu_torch=True, wheel=str(_wheel()), timeout=20.0,
+                                           memory_mb=1000)),
+        "grading.gradescope.try_zip": (grading_gradescope.try_zip, dict(zip_path=str(_autograder_zip()),
+                                                                        notebook=LECTURE)),
         "grading.grade.grade": (grading_grade.grade, dict(submissions_dir=str(release_dir.parent / "empty"),
                                                           release_dir=str(release_dir),
                                                           out=str(release_dir.parent / "book.csv"), jobs=1,
@@ -684,6 +707,22 @@ def specs(judge):
 
 LECTURE = str(Path(__file__).resolve().parents[1] / "lectures" / "04_noise_schedules.ipynb")
 _RELEASE = []
+_BUILT = {}
+
+
+def _wheel() -> Path:
+    """The library's wheel, built once per session."""
+    if "wheel" not in _BUILT:
+        _BUILT["wheel"] = grading_gradescope.build_wheel(_release_dir().parent)
+    return _BUILT["wheel"]
+
+
+def _autograder_zip() -> Path:
+    """An autograder zip of the fuzz release, written once per session."""
+    if "zip" not in _BUILT:
+        _BUILT["zip"] = grading_gradescope.export(_release_dir(), _release_dir().parent / "autograder.zip",
+                                                  wheel=_wheel(), timeout=20.0)[0]
+    return _BUILT["zip"]
 
 
 def _release_dir() -> Path:

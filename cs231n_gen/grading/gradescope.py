@@ -40,7 +40,7 @@ from pathlib import Path
 
 from .. import __version__
 from .._io import write_text
-from .._validate import check_file_path, check_int, check_real
+from .._validate import check_bool, check_file_path, check_int, check_real
 from .release import load_release
 
 ROOT_ENV = "CS231N_GEN_AUTOGRADER_ROOT"
@@ -138,6 +138,8 @@ def export(release_dir, out, *, per_lecture: bool = False, cpu_torch: bool = Tru
         raise ValueError(f"out's folder {str(out.parent)!r} does not exist")
     timeout = check_real("timeout", timeout, minimum=1.0)
     memory_mb = check_int("memory_mb", memory_mb, minimum=300)
+    per_lecture = check_bool("per_lecture", per_lecture)
+    cpu_torch = check_bool("cpu_torch", cpu_torch)
     if manifest.get("library_version") != __version__:
         raise ValueError(f"the release was made with cs231n-gen {manifest.get('library_version')} and this is "
                          f"{__version__}: export it with the version that made it (or release again)")

@@ -44,11 +44,11 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def choose(kind: str) -> str:
-    """``"bwrap"`` or ``"none"`` for a requested kind; ``ValueError`` saying how to install one if missing."""
-    if kind not in KINDS:
-        raise ValueError(f"sandbox must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "none":
+def choose(sandbox: str) -> str:
+    """``"bwrap"`` or ``"none"`` for a requested sandbox; ``ValueError`` saying how to install one if missing."""
+    if not isinstance(sandbox, str) or sandbox not in KINDS:
+        raise ValueError(f"sandbox must be one of {', '.join(KINDS)}, got {sandbox!r}")
+    if sandbox == "none":
         return "none"
     if bwrap_path() is None:
         raise ValueError(INSTALL_HINT)
