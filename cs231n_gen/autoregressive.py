@@ -202,7 +202,7 @@ def to_levels(images: torch.Tensor, levels: int = 17) -> torch.Tensor:
     levels = check_int("levels", levels, minimum=2)
     if bool(((images < -1) | (images > 1)).any()):
         raise ValueError("images must lie in [-1, 1]")
-    return ((images + 1) / 2 * (levels - 1)).round().long().reshape(images.shape[0], -1)
+    return ((images + 1) / 2 * (levels - 1)).round().long().flatten(1)
 
 
 def from_levels(tokens: torch.Tensor, side: int, levels: int = 17) -> torch.Tensor:

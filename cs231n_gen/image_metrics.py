@@ -366,6 +366,10 @@ def _read_shapes(images: torch.Tensor) -> dict:
         raise ValueError(f"images must be RGB squares (n, 3, S, S) with S >= 16, got shape {tuple(images.shape)}")
     if images.shape[0] == 0:
         raise ValueError("images must hold at least one image, got an empty batch")
+    largest = float(images.detach().abs().max())
+    if not largest <= 2.0:  # a sampler's overshoot is clamped; pixels in [0, 255] are a different scale
+        raise ValueError(f"images must lie in [-1, 1] (a little outside is clamped), got values up to {largest:.4g}: "
+                         "images in [0, 255] or [0, 1] need x / 127.5 - 1 or 2 x - 1 first")
     device = images.device
     rgb = (images.detach().float().cpu().clamp(-1, 1) + 1) / 2
     n, side = rgb.shape[0], rgb.shape[-1]

@@ -47,6 +47,8 @@ def seed_everything(seed: int = 0) -> int:
     may still differ in the last bits.
     """
     seed = check_int("seed", seed, minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be below 2**64 (torch's generators hold 64 bits), got {seed}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

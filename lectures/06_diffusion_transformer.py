@@ -324,20 +324,22 @@ assert gate_size.min() > 0
 # level: that is what conditioning through scale, shift and gate buys.
 #
 # **A pitfall: guide every channel.** Classifier-free guidance extrapolates the whole
-# velocity, $v_w = v_\varnothing + w\,(v_y - v_\varnothing)$. A widely used reference
+# velocity, $v_w = (1 + w)\,v_y - w\,v_\varnothing$ (the course's convention, as in lecture
+# 03: w = 0 is the conditional velocity $v_y$, and w = 1 is already extrapolated,
+# $2 v_y - v_\varnothing$). A widely used reference
 # implementation of DiT applies the guidance to only the first three of the four latent
 # channels (for reproducibility of its published numbers, it says); the fourth channel
-# gets the plain conditional prediction. Copy that code into a model whose latents carry
+# gets the plain conditional prediction ($v_y$, our w = 0). Copy that code into a model whose latents carry
 # information in every channel and part of the signal is not guided. Same model, same
 # noise, w = 2:
 
 # %%
 class GuidedOnSome(torch.nn.Module):
-    """Guidance on the listed channels only; the others get the conditional velocity (w = 1)."""
+    """Guidance on the listed channels only; the others get the conditional velocity v_y (w = 0)."""
 
     def __init__(self, model, labels, w, channels):
         super().__init__()
-        self.guided, self.conditional, self.channels = Guided(model, labels, w), Guided(model, labels, 1.0), channels
+        self.guided, self.conditional, self.channels = Guided(model, labels, w), Guided(model, labels, 0.0), channels
 
     def forward(self, x, t):
         v = self.conditional(x, t)
@@ -349,13 +351,13 @@ z_all = euler(Guided(dit, asked, 2.0), noise, 40)
 z_three = euler(GuidedOnSome(dit, asked, 2.0, [0, 1, 2]), noise, 40)
 three = decode(z_three)
 three_accuracy = shape_accuracy(three)
-moved_by_guidance = (z_all - euler(Guided(dit, asked, 1.0), noise, 40)).abs().mean((0, 2, 3))
+moved_by_guidance = (z_all - euler(Guided(dit, asked, 0.0), noise, 40)).abs().mean((0, 2, 3))
 missed = (z_all - z_three).abs().mean((0, 2, 3))
 channel_spread = latents.transpose(0, 1).flatten(1).std(1)
 print("spread of each scaled latent channel: " + ", ".join(f"{float(s):.2f}" for s in channel_spread))
 print(f"w = 2 on all four channels: {100 * dit_accuracy[2.0]:.1f}% right shape; on three of four: "
-      f"{100 * three_accuracy:.1f}%; (w = 1, no extrapolation: {100 * dit_accuracy[1.0]:.1f}%)")
-print("how far guidance (w = 2 against w = 1) moves each channel of the final latent: "
+      f"{100 * three_accuracy:.1f}%; (w = 0, the conditional velocity: {100 * dit_accuracy[0.0]:.1f}%)")
+print("how far guidance (w = 2 against the conditional velocity, w = 0) moves each channel of the final latent: "
       + ", ".join(f"{float(m):.3f}" for m in moved_by_guidance))
 print(f"how far the three-channel version ends from the real one, channel 4: {float(missed[3]):.3f} "
       f"({100 * float(missed[3] / moved_by_guidance[3]):.0f}% of what guidance does there)")

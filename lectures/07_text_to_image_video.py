@@ -28,7 +28,10 @@
 # FLUX.1 [dev] fills it in with T5 + CLIP as text encoders, an autoencoder with 8 x 8
 # downsampling and a 12B-parameter DiT. Text-to-video (Movie Gen, Sora, Wan, ...) keeps
 # the pipeline and gives the latents a time axis: Movie Gen's DiT (30B) denoises a
-# 32 x 128 x 72 x 16 latent ("8x8x8 downsample"), 76K tokens.
+# latent of 128 x 72 x 16 per frame ("8x8x8 downsample"), about 76K tokens. (The slide's box
+# writes 32 x 128 x 72 x 16 next to "76K tokens": with 1 x 2 x 2 patches 32 frames give
+# 32 x 64 x 36 = 73,728 tokens; 76K, 76,032, needs the 33 latent frames of the slide's other
+# box, 257 frames downsampled 8x in time plus the first, as lecture 06 computes.)
 #
 # Lectures 05 and 06 built the last two boxes: a frozen autoencoder and a DiT. This
 # lecture builds the first one and connects them, all small enough to train here:

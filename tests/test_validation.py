@@ -81,3 +81,23 @@ def test_deep_crashes_are_now_clear_errors():
         oracle.affine_loss(MIX, float("nan"))
     with pytest.raises(ValueError, match="t"):
         oracle.irreducible_loss(MIX, torch.tensor([]))
+
+
+def test_inputs_that_used_to_crash_inside_torch_or_give_nan():
+    import cs231n_gen
+    from cs231n_gen import autoregressive
+    from cs231n_gen.image_metrics import shape_attributes
+    from cs231n_gen.nn.vq import VectorQuantizer
+
+    with pytest.raises(ValueError, match="seed must be below 2"):
+        cs231n_gen.seed_everything(2**64)
+    assert cs231n_gen.seed_everything(2**64 - 1) == 2**64 - 1
+    assert autoregressive.to_levels(torch.empty(0, 1, 8, 8)).shape == (0, 64)
+    for mode in (True, False):
+        with pytest.raises(ValueError, match="z must hold at least one vector"):
+            VectorQuantizer(8, 4).train(mode)(torch.empty(0, 4, 2, 2))
+    with pytest.raises(ValueError, match=r"images must lie in \[-1, 1\]"):
+        shape_attributes(torch.full((2, 3, 32, 32), 50.0))
+    with pytest.raises(ValueError, match="images contains NaN"):
+        shape_attributes(torch.full((2, 3, 32, 32), float("nan")))
+    assert shape_attributes(torch.full((1, 3, 32, 32), 1.5))["found"].shape == (1,)

@@ -98,6 +98,8 @@ class VectorQuantizer(nn.Module):
         if not isinstance(z, torch.Tensor) or z.ndim < 2:
             raise ValueError(f"z must be a (B, {self.dim}, ...) float tensor (channels first), got {z!r:.80}")
         z = check_model_input("z", z, (None, self.dim) + (None,) * (z.ndim - 2))
+        if z.numel() == 0:
+            raise ValueError(f"z must hold at least one vector to quantise, got shape {tuple(z.shape)}")
         flat = z.movedim(1, -1).reshape(-1, self.dim)  # one row per grid cell
         if self.training and not bool(self.initialised):
             self._kmeans_init(flat.detach())
