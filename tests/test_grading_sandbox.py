@@ -240,3 +240,39 @@ def test_a_students_own_check_names_a_reference_it_calls():
     result = check_rf_loss(lambda model, x, z, t: rectified_flow_loss(model, x, z=z, t=t), raise_on_fail=False)
     assert not result.passed and "cs231n_gen.paths.rectified_flow_loss" in result.message
     assert "own solution" in result.message
+
+
+GRADIENT_MISTAKES = {
+    "05_latent_diffusion": ("latent_rf_loss", "import torch\n\nfrom cs231n_gen.guidance import conditional_rf_loss\n\n\n"
+                            "def latent_rf_loss(model, vae, x, y, scale, p_uncond, generator):\n"
+                            "    mean, _ = vae.encode(x)  # no torch.no_grad(): the encoder gets gradients\n"
+                            "    return conditional_rf_loss(model, (scale * mean).flatten(1), y, p_uncond, generator)\n",
+                            "gradient reaches the encoder"),
+    "10_autoregressive_vq": ("straight_through", "import torch\n\n\ndef quantize(z, codebook, beta):\n"
+                             "    codes = torch.cdist(z, codebook).argmin(dim=1)\n    e = codebook[codes]\n"
+                             "    loss = (z.detach() - e).pow(2).mean() + beta * (z - e.detach()).pow(2).mean()\n"
+                             "    return e, codes, loss  # no straight-through: no gradient reaches z\n",
+                             "no gradient flows from z_q back to z"),
+}
+
+
+@needs_bwrap
+def test_gradients_cross_the_sandbox_and_their_mistakes_are_named(tmp_path):
+    """The checks that differentiate through the student's output see the kernel's real graph."""
+    from cs231n_gen.grading.release import load_release
+
+    lectures = [SOURCE.parent / f"{stem}.ipynb" for stem in GRADIENT_MISTAKES]
+    release(lectures, tmp_path / "release")
+    manifest = load_release(tmp_path / "release")
+    for stem, (exercise, source, hint) in GRADIENT_MISTAKES.items():
+        entry = manifest["lectures"][stem]
+        nb = nbformat.read(tmp_path / "release" / f"{stem}.ipynb", as_version=4)
+        cell = next(e["exercise_cell"] for e in entry["exercises"] if e["name"] == exercise)
+        next(c for c in nb.cells if c["id"] == cell)["source"] = source
+        (tmp_path / "subs" / "carol").mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, tmp_path / "subs" / "carol" / f"{stem}.ipynb")
+    records = grade(tmp_path / "subs", tmp_path / "release", tmp_path / "book.csv", jobs=2, progress=None)
+    for rec in records:
+        exercise, _, hint = GRADIENT_MISTAKES[rec["lecture"]]
+        row = next(r for r in rec["rows"] if r["exercise"] == exercise)
+        assert row["status"] == "failed" and hint in row["message"], row

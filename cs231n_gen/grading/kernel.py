@@ -97,28 +97,6 @@ def _same_value(a, b) -> bool:
                                                                           and math.isnan(b)))
 
 
-def _leaves(args) -> list:
-    """The tensors a call's gradient flows to: tensor arguments that require it, then module parameters."""
-    found = []
-    for arg in args:
-        if isinstance(arg, torch.Tensor) and arg.requires_grad:
-            found.append(arg)
-        elif isinstance(arg, torch.nn.Module):
-            found += [p for p in arg.parameters() if p.requires_grad]
-    return found
-
-
-def _tensors(value) -> list:
-    """The tensors inside a result, in the order :func:`wire.encode` writes them."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
 def _plain_list(value) -> bool:
     return isinstance(value, list) and all(isinstance(v, (int, float, bool, torch.Tensor)) for v in value)
 
@@ -166,9 +144,9 @@ def _call(student_fn, msg: dict, graphs: dict) -> dict:
     except Exception as err:  # the student's own error (or a removed reference), told to the grader
         return {**_error(err, used), "after": _after(args)}
     reply = {**_result(value), "after": _after(args), "references": list(used)}
-    outputs = [t for t in _tensors(value) if t.requires_grad]
+    outputs = [t for t in wire.tensors_in(value) if t.requires_grad]
     if outputs:
-        graphs[msg["id"]] = (outputs, _leaves(args))
+        graphs[msg["id"]] = (outputs, wire.leaves(args))
     return reply
 
 

@@ -58,16 +58,6 @@ def _student_error(name: str, message: str) -> Exception:
     return type(name, (Exception,), {})(message)
 
 
-def _leaves(args) -> list:
-    found = []
-    for arg in args:
-        if isinstance(arg, torch.Tensor) and arg.requires_grad:
-            found.append(arg)
-        elif isinstance(arg, torch.nn.Module):
-            found += [p for p in arg.parameters() if p.requires_grad]
-    return found
-
-
 def _map_tensors(value, fn):
     """``value`` with each tensor replaced by ``fn(tensor)`` (same traversal order as the kernel's)."""
     if isinstance(value, torch.Tensor):
@@ -147,7 +137,7 @@ class _Session:
     def call(self, args, kwargs):
         self.calls += 1
         call_id = self.calls
-        leaves = _leaves(args)
+        leaves = wire.leaves(args)
         self._send({"op": "call", "id": call_id, "args": args, "kwargs": kwargs,
                     "grad_enabled": torch.is_grad_enabled(), "references": self.references})
         flags: list = []
@@ -165,8 +155,7 @@ class _Session:
             raise TypeError(f"the function returned something the grader cannot read back: {reply['unreadable']}")
         result = reply.get("result")
         # The tensors of the reply come first in ``flags`` only if "result" was encoded first: find them by order.
-        outputs: list = []
-        _map_tensors(result, outputs.append)
+        outputs = wire.tensors_in(result)
         carried = flags[:len(outputs)] if list(reply)[0] == "result" else [False] * len(outputs)
         if not (leaves and torch.is_grad_enabled() and any(carried)):
             return result

@@ -39,6 +39,30 @@ class BadMessage(ValueError):
     """What came over the channel is not a well-formed message of plain data."""
 
 
+# ------------------------------------------------------------------ what both ends must order alike
+def leaves(args) -> list:
+    """The tensors a call's gradient flows to, in the order both ends use: tensor arguments that
+    require grad, then the parameters that require grad of module arguments."""
+    found = []
+    for arg in args:
+        if isinstance(arg, torch.Tensor) and arg.requires_grad:
+            found.append(arg)
+        elif isinstance(arg, torch.nn.Module):
+            found += [p for p in arg.parameters() if p.requires_grad]
+    return found
+
+
+def tensors_in(value) -> list:
+    """The tensors inside a value, in the order :func:`encode` writes them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    return []
+
+
 # ------------------------------------------------------------------ frames
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     chunks, got = [], 0
