@@ -44,7 +44,7 @@ from .._io import write_text
 from .._validate import check_bool, check_file_path, check_int, check_real
 from ..threads import usable_cpus
 from ..exercises import CHECKS
-from . import remote, sandbox
+from . import remote
 from . import sandbox as _sandbox
 from .notebooks import cell_digest, cell_kind, defined_functions, read_notebook, source_of, write_notebook
 from .release import load_release
@@ -270,7 +270,7 @@ def _junit(path: Path) -> dict:
 
 def _child_setup(limits: Limits, deadline: float, group) -> None:  # in the child, before it runs the sandbox
     _die_with_parent()
-    sandbox.apply_limits(cpu_seconds=int(deadline) + 5, memory_mb=int(limits.memory_mb * 1.25) + 256)
+    _sandbox.apply_limits(cpu_seconds=int(deadline) + 5, memory_mb=int(limits.memory_mb * 1.25) + 256)
     if group is not None:
         group.join()
 
@@ -288,7 +288,7 @@ def run_graded(nb, work: Path, limits: Limits, done_token: str, threads: int, *,
     code_cells = sum(c.cell_type == "code" for c in nb.cells)
     deadline = 60 + code_cells * limits.timeout + 30
     boxed = limits.sandbox == "bwrap"
-    inside = sandbox.INSIDE_SCRATCH if boxed else str(scratch)
+    inside = _sandbox.INSIDE_SCRATCH if boxed else str(scratch)
     settings = dict(CS231N_GEN_QUICK="1", CS231N_GEN_CACHE_RUNS="0", CS231N_GEN_CACHE=f"{inside}/cache",
                     MPLBACKEND="Agg", MPLCONFIGDIR=f"{inside}/matplotlib", IPYTHONDIR=f"{inside}/ipython",
                     JUPYTER_RUNTIME_DIR=f"{inside}/runtime", PYTHONDONTWRITEBYTECODE="1",
@@ -299,14 +299,14 @@ def run_graded(nb, work: Path, limits: Limits, done_token: str, threads: int, *,
     if boxed:
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": inside, "TMPDIR": "/tmp",
                "LANG": "C.UTF-8", **settings}
-        cmd = sandbox.bwrap_command(cmd, scratch=scratch, channel=channel, env=env, redacted=redacted)
+        cmd = _sandbox.bwrap_command(cmd, scratch=scratch, channel=channel, env=env, redacted=redacted)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "JPY_"))}
         env.update(settings)
     group = None
     if boxed:
-        group = sandbox.ControlGroup(f"cs231n-gen-{os.getpid()}-{secrets.token_hex(4)}", pids=512,
+        group = _sandbox.ControlGroup(f"cs231n-gen-{os.getpid()}-{secrets.token_hex(4)}", pids=512,
                                      memory_bytes=int(limits.memory_mb * 1.5) * 2**20)
     listener = remote.Listener(channel / "channel.sock", entry["exercises"], seeds, limits.timeout)
     done_file = scratch / "done"
@@ -487,12 +487,12 @@ def grade_submission(sub: Submission, release_dir: Path, manifest: dict, *, seed
             (work / sub_dir).mkdir()
         nb, seeds, done, _, flags, per_ex, _ = build_graded(
             released, entry, student, seed=seed, full=limits.full,
-            scratch_inside=sandbox.INSIDE_SCRATCH if boxed else str(work / "scratch"),
-            channel_inside=(sandbox.INSIDE_CHANNEL if boxed else str(work / "channel")) + "/channel.sock")
+            scratch_inside=_sandbox.INSIDE_SCRATCH if boxed else str(work / "scratch"),
+            channel_inside=(_sandbox.INSIDE_CHANNEL if boxed else str(work / "channel")) + "/channel.sock")
         redacted = []
         if boxed and not limits.full:  # in full mode the lecture's own cells need the references
             refs = [r for e in entry["exercises"] for r in getattr(CHECKS.get(e["check"]), "references", ())]
-            for i, (original, text) in enumerate(sandbox.redactions(refs)):
+            for i, (original, text) in enumerate(_sandbox.redactions(refs)):
                 copy = work / "redacted" / f"{i}-{original.name}"
                 copy.write_text(text)
                 redacted.append((original, copy))
