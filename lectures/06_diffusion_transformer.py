@@ -367,8 +367,8 @@ assert float(missed[3]) > 0.3 * float(moved_by_guidance[3])
 # No error, no warning: the samples simply differ (the fourth channel misses a large part
 # of guidance's push, the percentage printed above; the assert asks for at least 30%). Here
 # the shape is still read right about as often, because the other three channels carry it
-# too; a condition that lives in the
-# unguided channel (a colour, a texture) would get weaker without anyone noticing.
+# too; a condition that lives in the unguided channel (a colour, a texture) would get
+# weaker without anyone noticing.
 # `Guided` extrapolates every channel, and its unit test checks exactly that.
 #
 # ## 3. Four ways to inject the label
