@@ -276,3 +276,18 @@ def test_gradients_cross_the_sandbox_and_their_mistakes_are_named(tmp_path):
         exercise, _, hint = GRADIENT_MISTAKES[rec["lecture"]]
         row = next(r for r in rec["rows"] if r["exercise"] == exercise)
         assert row["status"] == "failed" and hint in row["message"], row
+
+
+def test_a_call_carries_only_probe_objects():
+    import io
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo never",))
+
+    ok = pickle.dumps({"args": (torch.ones(2), torch.Generator(), torch.nn.Linear(2, 3)), "kwargs": {}})
+    args = wire._CallUnpickler(io.BytesIO(ok)).load()["args"]
+    assert isinstance(args[2], torch.nn.Linear) and torch.equal(args[0], torch.ones(2))
+    with pytest.raises(wire.BadMessage, match="may not carry"):
+        wire._CallUnpickler(io.BytesIO(pickle.dumps({"args": (Evil(),)}))).load()

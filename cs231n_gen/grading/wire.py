@@ -3,8 +3,9 @@
 Two directions, two formats, because only one side is trusted:
 
 - **grader -> kernel** (:func:`send_call`): a pickle of the check's probe objects (tensors,
-  generators, the probe modules the check built). The *kernel* unpickles it; the grader
-  wrote it, so nothing the student controls is unpickled by the grader.
+  generators, the probe modules the check built). The *kernel* unpickles it, with an
+  allow-list of those kinds (:class:`_CallUnpickler`); the grader wrote it, and nothing
+  the student controls is ever unpickled by the grader.
 - **kernel -> grader** (:func:`send_data` / :func:`recv_data`): plain data only. A JSON
   header (None, bool, int, float, str, lists, str-keyed dicts, tuples as ``{"$tuple": [...]}``)
   whose tensors are ``{"$tensor": i, "dtype", "shape", "grad"}`` entries pointing into a
@@ -17,6 +18,7 @@ A frame is a 4-byte big-endian length and that many bytes; frames above
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import pickle
@@ -92,9 +94,29 @@ def send_call(sock: socket.socket, message: dict) -> None:
     send_frame(sock, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+_CALL_GLOBALS = {("collections", "OrderedDict"), ("torch", "device"), ("torch", "Size"), ("torch._C", "Generator"),
+                 ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+                 ("torch.storage", "_load_from_bytes")}
+
+
+class _CallUnpickler(pickle.Unpickler):
+    """Reads the grader's calls: tensors, generators, dtypes and torch / course modules, nothing else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _CALL_GLOBALS or (module == "torch" and isinstance(getattr(torch, name, None),
+                                                                                 torch.dtype)):
+            return super().find_class(module, name)
+        if module.startswith(("torch.nn.modules.", "cs231n_gen.")):
+            found = super().find_class(module, name)
+            if isinstance(found, type) and issubclass(found, torch.nn.Module):
+                return found
+        raise BadMessage(f"a call may not carry {module}.{name}")
+
+
 def recv_call(sock: socket.socket) -> dict:
-    """Kernel side: the grader's message (see :func:`send_call`)."""
-    return pickle.loads(recv_frame(sock))  # written by the trusted grader, read inside the sandbox
+    """Kernel side: the grader's message (see :func:`send_call`), read back with an allow-list of the
+    classes probes are made of (the grader wrote it; the kernel is the one that reads it)."""
+    return _CallUnpickler(io.BytesIO(recv_frame(sock))).load()
 
 
 # ------------------------------------------------------------------ kernel -> grader: plain data
