@@ -38,6 +38,12 @@ def built(tmp_path_factory):
     return root, zips[0]
 
 
+def _scratch_dir(root: Path) -> Path:
+    folder = root / "setup-check"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def _solution_bodies() -> list[str]:
     """What stands between the solution markers in the corpus lectures, whitespace-normalised."""
     from cs231n_gen.grading.notebooks import cell_kind, read_notebook, source_of
@@ -105,6 +111,11 @@ def test_the_zip_holds_what_gradescope_needs_and_no_solution(built):
 
     assert f"torch=={torch.__version__.split('+')[0]}" in setup and "whl/cpu" in setup and "bubblewrap" in setup
     assert f"--no-deps wheels/{wheel.split('/')[1]}" in setup
+    wrapper = _scratch_dir(root) / "python3"  # what setup.sh puts first on PATH runs the venv's Python
+    line = next(ln for ln in setup.splitlines() if ln.startswith("printf"))
+    subprocess.run(["bash", "-c", line.replace("/usr/local/bin/python3", str(wrapper))], check=True)
+    assert wrapper.read_text() == '#!/bin/sh\nexec /autograder/venv/bin/python "$@"\n'
+    assert "ln -s" not in setup
     pins = texts["requirements.txt"].decode().split()
     assert pins and all("==" in p for p in pins)
     assert zip_path.stat().st_size < 5 * 2**20

@@ -111,8 +111,10 @@ fi
 /autograder/venv/bin/python -m pip install -q {torch_pin}{index}
 /autograder/venv/bin/python -m pip install -q -r requirements.txt
 /autograder/venv/bin/python -m pip install -q --no-deps wheels/{wheel}
-# run_autograder uses the python3 first on PATH: make it this environment's.
-ln -sf /autograder/venv/bin/python /usr/local/bin/python3
+# run_autograder uses the python3 first on PATH: make it this environment's (a wrapper, not a
+# symlink: Python finds its virtual environment from the path it is started by).
+printf '#!/bin/sh\\nexec /autograder/venv/bin/python "$@"\\n' > /usr/local/bin/python3
+chmod 755 /usr/local/bin/python3
 /autograder/venv/bin/python -c "import cs231n_gen, torch; print('cs231n-gen', cs231n_gen.__version__, 'torch', torch.__version__)"
 """
 
