@@ -291,3 +291,25 @@ def test_a_call_carries_only_probe_objects():
     assert isinstance(args[2], torch.nn.Linear) and torch.equal(args[0], torch.ones(2))
     with pytest.raises(wire.BadMessage, match="may not carry"):
         wire._CallUnpickler(io.BytesIO(pickle.dumps({"args": (Evil(),)}))).load()
+
+
+def test_what_a_killed_grader_left_is_swept_by_the_next():
+    import subprocess as sp
+
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a grader that no longer runs
+    group = sandbox.ControlGroup(f"{sandbox.GROUP_PREFIX}{dead.pid}-0badc0de", pids=16, memory_bytes=2**28)
+    left = sp.Popen(["sleep", "120"], preexec_fn=group.join)  # stuck inside its group, as bwrap's child was
+    work = Path(__import__("tempfile").gettempdir()) / f"{sandbox.WORK_PREFIX}{dead.pid}-leftover"
+    work.mkdir()
+    mine = Path(__import__("tempfile").mkdtemp(prefix=sandbox.work_prefix()))  # this process's: kept
+    try:
+        removed = sandbox.sweep_stale()
+        assert str(work) in removed and not work.exists() and mine.exists()
+        if group.dirs:  # where this process may create control groups
+            assert left.wait(timeout=10) == -9
+            assert all(str(d) in removed and not d.exists() for d in group.dirs)
+    finally:
+        left.kill()
+        shutil.rmtree(mine, ignore_errors=True)
+        group.close()

@@ -306,8 +306,8 @@ def run_graded(nb, work: Path, limits: Limits, done_token: str, threads: int, *,
         env.update(settings)
     group = None
     if boxed:
-        group = _sandbox.ControlGroup(f"cs231n-gen-{os.getpid()}-{secrets.token_hex(4)}", pids=512,
-                                     memory_bytes=int(limits.memory_mb * 1.5) * 2**20)
+        group = _sandbox.ControlGroup(_sandbox.group_name(), pids=512,
+                                      memory_bytes=int(limits.memory_mb * 1.5) * 2**20)
     listener = remote.Listener(channel / "channel.sock", entry["exercises"], seeds, limits.timeout)
     done_file = scratch / "done"
     start = time.monotonic()
@@ -481,7 +481,7 @@ def grade_submission(sub: Submission, release_dir: Path, manifest: dict, *, seed
                                     for e in entry["exercises"]], [], start, limits)
     released = read_notebook(Path(release_dir) / entry["notebook"])
     boxed = limits.sandbox == "bwrap"
-    with tempfile.TemporaryDirectory(prefix="cs231n-gen-grade-") as work:
+    with tempfile.TemporaryDirectory(prefix=_sandbox.work_prefix()) as work:
         work = Path(work)
         for sub_dir in ("scratch", "channel", "redacted"):
             (work / sub_dir).mkdir()
@@ -590,6 +590,8 @@ def grade(submissions_dir, release_dir, out, *, jobs: int = 1, timeout: float = 
     if not isinstance(sandbox, str):
         raise ValueError(f"sandbox must be one of {', '.join(_sandbox.KINDS)}, got {sandbox!r}")
     kind = _sandbox.choose(sandbox)
+    if kind == "bwrap":
+        _sandbox.sweep_stale()
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be a function taking a line of text, or None, got {progress!r}")
     out = check_file_path("out", out)

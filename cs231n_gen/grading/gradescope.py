@@ -248,6 +248,10 @@ def grade_folder(root: Path) -> dict:
                           f"({', '.join(p.name for p, _ in known)}): submit exactly one.", [], start)
     path, lecture = known[0]
     kind = sandbox_here()
+    if kind == "bwrap":
+        from .sandbox import sweep_stale
+
+        sweep_stale()
     limits = Limits(timeout=float(settings["timeout"]), memory_mb=int(settings["memory_mb"]), sandbox=kind)
     record = grade_submission(Submission("submission", lecture, path), source / "release", manifest,
                               seed=secrets.randbelow(2**40), limits=limits)

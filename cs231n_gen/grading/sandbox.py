@@ -17,15 +17,20 @@ Student code (pytest, nbval, the kernel and everything they start) runs under ``
 Limits enforced by the kernel, inherited by every process in the sandbox
 (:func:`apply_limits`): CPU seconds, data segment size (memory), file size and open files
 (rlimits), and where this process may create control groups, a pids and a memory cgroup
-for the whole submission (:class:`ControlGroup`).
+for the whole submission (:class:`ControlGroup`). A grader killed mid-run leaves its groups
+and work folders behind; the next grader removes them, with whatever still runs in them
+(:func:`sweep_stale`).
 """
 from __future__ import annotations
 
 import ast
 import os
+import re
 import resource
 import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import cs231n_gen
@@ -154,6 +159,63 @@ def bwrap_command(command: list[str], *, scratch: Path, channel: Path, env: dict
 
 
 # ------------------------------------------------------------------ limits
+GROUP_PREFIX = "cs231n-gen-"  # + the grader's pid + a random suffix: cgroups and work folders
+WORK_PREFIX = "cs231n-gen-grade-"
+
+
+def group_name() -> str:
+    """A control group's name for a submission graded by this process."""
+    return f"{GROUP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def work_prefix() -> str:
+    """The prefix of this process's temporary work folders (its pid in it, for :func:`sweep_stale`)."""
+    return f"{WORK_PREFIX}{os.getpid()}-"
+
+
+def _owner_alive(name: str, prefix: str) -> bool:
+    match = re.match(re.escape(prefix) + r"(\d+)-", name)
+    if match is None:
+        return True  # not ours to judge
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def sweep_stale() -> list[str]:
+    """What graders killed mid-run left behind (a kill between bwrap's start and its sandbox being
+    set up leaves a process that waits forever): kill the processes in their control groups, remove
+    the groups and their temporary work folders. Returns what was removed."""
+    import signal
+
+    removed = []
+    for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):
+        for folder in base.glob(f"{GROUP_PREFIX}*"):
+            if not folder.is_dir() or _owner_alive(folder.name, GROUP_PREFIX):
+                continue
+            try:
+                for pid in (folder / "cgroup.procs").read_text().split():
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                    removed.append(str(folder))
+                    break
+                except OSError:
+                    time.sleep(0.02)
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        if folder.is_dir() and not _owner_alive(folder.name, WORK_PREFIX):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+    return removed
+
+
 class ControlGroup:
     """A pids and a memory cgroup for one submission, where this process may create them (v2 or v1)."""
 
@@ -236,8 +298,6 @@ class ControlGroup:
                     folder.rmdir()
                     break
                 except OSError:
-                    import time
-
                     time.sleep(0.02)
 
 
