@@ -303,13 +303,21 @@ def test_what_a_killed_grader_left_is_swept_by_the_next():
     work = Path(__import__("tempfile").gettempdir()) / f"{sandbox.WORK_PREFIX}{dead.pid}-leftover"
     work.mkdir()
     mine = Path(__import__("tempfile").mkdtemp(prefix=sandbox.work_prefix()))  # this process's: kept
+    fake = Path(__import__("tempfile").mkdtemp(prefix="fake-bin-"))  # a "bwrap" naming the dead grader's folder
+    (fake / "bwrap").symlink_to(sys.executable)
+    orphan = sp.Popen([str(fake / "bwrap"), "-c", "import time; time.sleep(120)", "--bind", f"{work}/scratch", "/s"])
+    alive = sp.Popen([str(fake / "bwrap"), "-c", "import time; time.sleep(120)", "--bind", f"{mine}/scratch", "/s"])
+    time.sleep(0.5)
     try:
         removed = sandbox.sweep_stale()
         assert str(work) in removed and not work.exists() and mine.exists()
+        assert orphan.wait(timeout=10) == -9 and alive.poll() is None  # a live grader's sandbox is left alone
         if group.dirs:  # where this process may create control groups
             assert left.wait(timeout=10) == -9
             assert all(str(d) in removed and not d.exists() for d in group.dirs)
     finally:
-        left.kill()
+        for proc in (left, orphan, alive):
+            proc.kill()
         shutil.rmtree(mine, ignore_errors=True)
+        shutil.rmtree(fake, ignore_errors=True)
         group.close()

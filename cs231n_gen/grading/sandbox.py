@@ -188,11 +188,26 @@ def _owner_alive(name: str, prefix: str) -> bool:
 
 def sweep_stale() -> list[str]:
     """What graders killed mid-run left behind (a kill between bwrap's start and its sandbox being
-    set up leaves a process that waits forever): kill the processes in their control groups, remove
-    the groups and their temporary work folders. Returns what was removed."""
+    set up leaves a process that waits forever): kill the bwrap processes whose command line names a
+    dead grader's work folder and the processes in its control groups, then remove the groups and
+    the work folders. Returns what was removed."""
     import signal
 
+    import psutil
+
     removed = []
+    marker = re.compile(re.escape(f"/{WORK_PREFIX}") + r"(\d+)-")
+    for proc in psutil.process_iter(["pid", "cmdline"]):  # without cgroups: bwrap's own command line names
+        cmdline = proc.info["cmdline"] or []                # the work folder, and so the grader that ran it
+        if not (cmdline and Path(cmdline[0]).name == "bwrap"):
+            continue
+        owners = {m.group(1) for arg in cmdline for m in [marker.search(arg)] if m}
+        if owners and not any(_owner_alive(f"{WORK_PREFIX}{pid}-", WORK_PREFIX) for pid in owners):
+            try:
+                proc.kill()
+                removed.append(f"process {proc.info['pid']}")
+            except psutil.Error:
+                pass
     for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/memory")):
         for folder in base.glob(f"{GROUP_PREFIX}*"):
             if not folder.is_dir() or _owner_alive(folder.name, GROUP_PREFIX):
