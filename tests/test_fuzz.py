@@ -98,12 +98,13 @@ EXEMPT = {
     "cs231n_gen.grading.kernel.serve": "called only from the grader's own cells, with values it wrote",
     **{f"cs231n_gen.grading.{name}": "the grader's channel: frames it writes itself, or untrusted bytes that "
                                      "decode refuses with BadMessage (tests/test_grading_sandbox.py)"
-       for name in ("wire.send_frame", "wire.recv_frame", "wire.send_call", "wire.recv_call", "wire.encode",
+       for name in ("wire.leaves", "wire.tensors_in", "wire.send_frame", "wire.recv_frame", "wire.send_call", "wire.recv_call", "wire.encode",
                     "wire.decode", "wire.send_data", "wire.recv_data", "remote.Verdict", "remote.StudentFunction",
                     "remote.StudentFunction.__call__", "remote.Listener", "remote.Listener.close")},
     **{f"cs231n_gen.grading.{name}": "internal to the sandbox: called by grade with the release's own references "
                                      "and paths it made"
-       for name in ("sandbox.bwrap_path", "sandbox.redacted_source", "sandbox.redactions", "sandbox.bwrap_command",
+       for name in ("sandbox.bwrap_path", "sandbox.bwrap_problem", "sandbox.group_name", "sandbox.work_prefix",
+                    "sandbox.sweep_stale", "sandbox.redacted_source", "sandbox.redactions", "sandbox.bwrap_command",
                     "sandbox.ControlGroup", "sandbox.ControlGroup.join", "sandbox.ControlGroup.pids",
                     "sandbox.ControlGroup.close", "sandbox.apply_limits")},
     **{f"cs231n_gen.grading.{name}": "internal to the autograder: runs inside Gradescope on the files export wrote"

@@ -200,6 +200,9 @@ def test_without_a_sandbox_rows_are_flagged_and_a_missing_one_is_named(tmp_path,
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
     with pytest.raises(ValueError, match="install bubblewrap"):
         grade(tmp_path / "subs", rel, tmp_path / "book2.csv", progress=None)
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: shutil.which("false"))  # installed, but cannot run
+    with pytest.raises(ValueError, match="cannot make its namespaces here"):
+        grade(tmp_path / "subs", rel, tmp_path / "book2.csv", progress=None)
     with pytest.raises(ValueError, match="sandbox must be one of"):
         grade(tmp_path / "subs", rel, tmp_path / "book2.csv", sandbox="docker-ish", progress=None)
 

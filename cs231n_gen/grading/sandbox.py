@@ -28,6 +28,7 @@ import os
 import re
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,14 +50,32 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+def bwrap_problem() -> str | None:
+    """None when bubblewrap can make its namespaces here; else what stops it (one short run, ~20 ms)."""
+    exe = bwrap_path()
+    if exe is None:
+        return INSTALL_HINT
+    try:
+        out = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"bubblewrap could not start: {err}"
+    if out.returncode != 0:
+        return (f"bubblewrap is installed but cannot make its namespaces here ({out.stderr.strip()[:200]}): "
+                "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or the "
+                "distribution's AppArmor setting for bwrap), grade as root, or pass --no-sandbox")
+    return None
+
+
 def choose(sandbox: str) -> str:
-    """``"bwrap"`` or ``"none"`` for a requested sandbox; ``ValueError`` saying how to install one if missing."""
+    """``"bwrap"`` or ``"none"`` for a requested sandbox; ``ValueError`` saying how to get one if missing."""
     if not isinstance(sandbox, str) or sandbox not in KINDS:
         raise ValueError(f"sandbox must be one of {', '.join(KINDS)}, got {sandbox!r}")
     if sandbox == "none":
         return "none"
-    if bwrap_path() is None:
-        raise ValueError(INSTALL_HINT)
+    problem = bwrap_problem()
+    if problem is not None:
+        raise ValueError(problem)
     return "bwrap"
 
 
