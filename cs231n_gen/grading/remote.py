@@ -76,7 +76,7 @@ class _RemoteGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, session, call_id, n_outputs, *tensors):
-        ctx.session, ctx.call_id, ctx.n_leaves = session, call_id, len(tensors) - n_outputs
+        ctx.session, ctx.call_id = session, call_id
         return tuple(t.clone() for t in tensors[:n_outputs])
 
     @staticmethod
