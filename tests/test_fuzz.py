@@ -105,7 +105,7 @@ EXEMPT = {
                                      "and paths it made"
        for name in ("sandbox.bwrap_path", "sandbox.bwrap_problem", "sandbox.group_name", "sandbox.work_prefix",
                     "sandbox.sweep_stale", "sandbox.redacted_source", "sandbox.redactions", "sandbox.bwrap_command",
-                    "sandbox.ControlGroup", "sandbox.ControlGroup.join", "sandbox.ControlGroup.pids",
+                    "sandbox.ControlGroup", "sandbox.ControlGroup.join",
                     "sandbox.ControlGroup.close", "sandbox.apply_limits")},
     **{f"cs231n_gen.grading.{name}": "internal to the autograder: runs inside Gradescope on the files export wrote"
        for name in ("gradescope.build_wheel", "gradescope.pinned_requirements", "gradescope.autograder_root",

@@ -45,6 +45,12 @@ class Verdict:
     failure: str | None = None  # "timeout", "crashed" or "protocol" when the kernel did not answer
     done: bool = False
 
+    def note_tamper(self, items) -> None:
+        """Keep what the kernel reported changed since the seal (at most 20 notes of 300 characters)."""
+        for item in (items if isinstance(items, list) else [])[:20]:
+            if isinstance(item, str) and item[:300] not in self.tamper and len(self.tamper) < 20:
+                self.tamper.append(item[:300])
+
 
 class KernelGone(RuntimeError):
     """The sandboxed kernel did not answer (it died, hung past the time limit, or sent garbage)."""
@@ -118,9 +124,7 @@ class _Session:
         if not isinstance(reply, dict):
             self.verdict.failure = "protocol"
             raise KernelGone("the kernel sent something that is not a reply")
-        for item in (reply.get("tamper") or [])[:20]:
-            if isinstance(item, str) and item not in self.verdict.tamper and len(self.verdict.tamper) < 20:
-                self.verdict.tamper.append(item[:300])
+        self.verdict.note_tamper(reply.get("tamper"))
         for name in reply.get("references") or []:
             if name in self.references and name not in self.verdict.references:
                 self.verdict.references.append(name)
@@ -289,9 +293,7 @@ class Listener:
                     self.junk += 1
                 return
             verdict = Verdict(name)
-            for item in (hello.get("tamper") or [])[:20]:
-                if isinstance(item, str):
-                    verdict.tamper.append(item[:300])
+            verdict.note_tamper(hello.get("tamper"))
             with self._lock:
                 self.verdicts[name].append(verdict)
             e = self.by_name[name]

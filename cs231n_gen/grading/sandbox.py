@@ -205,13 +205,29 @@ def _owner_alive(name: str, prefix: str) -> bool:
     return True
 
 
+def _empty_and_remove(folder: Path) -> bool:
+    """Kill every process in the control group ``folder``, then remove it (True once it is gone)."""
+    import signal
+
+    try:
+        for pid in (folder / "cgroup.procs").read_text().split():
+            os.kill(int(pid), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+    for _ in range(50):  # the group empties as the killed processes are reaped
+        try:
+            folder.rmdir()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
 def sweep_stale() -> list[str]:
     """What graders killed mid-run left behind (a kill between bwrap's start and its sandbox being
     set up leaves a process that waits forever): kill the bwrap processes whose command line names a
     dead grader's work folder and the processes in its control groups, then remove the groups and
     the work folders. Returns what was removed."""
-    import signal
-
     import psutil
 
     removed = []
@@ -231,18 +247,8 @@ def sweep_stale() -> list[str]:
         for folder in base.glob(f"{GROUP_PREFIX}*"):
             if not folder.is_dir() or _owner_alive(folder.name, GROUP_PREFIX):
                 continue
-            try:
-                for pid in (folder / "cgroup.procs").read_text().split():
-                    os.kill(int(pid), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
-            for _ in range(50):
-                try:
-                    folder.rmdir()
-                    removed.append(str(folder))
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            if _empty_and_remove(folder):
+                removed.append(str(folder))
     for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
         if folder.is_dir() and not _owner_alive(folder.name, WORK_PREFIX):
             shutil.rmtree(folder, ignore_errors=True)
@@ -301,15 +307,6 @@ class ControlGroup:
             except OSError:
                 pass
 
-    def pids(self) -> list[int]:
-        found = set()
-        for folder in self.dirs:
-            try:
-                found |= {int(p) for p in (folder / "cgroup.procs").read_text().split()}
-            except OSError:
-                pass
-        return sorted(found)
-
     @staticmethod
     def _remove(folder: Path) -> None:
         try:
@@ -319,20 +316,8 @@ class ControlGroup:
 
     def close(self) -> None:
         """Kill whatever is left in the groups, then remove them."""
-        import signal
-
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         for folder in self.dirs:
-            for _ in range(50):
-                try:
-                    folder.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            _empty_and_remove(folder)
 
 
 def apply_limits(*, cpu_seconds: int, memory_mb: int) -> None:
