@@ -22,6 +22,17 @@ and regresses v_S(x_t, t) on v^\star at the student's own grid times t = k / N. 
 student then teaches the next one: 32 -> 16 -> 8 -> 4 -> 2 -> 1 steps.
 :func:`two_step_target`, :func:`progressive_loss`.
 
+**Consistency distillation** (Song et al. 2023). A consistency function f(x_t, t) maps
+*every* point of an ODE path to the path's end, so one evaluation at t = 1 is a sample.
+Written as f(x, t) = x - t u(x, t) (so f(x, 0) = x, and a flow's own u = v makes f one
+Euler step to 0), the student learns to agree with itself one teacher step earlier:
+
+.. math::  x_s = x_t - (t - s)\, v_T(x_t, t), \qquad
+           L = \lVert f_\theta(x_t, t) - \mathrm{sg}[f_\theta(x_s, s)] \rVert^2,
+
+on a grid t = k / N, s = (k - 1) / N; at s = 0 the target is x_s itself, the anchor that
+ties the whole chain to data. :func:`consistency_loss`, :func:`consistency_sample`.
+
 **Guidance distillation** (Meng et al. 2023). Classifier-free guidance costs two
 evaluations per step, (1 + w) v(x, y) - w v(x, null). A student that takes w as an
 input, v_S(x, t, y, w), regresses on that combination for w drawn from a range, and
@@ -41,8 +52,8 @@ from .guidance import _guidance_inputs, _null_label
 from .paths import interpolate, rectified_flow_loss
 from .sampling import euler
 
-__all__ = ["reflow_pairs", "reflow_loss", "two_step_target", "progressive_loss", "guided_velocity",
-           "guidance_distillation_loss"]
+__all__ = ["reflow_pairs", "reflow_loss", "two_step_target", "progressive_loss", "consistency_loss",
+           "consistency_sample", "guided_velocity", "guidance_distillation_loss"]
 
 
 @torch.no_grad()
@@ -134,6 +145,53 @@ def progressive_loss(student, teacher, x: torch.Tensor, generator: torch.Generat
         target = _two_step(teacher, x_t, t, dt, model_kwargs)
     v = _output("student", student(x_t, t, **model_kwargs), x)
     return (v - target).square().flatten(1).sum(dim=1).mean()
+
+
+def _jump(model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """f(x_t, t) = x_t - t u(x_t, t): where the consistency model says x_t's path ends."""
+    return x_t - per_row(t, x_t) * _output("student", model(x_t, t), x_t)
+
+
+def consistency_loss(student, teacher, x: torch.Tensor, generator: torch.Generator | None = None, *,
+                     steps: int) -> torch.Tensor:
+    """Consistency distillation on the grid t = k / ``steps`` (see the module docstring).
+
+    Draws z ~ N(0, I) and k in 1..steps, forms x_t = (1 - t) x + t z from the data batch
+    ``x``, takes one teacher Euler step to s = t - 1 / steps, and returns the mean of
+    ||f(x_t, t) - sg[f(x_s, s)]||^2 with f(x, t) = x - t student(x, t).
+    """
+    check_callable("student", student, "a model called as student(x_t, t)")
+    check_callable("teacher", teacher, "a model called as teacher(x_t, t)")
+    x = check_batch("x", x)
+    steps = check_int("steps", steps, minimum=1)
+    generator = check_generator("generator", generator, x.device)
+    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    k = torch.randint(1, steps + 1, (x.shape[0],), generator=generator, device=x.device)
+    t, s = k.to(x.dtype) / steps, (k - 1).to(x.dtype) / steps
+    x_t = interpolate(x, z, t)
+    with torch.no_grad():
+        x_s = x_t - per_row(t - s, x_t) * _output("teacher", teacher(x_t, t), x)
+        target = _jump(student, x_s, s)  # the student one teacher step earlier, held fixed
+    return (_jump(student, x_t, t) - target).square().flatten(1).sum(dim=1).mean()
+
+
+@torch.no_grad()
+def consistency_sample(student, z: torch.Tensor, steps: int = 1, generator: torch.Generator | None = None):
+    """Multistep consistency sampling: jump to the data, re-noise to a lower t, jump again.
+
+    One step is f(z, 1). With ``steps`` = K, the times 1 > t_2 > ... > t_K are evenly
+    spaced, and each later step jumps from x_t = (1 - t) x + t z' with fresh noise z'.
+    """
+    check_callable("student", student, "a model called as student(x_t, t)")
+    z = check_batch("z", z)
+    steps = check_int("steps", steps, minimum=1)
+    generator = check_generator("generator", generator, z.device)
+    x = _jump(student, z, torch.ones(len(z), device=z.device, dtype=z.dtype))
+    for k in range(1, steps):
+        t = torch.full((len(z),), 1 - k / steps, device=z.device, dtype=z.dtype)
+        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        x = _jump(student, interpolate(x, noise, t), t)
+    return x
 
 
 def _weights(w, n: int, like: torch.Tensor) -> torch.Tensor:

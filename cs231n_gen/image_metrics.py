@@ -226,6 +226,10 @@ class DigitJudge:
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self._run(self._check_images(images))[0]
 
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """The digit the judge reads in each image, shape (n,) on the CPU."""
+        return self._run(self._check_images(images))[1].argmax(dim=1)
+
     def _check_images(self, images) -> torch.Tensor:
         images = check_tensor("images", images)
         if images.ndim != 4 or images.shape[1:] != (1, self.size, self.size):

@@ -7,13 +7,15 @@ of labelled data take ``CLASS_COLORS`` in label order.
 """
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._validate import (check_axes, check_callable, check_int, check_labels, check_mixture, check_points, check_real,
-                        check_tensor)
+from ._validate import (check_axes, check_bool, check_callable, check_int, check_labels, check_mixture, check_points,
+                        check_real, check_tensor)
 from .runtime import device_of
 
 DATA = "#1f77b4"
@@ -64,18 +66,22 @@ def scatter(ax, points, color=MODEL, lim: float = 3.5, title: str | None = None,
     return ax
 
 
-def class_scatter(ax, points, labels, lim: float = 3.5, title: str | None = None, s: float = 2.0, alpha=0.5):
-    """A square scatter plot of (n, 2) points coloured by their class label (0..7)."""
+def class_scatter(ax, points, labels, lim: float = 3.5, title: str | None = None, s: float = 2.0, alpha=0.5,
+                  legend: bool = False):
+    """A square scatter plot of (n, 2) points coloured by their class label (0..7), with a key if ``legend``."""
     check_axes("ax", ax)
     lim = _lim(lim)
     s = check_real("s", s, minimum=0.0, strict_min=True)
     alpha = check_real("alpha", alpha, minimum=0.0, maximum=1.0)
     pts = check_points("points", points, 2).detach().cpu()
     labels = check_labels("labels", labels, pts.shape[0], len(CLASS_COLORS), "cpu", rows_of="points")
+    legend = check_bool("legend", legend)
     for c in torch.unique(labels).tolist():
         rows = _np(pts[labels == c])
-        ax.scatter(rows[:, 0], rows[:, 1], s=s, color=CLASS_COLORS[c], alpha=alpha, linewidths=0)
+        ax.scatter(rows[:, 0], rows[:, 1], s=s, color=CLASS_COLORS[c], alpha=alpha, linewidths=0, label=f"y = {c}")
     _square(ax, lim)
+    if legend:
+        ax.legend(fontsize=7, loc="lower left", markerscale=max(1.0, 12 / s), framealpha=0.8)
     if title:
         ax.set_title(title, fontsize=10)
     return ax
@@ -259,8 +265,13 @@ def plot_decision(ax, decision, lim: float, alpha: float = 0.85):
     return im
 
 
-def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: int = 1000, title: str | None = None):
-    """One moment of a 2D GAN game: D's decision surface, the data, the generator's samples."""
+def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: int = 1000, title: str | None = None,
+                      key: bool = False):
+    """One moment of a 2D GAN game: D's decision surface, the data, the generator's samples.
+
+    With ``key=True`` also a colour bar for D(x) (white is 1/2: D cannot tell) and a legend
+    for the two kinds of points.
+    """
     from .gan import Snapshot
 
     check_axes("ax", ax)
@@ -269,11 +280,18 @@ def plot_gan_snapshot(ax, snapshot, reference=None, lim: float = 3.5, n_show: in
     lim = _lim(lim)
     n_show = check_int("n_show", n_show, minimum=1)
     reference = _reference("reference", reference)
+    key = check_bool("key", key)
     if snapshot.decision is not None:
-        plot_decision(ax, snapshot.decision, lim)
+        surface = plot_decision(ax, snapshot.decision, lim)
+        if key:
+            bar = ax.figure.colorbar(surface, ax=ax, fraction=0.046, pad=0.03, ticks=[0, 0.5, 1])
+            bar.ax.set_yticklabels(["0: fake", "1/2", "1: real"], fontsize=7)
+            bar.set_label("D(x)", fontsize=8)
     if reference is not None:
-        scatter(ax, reference, color="k", lim=lim, alpha=0.25, s=2)
-    scatter(ax, snapshot.samples[:n_show], color=MODEL, lim=lim, alpha=0.8, s=4)
+        scatter(ax, reference, color="k", lim=lim, alpha=0.25, s=2, label="data")
+    scatter(ax, snapshot.samples[:n_show], color=MODEL, lim=lim, alpha=0.8, s=4, label="G(z)")
+    if key:
+        ax.legend(fontsize=7, loc="lower left", markerscale=3, framealpha=0.8)
     ax.set_title(title if title is not None else f"step {snapshot.step}", fontsize=10)
     return ax
 
@@ -309,6 +327,61 @@ def image_grid(ax, images, per_row: int | None = None, title: str | None = None,
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=10)
+    return ax
+
+
+def label_columns(ax, labels, tile: int, pad: int = 1, title: str | None = None) -> None:
+    """Write ``labels`` over the columns of an :func:`image_grid` of ``tile``-pixel images."""
+    check_axes("ax", ax)
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(t, str) for t in labels):
+        raise ValueError(f"labels must be a list of strings (one per column), got {labels!r:.80}")
+    tile, pad = check_int("tile", tile, minimum=1), check_int("pad", pad, minimum=0)
+    ax.set_xticks([pad + k * (tile + pad) + (tile - 1) / 2 for k in range(len(labels))], labels, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.tick_params(axis="x", length=0, pad=1)
+    if title:
+        ax.set_xlabel(title, fontsize=8)
+        ax.xaxis.set_label_position("top")
+
+
+def _caption_room(captions, h: int, w: int, wrap: int) -> tuple[float, float]:
+    """The gap between tiles and the height under each tile for its wrapped caption, in pixels."""
+    most_lines = max(len(textwrap.wrap(t, wrap) or [""]) for t in captions)
+    return 0.15 * w, 0.13 * h * most_lines + 0.08 * h
+
+
+def captioned_grid_aspect(captions, h: int, w: int, per_row: int, wrap: int = 18) -> float:
+    """Height / width of what :func:`captioned_grid` draws, to size a figure that fits it."""
+    gap, text_h = _caption_room(captions, h, w, wrap)
+    ncol, rows = min(len(captions), per_row), -(-len(captions) // per_row)
+    return rows * (h + gap + text_h) / (ncol * (w + gap) - gap)
+
+
+def captioned_grid(ax, images, captions, per_row: int | None = None, wrap: int = 18, fontsize: float = 6.5):
+    """Images in [-1, 1], (n, C, h, w), each with its caption underneath (wrapped every ``wrap`` characters)."""
+    check_axes("ax", ax)
+    imgs = check_tensor("images", images, ndim=4).detach().float().cpu().clamp(-1, 1)
+    n, c, h, w = imgs.shape
+    if c not in (1, 3) or n < 1:
+        raise ValueError(f"images must be at least one image with 1 or 3 channels, got shape {tuple(imgs.shape)}")
+    if not isinstance(captions, (list, tuple)) or len(captions) != n or not all(isinstance(t, str) for t in captions):
+        raise ValueError(f"captions must be a list of {n} strings (one per image), got {captions!r:.80}")
+    ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(n))), minimum=1)
+    wrap = check_int("wrap", wrap, minimum=4)
+    lines = [textwrap.wrap(t, wrap) or [""] for t in captions]
+    gap, text_h = _caption_room(captions, h, w, wrap)
+    for k in range(n):
+        r, col = divmod(k, ncol)
+        x0, y0 = col * (w + gap), r * (h + gap + text_h)
+        tile = (1 - imgs[k, 0]) / 2 if c == 1 else (imgs[k].permute(1, 2, 0) + 1) / 2
+        ax.imshow(tile.numpy(), extent=(x0, x0 + w, y0 + h, y0), interpolation="nearest",
+                  **({"cmap": "gray", "vmin": 0, "vmax": 1} if c == 1 else {}))
+        ax.text(x0 + w / 2, y0 + h + 0.06 * h, "\n".join(lines[k]), ha="center", va="top", fontsize=fontsize)
+    rows = -(-n // ncol)
+    ax.set_xlim(-0.5, min(n, ncol) * (w + gap) - gap + 0.5)
+    ax.set_ylim(rows * (h + gap + text_h), -0.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
     return ax
 
 

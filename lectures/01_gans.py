@@ -86,6 +86,33 @@ viz.plot_samples({"data (p_data)": x_ring, "G(z) before training (p_G)": x_fake}
 plt.show()
 
 # %% [markdown]
+# Drawing samples is all $G$ offers. Its density would come from the change-of-variables
+# formula, $p_G(x) = p(z)\,/\,|\det \partial G / \partial z|$, which needs $G$ to be
+# invertible with a square Jacobian. Ours maps 16 numbers to 2: the Jacobian is 2 x 16,
+# it has no determinant, and each point $G$ draws is reached from a whole 14-dimensional
+# set of latents, whose probability we would have to integrate. Below: the Jacobian's
+# shape, and a second latent, found by gradient descent from a random start, that lands
+# on the same point as the first.
+
+# %%
+gen_z = torch.Generator().manual_seed(3)
+z_a = torch.randn(1, 16, generator=gen_z).to(device)
+jacobian = torch.func.jacrev(lambda z: G0(z[None])[0])(z_a[0])
+target = G0(z_a).detach()
+z_b = torch.randn(1, 16, generator=gen_z).to(device).requires_grad_()
+search = torch.optim.Adam([z_b], lr=0.05)
+for _ in range(300):  # move z_b until G(z_b) = G(z_a)
+    search.zero_grad()
+    (G0(z_b) - target).square().sum().backward()
+    search.step()
+landed = float((G0(z_b) - target).norm())
+apart = float((z_b - z_a).norm())
+print(f"dG/dz at a latent: {tuple(jacobian.shape)} (2 outputs, 16 inputs)")
+print(f"two latents {apart:.2f} apart (a typical latent has norm {16 ** 0.5:.0f}) land {landed:.1e} apart")
+assert tuple(jacobian.shape) == (2, 16)
+assert landed < 1e-4 and apart > 1.0  # one output, many latents: no formula for p_G(x)
+
+# %% [markdown]
 # ## 2. The minimax game
 #
 # $$\min_G \max_D \; V(G, D) = E_{x \sim p_{data}}[\log D(x)] + E_{z \sim p(z)}[\log(1 - D(G(z)))]$$
@@ -263,6 +290,11 @@ rank = lambda v: torch.tensor(v).clamp_min(1e-30).log().argsort().argsort().floa
 follows = float(torch.corrcoef(torch.stack([rank(h_mm.g_grad), rank(h_mm.d_fake)]))[0, 1])
 print(f"minimax: rank correlation between G's gradient norm and D(G(z)) over the run: {follows:.2f}")
 assert follows > 0.6  # the minimax gradient rises and falls with D(G(z)), as the first figure says
+# Plain SGD moves the weights by lr x gradient. At the starting gradient, a G that does not move keeps
+# D rejecting it, so the gradient stays that small: all the steps together move G's weights by this much.
+sgd_move = 1e-3 * first["minimax"] * SAT_STEPS
+print(f"plain SGD at lr 1e-3, at the starting gradient: G's weights move by {sgd_move:.1e} in {SAT_STEPS} steps")
+assert sgd_move < 1e-6
 
 # %% [markdown]
 # The minimax generator starts with a gradient many orders of magnitude smaller and
@@ -281,8 +313,10 @@ assert follows > 0.6  # the minimax gradient rises and falls with D(G(z)), as th
 #   within a few dozen steps and the spike collapses: the oscillation of a game, not
 #   the descent of a loss.
 #
-# With plain SGD or a stronger D the minimax generator would stay stuck. The
-# non-saturating loss never has the problem, which is why everyone uses it.
+# With plain SGD, whose step is the learning rate times the gradient and nothing else,
+# the minimax generator would stay stuck: at the starting gradient, all its steps
+# together would move its weights by the tiny amount printed above. The non-saturating loss never has the problem,
+# which is why everyone uses it.
 #
 # ## 5. Why this is a good objective: the optimal discriminator
 #
@@ -375,8 +409,42 @@ assert abs(v_end + math.log(4)) < 0.05 and jsd < 0.01
 
 # %% [markdown]
 # The slide's caveats matter, though: this argument assumes D can represent $D^*$ and
-# is trained to optimality at every step, with infinite data. Real training does
-# neither, and the next section is what happens then.
+# is trained to optimality at every step, with infinite data.
+#
+# **Capacity, measured.** Go back to the frozen pair of the figure above. There $D^*$
+# is high over both data modes and nearly 0 between them, where only G has mass. A
+# discriminator whose logit is linear in $x$, $D(x) = \sigma(ax + b)$, is monotone, so it
+# cannot be high at $-1.5$, low at $0$ and high again at $1.5$: whichever way it slopes,
+# at one of those points it misses $D^*$ by at least half the dip,
+# $\frac12(\min(D^*(-1.5), D^*(1.5)) - D^*(0))$. Train one against the same G:
+
+# %%
+seed_everything(0)
+D_linear = torch.nn.Linear(1, 1)
+gan.train_gan(G_1d, D_linear, data_1d, steps=300, batch_size=1024, lr_d=2e-2,
+              lr_schedule="cosine", train_generator=False, device=device, desc="linear D against the frozen G")
+probe = torch.tensor([[-1.5], [0.0], [1.5]], device=device)
+with torch.no_grad():
+    d_linear = torch.sigmoid(D_linear(xs))[:, 0]
+    v_linear = float(gan.value(D_linear(x_data)[:, 0], D_linear(x_g)[:, 0]))
+    at = gan.optimal_discriminator(data_dev.log_prob(probe), G_1d.log_prob(probe)).tolist()  # D* there
+    probe_err = float((torch.sigmoid(D_linear(probe))[:, 0] - torch.tensor(at, device=device)).abs().max())
+bound = (min(at[0], at[2]) - at[1]) / 2
+linear_err = max(float((d_linear - d_star).abs()[has_mass].max()), probe_err)
+print(f"D* at -1.5, 0, 1.5: {at[0]:.3f}, {at[1]:.3f}, {at[2]:.3f}: a monotone D misses by >= {bound:.3f}")
+print(f"largest gap to D* where there is mass: linear D {linear_err:.3f}, the MLP D above {max_err:.3f}")
+print(f"V(G, D): {v_linear:.3f} with the linear D, {v_direct:.3f} with D*; a constant D = 1/2 gives "
+      f"-log 4 = {-math.log(4):.3f}")
+assert linear_err >= bound > 0.3  # provably far from D*, as trained
+assert v_linear < v_direct - 0.2  # so the divergence G would descend is badly underestimated
+
+# %% [markdown]
+# The linear D sees G as almost perfect: its $V$ is barely above what a D that always
+# says 1/2 gets, while $D^*$ measures a large divergence, so a G trained against it would
+# get almost no signal. Real discriminators are far more flexible than this one, but the
+# same happens wherever $D^*$ has detail they cannot express. Training D to optimality at
+# every step, with infinite data, is the other assumption real training breaks; the next
+# section is what happens then.
 #
 # ## 6. Failure modes: mode collapse
 #
@@ -494,11 +562,14 @@ for name, value in sorted(ladder.items(), key=lambda kv: kv[1]):
 assert ladder["real held-out digits"] < ladder["noise, std 0.2"] < ladder["noise, std 0.5"]  # more damage,
 assert ladder["blur, 3 x 3 box"] < ladder["blur, 5 x 5 box"]  # larger distance
 assert ladder["DCGAN samples"] > 3 * ladder["real held-out digits"]
+assert ladder["noise, std 0.2"] < ladder["DCGAN samples"] < ladder["blur, 5 x 5 box"]  # a rung among the damage
 
 # %% [markdown]
-# Read the DCGAN's number against this ladder, not against 0: its samples are about as
-# far from real digits, in the judge's eyes, as real digits drowned in noise of std 0.5,
-# while the judge still reads them as digits of most classes with high confidence. They
+# Read the DCGAN's number against this ladder, not against 0: in the judge's eyes its
+# samples sit among the damaged real digits, farther from real digits than the lightest
+# damage (noise of std 0.2) and nearer than the heaviest (a 5 x 5 blur; both asserted;
+# its exact rung is in the printout), while the judge still reads them as digits of most
+# classes with high confidence. They
 # are digits, with strokes that are broken or smeared in ways real digits never are. A
 # longer training run and a larger network move the number down (full mode is below
 # quick mode); a GAN that matched $p_{data}$ would score like the real row.

@@ -62,11 +62,11 @@ import matplotlib.ticker as mticker
 import torch
 
 from cs231n_gen import budget, seed_everything
-from cs231n_gen import metrics, oracle, viz, widgets
+from cs231n_gen import gan, metrics, oracle, viz, widgets
 from cs231n_gen.data import digits, overlapping_classes
 from cs231n_gen.guidance import Guided, conditional_rf_loss
 from cs231n_gen.image_metrics import DigitJudge
-from cs231n_gen.nn import TimeMLP
+from cs231n_gen.nn import ConditionalMLPGenerator, MLPDiscriminator, TimeMLP
 from cs231n_gen.runtime import median_seconds
 from cs231n_gen.sampling import CountCalls, euler
 from cs231n_gen.train import fit
@@ -108,12 +108,60 @@ assert 0.8 < real_scores["accuracy"] < 0.92
 # (`metrics.class_conditional_scores`):
 #
 # * **accuracy**: how often the exact classifier reads the class we asked for. Real
-#   samples of class $y$ score about 86%, not 100%: that is the overlap.
+#   samples of class $y$ score well below 100% (printed above; asserted between 80% and
+#   92%): that is the overlap.
 # * **W2 ratio**: the 2-Wasserstein distance from the samples of class $y$ to
 #   $p(x \mid y)$, divided by the distance a fresh set of real class samples has
 #   (1 = as close as real data).
 # * **spread**: the samples' total variance divided by the class's (1 = as diverse as
 #   the class).
+#
+# ### Conditioning before guidance: a conditional GAN
+#
+# The oldest way to make a generator obey a label is to hand the label to both players
+# (the lecture notes' conditional GAN, Mirza and Osindero 2014):
+#
+# $$\min_G \max_D \; E_{(x, y) \sim p_{data}}[\log D(x, y)] + E_{z,\, y \sim p(y)}[\log(1 - D(G(z, y), y))].$$
+#
+# That is lecture 01's game on **pairs** $(x, y)$, with a generator that is given its
+# $y$: `ConditionalMLPGenerator` draws $y$ from $p(y)$ itself and returns
+# $[G(z, y), \text{one-hot}(y)]$, the discriminator reads the pair, and lecture 01's
+# trainer and recipe (balanced learning rates, R1) run unchanged. Asked for class $y$, it
+# should sample $p(x \mid y)$: read as class $y$ about as often as real class samples,
+# no more.
+
+# %%
+x_pairs, y_pairs = data.sample(20000, generator=torch.Generator().manual_seed(4))
+pairs = torch.cat([x_pairs, torch.nn.functional.one_hot(y_pairs, 3).float()], dim=1)  # rows [x, one-hot(y)]
+seed_everything(0)
+cgan = ConditionalMLPGenerator(num_classes=3, noise_dim=16, out_dim=2, hidden=128, depth=3,
+                               class_probs=data.class_weights)
+gan.train_gan(cgan, MLPDiscriminator(in_dim=2 + 3, hidden=128, depth=3), pairs,
+              steps=budget(full=3000, quick=1200), lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.9), r1_gamma=0.1,
+              lr_schedule="cosine", device=device, desc="conditional GAN")
+with torch.no_grad():
+    cgan_samples = cgan.generate(torch.randn(len(class_labels), 16, generator=torch.Generator().manual_seed(3))
+                                 .to(device), class_labels.to(device)).cpu()
+cgan_scores = metrics.class_conditional_scores(data, cgan_samples, class_labels,
+                                              generator=torch.Generator().manual_seed(6))
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+viz.class_scatter(axes[0], real, class_labels, lim=4.5, title="real samples of each class", legend=True)
+viz.class_scatter(axes[1], cgan_samples, class_labels, lim=4.5, legend=True,
+                  title="conditional GAN, coloured by the class asked for")
+plt.tight_layout()
+plt.show()
+print(f"conditional GAN: accuracy {100 * cgan_scores['accuracy']:.1f}% (real samples: "
+      f"{100 * real_scores['accuracy']:.1f}%), W2 ratio {cgan_scores['w2_ratio']:.2f}, spread "
+      f"{cgan_scores['spread']:.2f}")
+assert abs(cgan_scores["accuracy"] - real_scores["accuracy"]) < 0.1  # the overlap stays: p(x | y), not sharper
+assert cgan_scores["w2_ratio"] < 2.5 and cgan_scores["spread"] > 0.6
+
+# %% [markdown]
+# The conditional generator follows the label, and its classes overlap as the real ones
+# do: conditioning alone samples $p(x \mid y)$, ambiguity included. Nothing at sampling
+# time trades that diversity for unmistakable classes; it would take a new model. The
+# rest of this lecture builds the diffusion version of a conditional model, then adds
+# the knob: **classifier-free guidance**.
 #
 # ## 2. Training with label dropout
 #
@@ -214,8 +262,8 @@ assert errors["unconditional"] < budget(full=0.02, quick=0.06) * errors["oracle_
 assert errors["oracle_conditional"] < errors["oracle_unconditional"]
 
 # %% [markdown]
-# The learned fields sit on top of the exact ones (their excess loss is a percent or
-# less of what even the oracle must pay). Notice also that knowing the label makes the
+# The learned fields sit on top of the exact ones (their excess loss is a small fraction
+# of what even the oracle must pay: under 2% in full mode, 6% in quick mode, asserted). Notice also that knowing the label makes the
 # regression easier: the conditional branch's irreducible loss is smaller, because a
 # noisy point of known class is less ambiguous.
 #
@@ -278,16 +326,18 @@ assert nfe[2.0][1] == 2 * nfe[0.0][1] == 2 * SAMPLE_STEPS and nfe[2.0][0] == nfe
 # The arithmetic doubles exactly. The time need not: one pass over $2B$ rows costs
 # less than two passes over $B$ when a pass is dominated by fixed costs (launching
 # kernels on a GPU, Python overhead for a small network), and about twice as much when
-# the arithmetic dominates (big batches on a CPU). `benchmarks/cfg.py` measures both
-# regimes: on a 2-core CPU, guided sampling of 4096 points costs about 2.0x unguided;
-# on an H100 the batched pass costs 1.35x where two separate calls cost 1.8x.
+# the arithmetic dominates (big batches on a CPU). The ratio printed above is one timing
+# on the machine running this notebook, and a busy machine moves it;
+# `python benchmarks/cfg.py` measures both regimes properly (medians of repeated runs in
+# one process, the batched pass and two separate calls against unguided sampling).
 #
 # Drag $w$ (or press play) and watch the classes separate, and each class shrink.
 
 # %%
 learned = {w: euler(Guided(model, labels_dev, w), noise, SAMPLE_STEPS).cpu() for w in WS}
 scores = {w: metrics.class_conditional_scores(data, learned[w], class_labels, generator=gen) for w in WS}
-captions = [f"accuracy {100 * scores[w]['accuracy']:.1f}%, spread {scores[w]['spread']:.2f}" for w in WS]
+captions = [f"{100 * scores[w]['accuracy']:.1f}% read as the class asked for; each class's variance "
+            f"{scores[w]['spread']:.2f} x the real class's" for w in WS]
 stacked = torch.stack([learned[w] for w in WS])
 frame = max(4.5, 1.05 * float(stacked.abs().amax(dim=-1).quantile(0.999)))  # every class inside, even at w = 10
 widgets.guidance_explorer(WS, stacked, class_labels, reference=x_data[:1500], captions=captions, lim=frame)
@@ -336,6 +386,7 @@ w2 = [scores[w]["w2_ratio"] for w in WS]
 spread = [scores[w]["spread"] for w in WS]
 assert scores[4.0]["accuracy"] >= 0.99, scores[4.0]
 assert acc[WS.index(1.0)] > acc[0] + 0.05 and min(acc[WS.index(1.0):]) > acc[0]
+assert min(acc[WS.index(1.0):]) >= 0.995  # unambiguous from w = 1 on
 assert w2[0] < budget(full=1.5, quick=2.0)  # w = 0 samples the class-conditional
 assert w2[-1] > w2[WS.index(4.0)] > w2[WS.index(1.0)] > 2 * w2[0]  # then the distance grows with w
 assert min(spread[WS.index(1.0):WS.index(4.0) + 1]) < 0.7 * spread[0]  # diversity drops
@@ -348,8 +399,8 @@ assert exact_scores[0.0]["w2_ratio"] < 1.3 and exact_scores[4.0]["accuracy"] >= 
 # %% [markdown]
 # Read the three panels together:
 #
-# * **Accuracy** rises from the Bayes accuracy of real data (about 86%) to 100% by
-#   $w \approx 1$: guided samples of class $y$ are unambiguously class $y$, more so than
+# * **Accuracy** rises from the Bayes accuracy of real data to essentially 100% by
+#   $w = 1$ (99.5% or more, asserted): guided samples of class $y$ are unambiguously class $y$, more so than
 #   real ones.
 # * **Distance to $p(x \mid y)$** is smallest at $w = 0$ and grows steadily with $w$:
 #   with exact fields, $w = 0$ samples the class-conditional exactly, and any guidance
@@ -525,14 +576,16 @@ plt.show()
 e = {p: sweep[p][0] for p in sweep}
 assert e[0.0]["unconditional"] > 20 * e[0.5]["unconditional"]  # the null label was never trained
 assert sweep[0.0][1]["w2_ratio"] > 2 * exact_scores[W_CHECK]["w2_ratio"]  # so guidance goes wrong
-assert e[0.1]["unconditional"] > e[0.5]["unconditional"] and e[0.9]["conditional"] > e[0.5]["conditional"]
+assert e[0.1]["unconditional"] > 1.5 * e[0.5]["unconditional"]  # p = 0.1 starves the null branch
+assert e[0.9]["conditional"] > 1.5 * e[0.5]["conditional"]  # p = 0.9 the labelled one
 
 # %% [markdown]
 # * $p = 0$: the null label is never seen, its embedding stays random, and
 #   $v^\varnothing$ is garbage. Guidance amplifies the garbage: the samples are
 #   scattered far from anything.
-# * $p = 0.1$ spends little effort on the unconditional branch (its error is two to
-#   three times larger); $p = 0.9$ starves the conditional one (three to four times).
+# * $p = 0.1$ spends little effort on the unconditional branch (its error is larger than
+#   at $p = 0.5$ by the factor in the table, over 1.5x, asserted); $p = 0.9$ starves the
+#   conditional one (over 1.5x too).
 #   Both work; both are worse at something than $p = 0.5$.
 #
 # What this measures is each branch's error after equal training: $p = 0.5$ balances
@@ -615,6 +668,7 @@ plt.show()
 acc_d = [digit_scores[w]["accuracy"] for w in DIGIT_WS]
 fd = [digit_scores[w]["frechet"] for w in DIGIT_WS]
 assert digit_scores[2.0]["accuracy"] >= 0.9 and digit_scores[2.0]["accuracy"] > digit_scores[0.0]["accuracy"]
+assert min(digit_scores[w]["accuracy"] for w in (0.5, 1.0, 2.0)) >= 0.98
 best = fd.index(min(fd))
 assert 0 < best < len(DIGIT_WS) - 1, fd  # a little guidance helps, a lot hurts
 print(f"closest to real digits at w = {DIGIT_WS[best]:g}")
@@ -625,8 +679,8 @@ print(f"closest to real digits at w = {DIGIT_WS[best]:g}")
 # * Without guidance ($w = 0$) the model is imperfect: some samples are smudges between
 #   two digits, which the judge misreads, and the Frechet distance is well above real
 #   data.
-# * A little guidance ($w$ around 0.5 to 2) cleans those up: accuracy goes to about
-#   100% **and** the samples get closer to real digits, because guidance pushes away
+# * A little guidance ($w$ from 0.5 to 2) cleans those up: accuracy goes above 98%
+#   (asserted) **and** the samples get closer to real digits, because guidance pushes away
 #   from the model's in-between mistakes.
 # * More guidance keeps the accuracy but every "3" starts to look like the same
 #   prototypical 3, thick-stroked and over-saturated: diversity falls and the Frechet
@@ -690,9 +744,9 @@ check_cfg_loss(cfg_training_loss)
 # |---|---|
 # | `if random.random() < 0.5: y = y_null` | section 2: label dropout; one network learns $v^y$ and $v^\varnothing$ (section 3, checked against the exact fields) |
 # | $v^{cfg} = (1 + w) v^y - w v^\varnothing$ at every step | section 4: `Guided`, one batched pass; the widget drags $w$ from 0 to 10 |
-# | "points more toward $p(x \mid y)$" | sections 5-6: samples become unmistakably class $y$ (accuracy 86% to 100%), but move *away* from $p(x \mid y)$ and lose diversity; not even the sharpened $p(x)p(y \mid x)^{1+w}$ |
+# | "points more toward $p(x \mid y)$" | sections 5-6: samples become unmistakably class $y$ (accuracy from real data's to 100%), but move *away* from $p(x \mid y)$ and lose diversity; not even the sharpened $p(x)p(y \mid x)^{1+w}$ |
 # | "Classifier-free" (vs. $\partial \log p(y \mid x) / \partial x$) | section 7: classifier guidance with the implied noisy classifier is exactly CFG |
-# | "Doubles the cost of sampling" | section 4: 2x the arithmetic; batched, 1.35x on a GPU at small batch (`benchmarks/cfg.py`) |
+# | "Doubles the cost of sampling" | section 4: exactly 2x the network evaluations (asserted); the time depends on the machine (`benchmarks/cfg.py`) |
 # | "Very important for high-quality outputs" | section 9: on digits a little guidance improves both accuracy and realism; a lot over-sharpens |
 #
 # Next: **noise schedules**, where in $t$ the training effort should go.

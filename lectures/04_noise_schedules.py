@@ -133,7 +133,7 @@ difficulty = gap / gap.max()
 #   optimal answer is affine there, and a network learns it quickly.
 # * **Where** "the middle" is depends on the data. For these narrow, well-separated
 #   modes the decisions ("which mode did $x_t$ come from?") are made at fairly low
-#   noise, around $t = 0.2$. Keep that in mind: it decides which schedule helps
+#   noise (the gap peaks at the $t$ printed above, asserted below 0.5). Keep that in mind: it decides which schedule helps
 #   (section 3), and section 4 shows how it moves with image resolution.
 #
 # ## 2. Training-time samplers
@@ -274,8 +274,9 @@ if len(BUDGETS) > 1:
 # What the experiment shows, honestly:
 #
 # * Each sampler moves the model's error to where it samples least. Logit-normal
-#   starves the very low noise levels ($t = 0.02$ has several times the excess loss of
-#   uniform), the shift starves everything below $t \approx 0.35$.
+#   starves the very low noise levels ($t = 0.02$ has more than twice the excess loss of
+#   uniform; asserted), the shift starves low noise ($t = 0.2$, where this data's decisions
+#   are made, has more than twice uniform's excess; asserted).
 # * On these 2D modes the decisions happen at low noise (section 1), so the shift,
 #   which is built for high-resolution images, **hurts**: at the short budget far fewer
 #   samples land on a mode. Logit-normal(0, 1) ends up close to uniform, and moving its

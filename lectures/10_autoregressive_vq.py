@@ -111,6 +111,28 @@ for name, bits in pixel_bits.items():
 assert pixel_bits["pixel GPT (chain rule)"] < pixel_bits["each pixel's histogram"] - budget(full=0.3, quick=0.1)
 assert pixel_bits["each pixel's histogram"] < pixel_bits["uniform"]
 
+# %% [markdown]
+# **A normalised density.** The slides' first property of a density: every possible image
+# gets a share of one unit of probability, so images compete for it. The chain rule
+# gives that for free, as long as each factor sums to 1 over the vocabulary and never
+# peeks at later pixels. Check it on a held-out digit: score all $17^2 = 289$ ways to
+# finish it (every value of its last two pixels) as whole images, and add them up. The
+# sum must be the probability of the first 62 pixels alone; a model whose mask let a
+# pixel see the future would miss.
+
+# %%
+digit = pixels_test[:1].to(device)
+endings = torch.cartesian_prod(torch.arange(17), torch.arange(17)).to(device)  # (289, 2): every last-two-pixel pair
+completions = torch.cat([digit[:, :62].expand(len(endings), -1), endings], dim=1)
+with torch.no_grad():
+    log_p_images = ar.token_log_probs(pixel_gpt, completions).sum(1)  # log p(x) of each whole image
+    log_p_start = ar.token_log_probs(pixel_gpt, digit[:, :62]).sum(1)  # log p(x_1..x_62)
+share = float((torch.logsumexp(log_p_images, 0) - log_p_start).exp())
+real_ending = int((endings == digit[0, 62:]).all(1).nonzero())
+print(f"sum over the 289 endings of p(image) / p(first 62 pixels) = {share:.6f}; the digit's own ending takes "
+      f"{100 * float((log_p_images[real_ending] - torch.logsumexp(log_p_images, 0)).exp()):.1f}% of it")
+assert abs(share - 1) < 1e-4
+
 # %%
 gen = torch.Generator(device=device).manual_seed(0)
 pixel_samples = ar.sample(pixel_gpt, 40, 64, generator=gen)
@@ -231,8 +253,7 @@ plt.show()
 # vocabulary of 128, with the class as a **prefix** (the first vector the transformer
 # reads). As in lecture 03, the label is dropped 10% of the time and replaced by a null
 # label, so the same model is also an unconditional prior. The dataset is small (1438
-# digits), so the prior uses dropout; without it, it learns the training codes by
-# heart and does worse than the histogram baseline on held-out digits.
+# digits), so the prior uses dropout (section 4 trains one without it, for comparison).
 
 # %%
 codes_train = vq.encode(x16.to(device)).reshape(len(x16), -1)  # (N, 16) integers
@@ -263,6 +284,7 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 2.9))
 for ax, (name, images) in zip(axes, samples.items()):
     viz.image_grid(ax, images[by_row], per_row=10, title=f"GPT prior, {name}: "
                                                           f"{100 * sample_scores[name]['accuracy']:.0f}% as asked")
+    viz.label_columns(ax, [str(d) for d in range(10)], images.shape[-1], title="digit asked for")
 plt.tight_layout()
 plt.show()
 assert sample_scores["temperature 1, top-16"]["accuracy"] >= budget(full=0.85, quick=0.4)
@@ -285,7 +307,8 @@ for name, top_k in {"all codes": None, "top-16": 16, "top-2": 2}.items():
                            generator=torch.Generator(device=device).manual_seed(2))
         frames.append(vq.decode(tokens).cpu())
     explorer_samples[name] = torch.stack(frames)
-explorer = widgets.sampling_explorer(explorer_samples, TEMPERATURES, per_row=10)
+explorer = widgets.sampling_explorer(explorer_samples, TEMPERATURES, per_row=10,
+                                     column_labels=[str(d) for d in range(10)])  # the digit each column asked for
 plt.show()
 as_asked = {t: judge.evaluate(explorer_samples["all codes"][i], show.cpu())["accuracy"]
             for i, t in enumerate(TEMPERATURES)}
@@ -326,6 +349,57 @@ assert code_bits["GPT prior, with the label"] < code_bits["each position's histo
 assert code_bits["each position's histogram, per class"] < code_bits["uniform"]
 assert prior_scores["frechet"] < marginal_scores["frechet"]
 assert prior_scores["accuracy"] > marginal_scores["accuracy"]
+
+# %% [markdown]
+# **Why the dropout.** The same prior, trained the same way with `dropout=0`:
+
+# %%
+no_dropout = GPT(vocab_size=K, block_size=16, width=96, depth=3, heads=4, num_classes=10, dropout=0.0)
+fit(no_dropout, prior_loss, (codes_train, y16.to(device)), steps=PRIOR_STEPS, batch_size=PRIOR_BATCH, lr=2e-3,
+    warmup=50, weight_decay=0.1, device=device, desc="GPT prior, no dropout")
+fitting, histogram_bits = {}, code_bits["each position's histogram, per class"]
+for name, net in (("dropout 0.3", prior), ("no dropout", no_dropout)):
+    fitting[name] = (ar.bits_per_token(net, codes_train, y16.to(device)),
+                     ar.bits_per_token(net, codes_held, y16_test.to(device)))
+    print(f"{name:>12}: {fitting[name][0]:.3f} bits per code on the training digits, {fitting[name][1]:.3f} on "
+          f"held-out ones (histogram baseline: {histogram_bits:.3f})")
+assert fitting["no dropout"][0] < fitting["dropout 0.3"][0]  # it fits the training codes better...
+if not QUICK:  # (a short run has not had the time to learn the training codes by heart)
+    assert fitting["no dropout"][1] > fitting["dropout 0.3"][1]  # ...and, at the full budget, held-out ones worse
+
+# %% [markdown]
+# Without dropout the prior learns the training digits' codes far better and, at the full
+# budget, held-out digits' codes worse: with 1438 sequences it starts to memorise. Both
+# stay well below the histogram baseline. Held-out bits per code are what to watch (and
+# where to stop training); the training number alone would pick the memoriser.
+
+# %% [markdown]
+# **Two of three models give the third.** The prior is a class-conditional generative
+# model, $p(\text{codes} \mid y)$, and the label frequencies are $p(y)$; Bayes' rule turns
+# the two into a classifier, $p(y \mid \text{codes}) \propto p(\text{codes} \mid y)\, p(y)$,
+# with no classifier ever trained. Score each held-out digit's codes under all ten
+# labels and pick the most probable, then put it next to the judge, a CNN trained to read
+# digits from their pixels:
+
+# %%
+with torch.no_grad():
+    log_lik = torch.stack([ar.token_log_probs(prior, codes_held, torch.full((len(codes_held),), c, device=device))
+                           .sum(1).cpu() for c in range(10)], dim=1)  # log p(codes | y), (N, 10)
+log_p_y = torch.log(torch.bincount(y16, minlength=10).float() / len(y16))
+bayes = (log_lik + log_p_y).argmax(1)
+judge_reads = judge.predict(x16_test)
+bayes_acc, judge_acc = float((bayes == y16_test).float().mean()), float((judge_reads == y16_test).float().mean())
+agree = float((bayes == judge_reads).float().mean())
+print(f"held-out digits read correctly: Bayes' rule on the prior {100 * bayes_acc:.1f}%, the trained judge "
+      f"{100 * judge_acc:.1f}% (chance: 10%); the two agree on {100 * agree:.1f}% of the digits")
+assert bayes_acc > budget(full=0.85, quick=0.7) and agree > budget(full=0.85, quick=0.7) and judge_acc > bayes_acc
+
+# %% [markdown]
+# A model trained only to *generate* codes, turned around by Bayes' rule, reads most
+# held-out digits as the judge does. The judge is better: it was trained for exactly this
+# question on the pixels, while the prior spends its capacity on everything about a
+# digit's codes. Generative and discriminative models answer different questions, and
+# with the class-conditional model and $p(y)$ in hand the discriminative one comes free.
 
 # %% [markdown]
 # The prior beats both baselines on held-out codes, and its samples are digits where the

@@ -6,8 +6,8 @@ import torch
 
 from cs231n_gen import metrics
 from cs231n_gen.data import eight_gaussians
-from cs231n_gen.distillation import (guidance_distillation_loss, guided_velocity, progressive_loss, reflow_loss,
-                                     reflow_pairs, two_step_target)
+from cs231n_gen.distillation import (consistency_loss, consistency_sample, guidance_distillation_loss,
+                                     guided_velocity, progressive_loss, reflow_loss, reflow_pairs, two_step_target)
 from cs231n_gen.guidance import cfg_velocity
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.paths import rectified_flow_loss
@@ -92,6 +92,54 @@ def test_progressive_loss_uses_the_student_grid_and_is_zero_for_the_exact_studen
     assert set((times * steps).round().long().tolist()) <= {1, 2, 3, 4}
     assert torch.allclose(times * steps, (times * steps).round())
     assert len(set(times.tolist())) == steps  # every grid time drawn in a batch of 256
+
+
+def test_consistency_loss_is_zero_for_straight_paths_and_anchored_at_zero():
+    # A constant field has straight paths: f(x, t) = x - t c sends every point of one to the same end.
+    c = torch.tensor([0.5, -1.5])
+    const = lambda x, t: c.expand_as(x)  # noqa: E731
+    x = torch.randn(256, 2, generator=_g(11))
+    assert float(consistency_loss(const, const, x, _g(12), steps=4)) < 1e-10
+    assert float(consistency_loss(_curved, const, x, _g(12), steps=4)) > 0.1
+    # With one step the target is the teacher's own Euler step to 0, whatever the student does at t = 0.
+    student = lambda x, t: _curved(x, t) * (t[:, None] > 0) + 1e6 * (t[:, None] == 0)  # noqa: E731
+    assert float(consistency_loss(student, _curved, x, _g(13), steps=1)) < 1e-10
+
+
+def test_consistency_loss_trains_the_student_only():
+    student, teacher = TimeMLP(hidden=16, depth=1), TimeMLP(hidden=16, depth=1)
+    consistency_loss(student, teacher, torch.randn(64, 2, generator=_g(14)), _g(15), steps=4).backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_consistency_sample_jumps_then_renoises():
+    z = torch.randn(32, 2, generator=_g(16))
+    one = consistency_sample(_curved, z, 1)
+    assert torch.allclose(one, z - _curved(z, 1.0))
+    c = torch.tensor([0.5, -1.5])
+    const = lambda x, t: c.expand_as(x)  # noqa: E731
+    three = consistency_sample(const, z, 3, generator=_g(17))  # x_t = (1 - t) x + t z' jumps to (1 - t)(x) + t (z' - c)
+    assert torch.isfinite(three).all() and not torch.allclose(three, z - c)
+    with pytest.raises(ValueError, match="steps"):
+        consistency_sample(const, z, 0)
+
+
+def test_consistency_distillation_gives_a_one_step_sampler():
+    data = eight_gaussians()
+    torch.manual_seed(0)
+    teacher = TimeMLP(hidden=128, depth=2)
+    fit(teacher, rectified_flow_loss, data, steps=800, batch_size=256, lr=2e-3, progress=False)
+    student = copy.deepcopy(teacher)
+    fit(student, lambda m, b, g: consistency_loss(m, teacher, b, g, steps=4), data, steps=600, batch_size=256,
+        lr=1e-3, progress=False)
+    sets = metrics.evaluation_sets(data, n_sets=2, n_points=500, generator=_g(18))
+    with torch.no_grad():
+        teacher_one = metrics.wasserstein2_ratio([euler(teacher, z, 1) for z in sets["noise"]], sets["data"],
+                                                 sets["fresh"])
+        student_one = metrics.wasserstein2_ratio([consistency_sample(student, z, 1) for z in sets["noise"]],
+                                                 sets["data"], sets["fresh"])
+    assert student_one * 2 < teacher_one, (student_one, teacher_one)
 
 
 def test_guided_velocity_per_row_matches_cfg_row_by_row():

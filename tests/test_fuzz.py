@@ -66,6 +66,7 @@ from cs231n_gen import autoencoding  # noqa: E402
 from cs231n_gen import distillation  # noqa: E402
 from cs231n_gen import autoregressive  # noqa: E402
 from cs231n_gen.nn import gpt as nn_gpt, vq as nn_vq  # noqa: E402
+from cs231n_gen.nn import linear_vae  # noqa: E402
 
 PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
 
@@ -180,6 +181,8 @@ def specs(judge):
     G, D = gan_mlp.MLPGenerator(4, 2, 8, 1), gan_mlp.MLPDiscriminator(2, 8, 1)
     dcg, dcd = dcgan.DCGenerator(8, 16, 4), dcgan.DCDiscriminator(16, 4)
     gauss = gan_mlp.GaussianGenerator(2)
+    CG = gan_mlp.ConditionalMLPGenerator(3, noise_dim=4, out_dim=2, hidden=8, depth=1)
+    LV, X4 = linear_vae.LinearVAE(4, 2), torch.randn(16, 4, generator=_g(31))
     traj = torch.randn(4, 16, 2, generator=_g(5))
     times = schedules.time_grid(3)
     loss = lambda m, b, g: paths.rectified_flow_loss(m, b, g)  # noqa: E731
@@ -333,6 +336,17 @@ def specs(judge):
         "nn.gan_mlp.MLPGenerator.forward": (G, dict(z=torch.randn(5, 4, generator=_g()))),
         "nn.gan_mlp.MLPDiscriminator": (gan_mlp.MLPDiscriminator, dict(in_dim=2, hidden=8, depth=1)),
         "nn.gan_mlp.MLPDiscriminator.forward": (D, dict(x=X)),
+        "nn.gan_mlp.ConditionalMLPGenerator": (gan_mlp.ConditionalMLPGenerator,
+                                               dict(num_classes=3, noise_dim=4, out_dim=2, hidden=8, depth=1,
+                                                    class_probs=torch.tensor([0.2, 0.3, 0.5]))),
+        "nn.gan_mlp.ConditionalMLPGenerator.forward": (CG, dict(z=torch.randn(5, 5, generator=_g()))),
+        "nn.gan_mlp.ConditionalMLPGenerator.generate": (CG.generate, dict(noise=torch.randn(5, 4, generator=_g()),
+                                                                         y=torch.tensor([0, 1, 2, 0, 1]))),
+        "nn.linear_vae.LinearVAE": (linear_vae.LinearVAE, dict(data_dim=4, latent_dim=2)),
+        **{f"nn.linear_vae.LinearVAE.{m}": (getattr(LV, m), dict(x=X4))
+           for m in ("reconstruction", "kl", "elbo", "log_likelihood", "posterior", "encoder_distribution", "forward")},
+        "nn.linear_vae.LinearVAE.marginal": (LV.marginal, dict()),
+        "nn.linear_vae.ppca_log_likelihood": (linear_vae.ppca_log_likelihood, dict(x=X4, latent_dim=2)),
         "nn.gan_mlp.GaussianGenerator": (gan_mlp.GaussianGenerator, dict(dim=2, mean=0.5, std=2.0)),
         "nn.gan_mlp.GaussianGenerator.forward": (gauss, dict(z=Z)),
         "nn.gan_mlp.GaussianGenerator.log_prob": (gauss.log_prob, dict(x=X)),
@@ -393,6 +407,7 @@ def specs(judge):
         "image_metrics.frechet_distance": (image_metrics.frechet_distance, dict(features_a=X, features_b=Z)),
         "image_metrics.DigitJudge": (image_metrics.DigitJudge, dict(size=16, device="cpu", progress=False)),
         "image_metrics.DigitJudge.features": (judge.features, dict(images=IMG)),
+        "image_metrics.DigitJudge.predict": (judge.predict, dict(images=IMG)),
         "image_metrics.DigitJudge.evaluate": (judge.evaluate, dict(images=IMG, labels=torch.arange(6),
                                                                    min_fraction=0.1, confidence=0.5)),
         # figures
@@ -413,6 +428,11 @@ def specs(judge):
                                                               reference=X, lim=3.0, n_show=5)),
         "viz.step_axis": (viz.step_axis, dict(ax=_axes(), counts=[1, 2, 5], label="steps")),
         "viz.image_grid": (viz.image_grid, dict(ax=_axes(), images=IMG, per_row=3, title="t", pad=1)),
+        "viz.captioned_grid": (viz.captioned_grid, dict(ax=_axes(), images=IMG, captions=["a red circle"] * 6,
+                                                        per_row=3, wrap=10, fontsize=6.0)),
+        "viz.captioned_grid_aspect": (viz.captioned_grid_aspect, dict(captions=["a b c"] * 6, h=16, w=16, per_row=3,
+                                                                      wrap=10)),
+        "viz.label_columns": (viz.label_columns, dict(ax=_axes(), labels=["0", "1", "2"], tile=16, pad=1, title="t")),
         # widgets
         "widgets.player.FramePlayer": (widgets.FramePlayer, dict(n_frames=2, draw=lambda ax, i: ax.plot([0, i]),
                                                           label=lambda i: str(i), size=(1, 1), interval=100)),
@@ -618,6 +638,10 @@ def specs(judge):
                                                                             dt=0.25)),
         "distillation.progressive_loss": (distillation.progressive_loss, dict(student=unc, teacher=unc, x=X,
                                                                               generator=_g(), steps=4)),
+        "distillation.consistency_loss": (distillation.consistency_loss, dict(student=unc, teacher=unc, x=X,
+                                                                              generator=_g(), steps=4)),
+        "distillation.consistency_sample": (distillation.consistency_sample, dict(student=unc, z=Z, steps=2,
+                                                                                  generator=_g())),
         "distillation.guided_velocity": (distillation.guided_velocity, dict(model=cond, x_t=X, t=T, y=Y, w=2.0)),
         "distillation.guidance_distillation_loss": (distillation.guidance_distillation_loss,
                                                     dict(student=gcond, teacher=cond, x=X, y=Y, generator=_g(),
@@ -841,7 +865,7 @@ NOT_FUZZED = {
     "viz.scatter.color", "viz.scatter.title", "viz.class_scatter.title",
     "viz.plot_loss.label", "viz.step_axis.label", "viz.image_grid.title", "widgets.schedules.time_sampler_explorer.reference_label",
     "engine.Loop.desc", "paths.DiffusionPath.name", "widgets.player.static_strip.title",
-    "viz.code_map.title",
+    "viz.code_map.title", "viz.label_columns.title",
 }
 
 

@@ -187,3 +187,34 @@ def test_train_gan_nan_guard_and_bad_settings():
             gan.train_gan(G, D, ring, steps=2, device="cpu", progress=False, **kwargs)
     with pytest.raises(ValueError, match="z_dim"):
         gan.train_gan(torch.nn.Linear(2, 2), D, ring, steps=2, device="cpu", progress=False)
+
+
+def test_conditional_generator_draws_labels_from_class_probs_and_obeys_them():
+    from cs231n_gen.nn import ConditionalMLPGenerator
+
+    torch.manual_seed(0)
+    probs = torch.tensor([0.2, 0.3, 0.5])
+    g = ConditionalMLPGenerator(3, noise_dim=4, out_dim=2, hidden=8, depth=1, class_probs=probs)
+    z = torch.randn(30000, 5, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = g(z)
+    onehot = out[:, 2:]
+    assert torch.equal(onehot.sum(1), torch.ones(len(z)))
+    assert torch.allclose(onehot.mean(0), probs, atol=0.01)
+    y = onehot.argmax(1)
+    with torch.no_grad():
+        assert torch.allclose(out[:, :2], g.generate(z[:, :4], y))  # the pair is G(z, y) with its y
+        assert not torch.allclose(g.generate(z[:5, :4], torch.zeros(5, dtype=torch.long)),
+                                  g.generate(z[:5, :4], torch.full((5,), 2)))
+
+
+def test_conditional_generator_checks_its_settings():
+    from cs231n_gen.nn import ConditionalMLPGenerator
+
+    with pytest.raises(ValueError, match="class_probs"):
+        ConditionalMLPGenerator(3, class_probs=torch.tensor([0.5, 0.6, -0.1]))
+    with pytest.raises(ValueError, match="class_probs"):
+        ConditionalMLPGenerator(3, class_probs=torch.tensor([0.5, 0.5]))
+    g = ConditionalMLPGenerator(3, noise_dim=4)
+    with pytest.raises(ValueError, match="y"):
+        g.generate(torch.randn(2, 4), torch.tensor([0, 3]))

@@ -18,8 +18,9 @@ This test can. For every lecture that uses widgets it
    presses Enter (the image must change), then a word outside the vocabulary (a
    message must name it); where there are toggle buttons, picks the second one (the
    image must change);
-5. saves screenshots (the whole page, and each widget mid-animation) to a folder
-   printed at the end of the run.
+5. saves screenshots (the whole page, every widget after its slider moved, each widget
+   with a play button mid-animation, and every figure of the body) to a folder printed
+   at the end of the run.
 
 Each lecture's kernel is shut down as soon as its checks are done. An interrupt
 (SIGINT, or SIGTERM, which the test session turns into one) at any moment leaves no
@@ -285,6 +286,7 @@ def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
             for _ in range(3):
                 page.keyboard.press("ArrowRight")
             _wait_for_pixels(page, img.first, before, f"{notebook.name}: moving the slider of widget {k}")
+            out.screenshot(path=str(screenshot_dir / f"{notebook.stem}-widget{k}.png"))  # every widget, played or not
 
             # 5. Play animates (and a screenshot of it mid-animation for people to look at).
             play = out.locator(".widget-play button").first
@@ -296,6 +298,15 @@ def test_widgets_render_and_respond(notebook, browser, lab, screenshot_dir):
                 page.wait_for_timeout(1500)
                 out.screenshot(path=str(screenshot_dir / f"{notebook.stem}-widget{k}-playing.png"))
                 assert _image_pixels(img.first) != start, f"{notebook.name}: pressing play on widget {k} did nothing"
+
+        # 6. The body's figures, as the page draws them, for people to look at.
+        figures = page.locator('.jp-OutputArea-output[data-mime-type="image/png"] img')
+        for j in range(figures.count()):
+            figure = figures.nth(j)
+            figure.scroll_into_view_if_needed()
+            box = figure.bounding_box()
+            assert box and box["width"] > 50 and box["height"] > 50, f"{notebook.name}: figure {j} renders as {box}"
+            figure.screenshot(path=str(screenshot_dir / f"{notebook.stem}-figure{j:02d}.png"), animations="disabled")
     except Exception as err:
         if _interrupted():  # the interrupt closed the page under us: report the interrupt, not the page
             raise KeyboardInterrupt(f"stopped by signal {_interrupted()}") from err

@@ -24,7 +24,7 @@ def test_flow_player_scrubs_precomputed_frames():
     first = player.image.value
     assert first[:4] == b"\x89PNG"
     player.slider.value = 10  # what dragging does
-    assert player.image.value != first and player.caption.value == "t = 0.00"
+    assert player.image.value != first and player.caption.value == "t = 0.00: from 1 (noise) to 0 (data)"
     player.slider.value = 0
     assert player.image.value == first  # cached frame
     with pytest.raises(ValueError, match="times"):
@@ -38,7 +38,7 @@ def test_interpolation_explorer_moves_points():
     ex = widgets.interpolation_explorer(x, z, n_frames=5, static=False)
     before = ex.image.value
     ex.slider.value = 4
-    assert ex.image.value != before and ex.caption.value == "t = 1.00"
+    assert ex.image.value != before and ex.caption.value == "t = 1.00: from 0 (data) to 1 (noise)"
     with pytest.raises(ValueError, match="z"):
         widgets.interpolation_explorer(x, z[:10])
 
@@ -174,7 +174,10 @@ def test_decoder_comparison_and_guidance_samples_scrub_precomputed_frames():
     assert player.slider.max == 1 and player.image.value[:4] == b"\x89PNG"
     first = player.image.value
     player.slider.value = 1
-    assert player.image.value != first and real.captions[4] in player.caption.value
+    assert player.image.value != first and player.caption.value == "examples 5-8 of 8"
+    fig, ax = plt.subplots()
+    player._draw(ax, 1)  # the second frame names its four rows by their captions
+    assert [t.get_text().replace("\n", " ") for t in ax.get_yticklabels()] == real.captions[4:8]
     with pytest.raises(ValueError, match="plain must have the shape"):
         widgets.decoder_comparison(real.images, blurred[:3], real.images)
     with pytest.raises(ValueError, match="originals must be RGB"):
@@ -183,6 +186,9 @@ def test_decoder_comparison_and_guidance_samples_scrub_precomputed_frames():
     samples = widgets.guidance_samples([0.0, 1.0, 2.0], frames, ["circle", "square"], static=False)
     samples.slider.value = 2
     assert samples.caption.value.startswith("w = 2")
+    fig, ax = plt.subplots()
+    samples._draw(ax, 0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["circle", "square"]
     with pytest.raises(ValueError, match="names"):
         widgets.guidance_samples([0.0, 1.0, 2.0], frames, ["a", "b", "c"], static=False)
     with pytest.raises(ValueError, match="one frame per weight"):
@@ -248,7 +254,42 @@ def test_prompt_box_redraws_for_a_typed_prompt_and_shows_bad_words_as_a_message(
     before = player.image.value
     player.slider.value = 3
     assert player.slider.max == 3 and player.image.value != before and player.caption.value == "frame 4 of 4"
+    fig, ax = plt.subplots()
+    player._draw(ax, 0)  # every clip with the prompt that made it
+    assert sorted(t.get_text().replace("\n", " ") for t in ax.texts) == sorted(clips.captions)
     with pytest.raises(ValueError, match="captions"):
         widgets.clip_player(clips.videos, clips.captions[:2], static=False)
     with pytest.raises(ValueError, match="videos"):
         widgets.clip_player(clips.videos[0], clips.captions, static=False)
+
+
+def test_captioned_grid_and_column_labels_say_what_each_image_is():
+    images = torch.rand(5, 3, 8, 8) * 2 - 1
+    captions = ["a small red circle at the top left", "b", "c", "d", "a large blue square in the center"]
+    fig, ax = plt.subplots()
+    viz.captioned_grid(ax, images, captions, per_row=3, wrap=12)
+    assert [t.get_text().replace("\n", " ") for t in ax.texts] == captions
+    assert all(len(line) <= 12 for t in ax.texts for line in t.get_text().split("\n"))
+    assert viz.captioned_grid_aspect(captions, 8, 8, 3, wrap=12) > viz.captioned_grid_aspect(["x"] * 5, 8, 8, 3)
+    with pytest.raises(ValueError, match="captions"):
+        viz.captioned_grid(ax, images, captions[:4])
+    fig, ax = plt.subplots()
+    viz.image_grid(ax, images, per_row=5)
+    viz.label_columns(ax, list("01234"), tile=8, title="asked for")
+    assert [t.get_text() for t in ax.get_xticklabels()] == list("01234") and ax.get_xlabel() == "asked for"
+    centres = ax.get_xticks()
+    assert centres[0] == pytest.approx(1 + 3.5) and centres[1] - centres[0] == pytest.approx(9)
+
+
+def test_gan_snapshot_key_and_class_legend():
+    from cs231n_gen.gan import Snapshot
+
+    snap = Snapshot(5, torch.randn(50, 2), torch.rand(20, 20))
+    fig, ax = plt.subplots()
+    viz.plot_gan_snapshot(ax, snap, reference=torch.randn(30, 2), lim=3.0, key=True)
+    bar = fig.axes[-1]
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["0: fake", "1/2", "1: real"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["data", "G(z)"]
+    fig, ax = plt.subplots()
+    viz.class_scatter(ax, torch.randn(30, 2), torch.arange(30) % 3, legend=True)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["y = 0", "y = 1", "y = 2"]

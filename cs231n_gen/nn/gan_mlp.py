@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .._validate import check_generator, check_int, check_model_input, check_real, check_tensor
+from .._validate import check_generator, check_int, check_labels, check_model_input, check_real, check_tensor
 
 
 def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation) -> nn.Sequential:
@@ -87,3 +87,52 @@ class GaussianGenerator(nn.Module):
         generator = check_generator("generator", generator, self.mu.device)
         z = torch.randn(n, self.dim, generator=generator, device=self.mu.device)
         return self(z)
+
+
+class ConditionalMLPGenerator(nn.Module):
+    r"""G(z, y) of a conditional GAN, written as a generator of labelled pairs.
+
+    The conditional game (Mirza and Osindero 2014),
+
+        min_G max_D  E_{(x, y) ~ p_data}[log D(x, y)] + E_{z, y ~ p(y)}[log(1 - D(G(z, y), y))],
+
+    is the ordinary GAN game on pairs (x, y), with a generator that is *handed* its
+    label. So this module draws y itself from the last latent coordinate u ~ N(0, 1)
+    (y is the class whose slice of [0, 1] under ``class_probs`` holds Phi(u), so
+    y ~ class_probs) and returns ``[G(z, y), one_hot(y)]``: any GAN trainer, with an
+    :class:`MLPDiscriminator` over ``out_dim + num_classes`` inputs and data rows
+    ``[x, one_hot(y)]``, then trains a conditional GAN. :meth:`generate` asks for chosen
+    labels.
+    """
+
+    def __init__(self, num_classes: int, noise_dim: int = 16, out_dim: int = 2, hidden: int = 128,
+                 depth: int = 3, class_probs: torch.Tensor | None = None):
+        super().__init__()
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.noise_dim = check_int("noise_dim", noise_dim, minimum=1)
+        self.out_dim = check_int("out_dim", out_dim, minimum=1)
+        self.z_dim = self.noise_dim + 1  # the noise, then the coordinate that picks the label
+        if class_probs is None:
+            class_probs = torch.full((self.num_classes,), 1.0 / self.num_classes)
+        probs = check_tensor("class_probs", class_probs, ndim=1).float()
+        if probs.shape[0] != self.num_classes or bool((probs < 0).any()) or abs(float(probs.sum()) - 1) > 1e-4:
+            raise ValueError(f"class_probs must be {self.num_classes} non-negative numbers summing to 1, "
+                             f"got {class_probs!r}")
+        self.register_buffer("class_edges", probs.cumsum(0)[:-1].clone())
+        self.net = _mlp(self.noise_dim + self.num_classes, self.out_dim, check_int("hidden", hidden, minimum=1),
+                        check_int("depth", depth, minimum=1), nn.ReLU)
+
+    def generate(self, noise: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x = G(noise, y) for chosen labels: noise (n, noise_dim), y (n,) integers."""
+        noise = check_model_input("noise", noise, (None, self.noise_dim))
+        y = check_labels("y", y, noise.shape[0], self.num_classes, noise.device, rows_of="noise")
+        onehot = nn.functional.one_hot(y, self.num_classes).to(noise.dtype)
+        return self.net(torch.cat([noise, onehot], dim=1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """[G(z_noise, y), one_hot(y)] with y picked by z's last coordinate."""
+        z = check_model_input("z", z, (None, self.z_dim))
+        u = torch.special.ndtr(z[:, -1].contiguous())  # Phi(u): uniform on [0, 1]
+        y = torch.bucketize(u, self.class_edges.to(u.dtype), right=True)
+        onehot = nn.functional.one_hot(y, self.num_classes).to(z.dtype)
+        return torch.cat([self.net(torch.cat([z[:, :-1], onehot], dim=1)), onehot], dim=1)

@@ -7,7 +7,7 @@ from .distillation import SwitchPlayer
 from .player import static_strip
 
 
-def sampling_explorer(samples: dict, temperatures, per_row: int = 10, static: bool = True):
+def sampling_explorer(samples: dict, temperatures, per_row: int = 10, column_labels=None, static: bool = True):
     """Decoded samples of one prior, drawn at several temperatures and top-k cut-offs.
 
     Buttons pick the top-k setting, the slider (or play) walks through the temperatures.
@@ -17,6 +17,8 @@ def sampling_explorer(samples: dict, temperatures, per_row: int = 10, static: bo
             C, H, W) images in [-1, 1], drawn from the same labels in the same order.
         temperatures: the temperature of each frame, in order.
         per_row: images per row (one row per class when the labels are 0..9 in turn).
+        column_labels: optional ``per_row`` strings written over the columns (such as the
+            class each column was asked for).
         static: also draw every setting at the lowest, a middle and the highest temperature
             (the figure that stays in the notebook).
     """
@@ -33,9 +35,14 @@ def sampling_explorer(samples: dict, temperatures, per_row: int = 10, static: bo
         raise ValueError(f"samples must all be shaped ({len(temps)}, n, C, H, W) (one frame per temperature), "
                          f"got {sorted(shapes)}")
     names = list(sets)
+    if column_labels is not None and (not isinstance(column_labels, (list, tuple)) or len(column_labels) != per_row
+                                      or not all(isinstance(c, str) for c in column_labels)):
+        raise ValueError(f"column_labels must be a list of {per_row} strings (one per column), got {column_labels!r:.80}")
 
     def draw(ax, name, i):
         viz.image_grid(ax, sets[name][i], per_row=per_row, title=f"{name}, temperature {temps[i]:g}")
+        if column_labels is not None:  # what each column was asked for, along the top
+            viz.label_columns(ax, list(column_labels), sets[name].shape[-1], title="asked for")
 
     if static:
         at = sorted({0, len(temps) // 2, len(temps) - 1})

@@ -68,17 +68,19 @@ def reflow_player(trajectories: dict, times, reference=None, lim: float = 3.5, n
     def draw(ax, name, i, n_lines=n_paths):
         pts = trajs[name][:, :n_show]
         if ref is not None:
-            viz.scatter(ax, ref, color=viz.DATA, lim=lim, alpha=0.12, s=3)
+            viz.scatter(ax, ref, color=viz.DATA, lim=lim, alpha=0.12, s=3, label="data")
         if i > 0 and n_lines:
             seg = pts[:i + 1, :n_lines].numpy()
             ax.plot(seg[:, :, 0], seg[:, :, 1], color="k", alpha=0.45, lw=0.8)
-            viz.scatter(ax, pts[0, :n_lines], color=viz.NOISE, lim=lim, alpha=0.8, s=5)
-        viz.scatter(ax, pts[i], color=viz.MODEL, lim=lim, alpha=0.7, s=4)
-        ax.set_title(f"{name}, t = {float(times[i]):.2f}", fontsize=11)
+            ax.plot([], [], color="k", alpha=0.45, lw=0.8, label="paths so far")
+            viz.scatter(ax, pts[0, :n_lines], color=viz.NOISE, lim=lim, alpha=0.8, s=5, label="start (noise)")
+        viz.scatter(ax, pts[i], color=viz.MODEL, lim=lim, alpha=0.7, s=4, label="particles now")
+        ax.legend(fontsize=6.5, loc="lower left", markerscale=2.5, framealpha=0.8)
+        ax.set_title(f"{name}, t = {float(times[i]):.2f} (1 = noise, 0 = data)", fontsize=10)
 
     if static:
         at = (frames // 2, frames - 1)  # halfway, and the end
         static_strip(len(names), lambda ax, k: draw(ax, names[k % len(names)], at[k // len(names)]),
                      "The same noise through each flow: halfway (top), samples (bottom)",
                      panel_size=(3.4, 3.5), rows=2)
-    return SwitchPlayer(names, frames, draw, lambda i: f"t = {float(times[i]):.2f}")
+    return SwitchPlayer(names, frames, draw, lambda i: f"t = {float(times[i]):.2f}: from 1 (noise) to 0 (data)")

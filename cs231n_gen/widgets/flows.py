@@ -34,19 +34,21 @@ def flow_player(trajectory, times, reference=None, lim: float = 3.5, n_show: int
 
     def draw(ax, i):
         if ref is not None:
-            viz.scatter(ax, ref, color=viz.DATA, lim=lim, alpha=0.12, s=3)
+            viz.scatter(ax, ref, color=viz.DATA, lim=lim, alpha=0.12, s=3, label="data")
         if i > 0:  # a short tail shows where each particle came from
             j = max(0, i - 3)
             seg = pts[j:i + 1].numpy()
             ax.plot(seg[:, :200, 0], seg[:, :200, 1], color="k", alpha=0.25, lw=0.6)
-        viz.scatter(ax, pts[i], color=viz.MODEL, lim=lim, alpha=0.7, s=4)
-        ax.set_title(f"t = {float(ts[i]):.2f}", fontsize=11)
+            ax.plot([], [], color="k", alpha=0.4, lw=0.8, label="last steps")
+        viz.scatter(ax, pts[i], color=viz.MODEL, lim=lim, alpha=0.7, s=4, label="particles")
+        ax.legend(fontsize=7, loc="lower left", markerscale=2.5, framealpha=0.8)
+        ax.set_title(f"t = {float(ts[i]):.2f} (1 = noise, 0 = data)", fontsize=10)
 
     if static:
         viz.plot_snapshots(pts, ts, lim=lim, reference=ref,
                            title="Sampling: particles flow from noise (t = 1) to data (t = 0)")
         plt.show()
-    return FramePlayer(traj.shape[0], draw, lambda i: f"t = {float(ts[i]):.2f}")
+    return FramePlayer(traj.shape[0], draw, lambda i: f"t = {float(ts[i]):.2f}: from 1 (noise) to 0 (data)")
 
 
 def interpolation_explorer(x, z, n_frames: int = 21, lim: float = 3.5, n_pairs: int = 12, static: bool = True):
@@ -83,4 +85,4 @@ def interpolation_explorer(x, z, n_frames: int = 21, lim: float = 3.5, n_pairs: 
         static_strip(len(shown), lambda ax, k: viz.scatter(ax, (1 - shown[k]) * x + shown[k] * z, color=viz.MODEL,
                                                            lim=lim, title=f"t = {shown[k]:g}"),
                      "Corrupting data: x_t = (1 - t) x + t z", panel_size=(2.6, 2.8))
-    return FramePlayer(n_frames, draw, lambda i: f"t = {float(ts[i]):.2f}", interval=150)
+    return FramePlayer(n_frames, draw, lambda i: f"t = {float(ts[i]):.2f}: from 0 (data) to 1 (noise)", interval=150)

@@ -35,15 +35,15 @@ def gan_training_player(history, reference=None, lim: float = 3.5, n_show: int =
         return f"step {snaps[i].step}"
 
     def draw(ax, i):
-        viz.plot_gan_snapshot(ax, snaps[i], reference=ref, lim=lim, n_show=n_show,
-                              title=f"step {snaps[i].step}: blue = D says real, red = fake")
+        viz.plot_gan_snapshot(ax, snaps[i], reference=ref, lim=lim, n_show=n_show, key=True,
+                              title=f"step {snaps[i].step}")
 
     if static:
         picks = frame_picks(len(snaps))
         static_strip(len(picks), lambda ax, k: viz.plot_gan_snapshot(ax, snaps[picks[k]], reference=ref, lim=lim,
                                                                      n_show=n_show),
                      "The game over training: G's samples (orange), data (black), D(x) (blue = real, red = fake)")
-    return FramePlayer(len(snaps), draw, label, size=(4.4, 4.4), interval=250)
+    return FramePlayer(len(snaps), draw, label, size=(5.2, 4.4), interval=250)
 
 
 def latent_interpolation(generator_net, z0, z1, n_frames: int = 11, per_row: int | None = None, static: bool = True):

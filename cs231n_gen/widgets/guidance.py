@@ -14,7 +14,7 @@ def guidance_explorer(ws, samples, labels, reference=None, captions=None, lim: f
         ws: the guidance weights, one per frame (increasing).
         samples: (frames, n, 2) samples, ``samples[i]`` drawn with weight ``ws[i]``
             from the same starting noise, so a point can be followed across frames.
-        labels: (n,) the class each sample was asked to be (coloured by class).
+        labels: (n,) the class each sample was asked to be (coloured by class, with a key).
         reference: optional real data drawn faintly behind the samples.
         captions: optional strings, one per frame, shown next to the slider (scores).
     """
@@ -34,13 +34,13 @@ def guidance_explorer(ws, samples, labels, reference=None, captions=None, lim: f
     def label(i):
         return f"w = {ws[i]:g}" + (f": {captions[i]}" if captions is not None else "")
 
-    def draw(ax, i, size=4.0, title="guidance weight w = "):
+    def draw(ax, i, size=4.0, title="guidance weight w = ", legend=True):
         if ref is not None:
-            viz.scatter(ax, ref, color=viz.NOISE, lim=lim, alpha=0.15, s=size - 1)
-        viz.class_scatter(ax, pts[i], labels, lim=lim, s=size, alpha=0.6, title=f"{title}{ws[i]:g}")
+            viz.scatter(ax, ref, color=viz.NOISE, lim=lim, alpha=0.15, s=size - 1, label="real data")
+        viz.class_scatter(ax, pts[i], labels, lim=lim, s=size, alpha=0.6, title=f"{title}{ws[i]:g}", legend=legend)
 
     if static:
         picks = frame_picks(len(ws))
-        static_strip(len(picks), lambda ax, k: draw(ax, picks[k], size=2.0, title="w = "),
+        static_strip(len(picks), lambda ax, k: draw(ax, picks[k], size=2.0, title="w = ", legend=k == 0),
                      "Guided samples, coloured by the class asked for (grey: real data)", panel_size=(2.8, 3.0))
     return FramePlayer(len(ws), draw, label, size=(4.4, 4.4), interval=300)

@@ -1,6 +1,8 @@
 """Lecture 05, latent diffusion: two decoders on the same latents, samples as guidance grows."""
 from __future__ import annotations
 
+import textwrap
+
 import torch
 
 from .. import viz
@@ -26,7 +28,7 @@ def decoder_comparison(originals, plain, sharp, captions=None, per_frame: int = 
     Args:
         originals, plain, sharp: (n, 3, H, W) images in [-1, 1], row i of each from the
             same image (and the same latent for the two decoders).
-        captions: optional list of n captions (the first of each frame is shown).
+        captions: optional list of n captions, each drawn at the left of its row.
         per_frame: examples per frame.
     """
     static = check_bool("static", static)
@@ -45,20 +47,25 @@ def decoder_comparison(originals, plain, sharp, captions=None, per_frame: int = 
 
     def draw(ax, i, title=True):
         viz.image_grid(ax, stack(i), per_row=3, pad=2)
+        if captions is not None:  # each row's caption at its left
+            rows = range(i * per_frame, min(n, (i + 1) * per_frame))
+            side = originals.shape[-1] + 2
+            ax.set_yticks([(k + 0.5) * side for k in range(len(rows))],
+                          [textwrap.fill(captions[r], 18) for r in rows], fontsize=7)
+            ax.tick_params(axis="y", length=0)
         if title:
             ax.set_title("original | plain VAE | with patch critic", fontsize=9)
 
     def label(i):
         first = i * per_frame
-        return f"examples {first + 1}-{min(n, first + per_frame)} of {n}" + \
-            (f": {captions[first]}" if captions is not None else "")
+        return f"examples {first + 1}-{min(n, first + per_frame)} of {n}"
 
     if static:
         picks = frame_picks(frames, 3)
         static_strip(len(picks), lambda ax, k: draw(ax, picks[k]),
                      "The same latents through two decoders (columns: original, plain VAE, with patch critic)",
-                     panel_size=(2.6, 3.4))
-    return FramePlayer(frames, draw, label, size=(3.2, 4.2), interval=600)
+                     panel_size=(3.6, 3.4) if captions is not None else (2.6, 3.4))
+    return FramePlayer(frames, draw, label, size=(4.4, 4.2) if captions is not None else (3.2, 4.2), interval=600)
 
 
 def guidance_samples(ws, images, names, static: bool = True):
@@ -68,7 +75,7 @@ def guidance_samples(ws, images, names, static: bool = True):
         ws: the guidance weights, one per frame (increasing).
         images: (frames, n, 3, H, W) decoded samples; ``images[i]`` drawn with weight
             ``ws[i]`` from the same starting noise, one class per row.
-        names: one name per row (the class asked for), shown in the caption.
+        names: one name per row (the class asked for), written at the row's left.
     """
     static = check_bool("static", static)
     if not isinstance(ws, (list, tuple)) or len(ws) == 0:
@@ -83,15 +90,18 @@ def guidance_samples(ws, images, names, static: bool = True):
         raise ValueError(f"names must be a list of class names (strings) whose count divides n = {images.shape[1]}, "
                          f"got {names!r}")
     per_row = images.shape[1] // len(names)
+    side = images.shape[-1] + 2  # a tile and its padding, in pixels
 
     def draw(ax, i, title="guidance weight w = "):
         viz.image_grid(ax, images[i], per_row=per_row, pad=2, title=f"{title}{ws[i]:g}")
+        ax.set_yticks([2 + k * side + (side - 3) / 2 for k in range(len(names))], names, fontsize=8)
+        ax.tick_params(axis="y", length=0)
 
+    # Sized to the grid (a tile about 0.45 inch, room for the row names), not a fixed square.
+    width, height = 0.45 * per_row + 0.9, 0.45 * len(names) + 0.5
     if static:
         picks = frame_picks(len(ws), 4)
         rows = 2 if len(picks) == 4 else 1
         static_strip(len(picks) // rows, lambda ax, k: draw(ax, picks[k], title="w = "),
-                     f"Latent-diffusion samples, one row per class ({', '.join(names)})", panel_size=(5.0, 3.0),
-                     rows=rows)
-    return FramePlayer(len(ws), draw, lambda i: f"w = {ws[i]:g}, rows: {', '.join(names)}", size=(4.2, 4.2),
-                       interval=500)
+                     "Latent-diffusion samples, one row per class asked for", panel_size=(width, height), rows=rows)
+    return FramePlayer(len(ws), draw, lambda i: f"w = {ws[i]:g}", size=(width, height), interval=500)

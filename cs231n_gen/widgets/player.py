@@ -55,7 +55,7 @@ class FramePlayer:
                            description="play", layout=W.Layout(width="auto"))
         self.slider = W.IntSlider(min=0, max=n_frames - 1, step=1, value=0, readout=False,
                                   continuous_update=True, layout=W.Layout(width="320px"))
-        self.caption = W.Label(value=label(0))
+        self.caption = W.Label(value=label(0), layout=W.Layout(margin="0 0 0 18px"))  # clear of the handle
         W.jslink((self.play, "value"), (self.slider, "value"))
         self.slider.observe(self._on_change, names="value")
         self.widget = W.VBox([W.HBox([self.play, self.slider, self.caption]), self.image])

@@ -84,7 +84,7 @@ def clip_player(videos, captions, per_row: int = 4, static: bool = True):
 
     Args:
         videos: (n, T, 3, S, S) clips in [-1, 1] (a few: every clip is drawn in each frame).
-        captions: one caption per clip (the prompt it was made from), printed under the player.
+        captions: one caption per clip (the prompt it was made from), drawn under the clip.
         per_row: clips per row.
     """
     static = check_bool("static", static)
@@ -96,8 +96,8 @@ def clip_player(videos, captions, per_row: int = 4, static: bool = True):
         raise ValueError(f"captions must be a list of {n} strings (one per clip of videos), got {captions!r:.80}")
     per_row = check_int("per_row", per_row, minimum=1)
 
-    def draw(ax, i):
-        viz.image_grid(ax, videos[:, i], per_row=per_row, pad=2)
+    def draw(ax, i):  # every clip at frame i, with the prompt that made it underneath
+        viz.captioned_grid(ax, videos[:, i], list(captions), per_row=per_row, wrap=16)
 
     def label(i):
         return f"frame {i + 1} of {frames}"
@@ -109,5 +109,6 @@ def clip_player(videos, captions, per_row: int = 4, static: bool = True):
         ax.set_title("each row a clip, frames left to right", fontsize=9)
         fig.tight_layout()
         plt.show()
-    rows = -(-n // per_row)
-    return FramePlayer(frames, draw, label, size=(1.2 * min(n, per_row), 1.25 * rows + 0.2), interval=250)
+    width = 1.25 * min(n, per_row)
+    height = width * viz.captioned_grid_aspect(list(captions), videos.shape[-2], videos.shape[-1], per_row, wrap=16)
+    return FramePlayer(frames, draw, label, size=(width + 0.2, height + 0.2), interval=250)

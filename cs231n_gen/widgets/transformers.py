@@ -42,7 +42,7 @@ def token_grid(image, latent_shape, patch_sizes=(1, 2, 4, 8), static: bool = Tru
         n = (h // p) * (w // p)
         return f"patch {p}x{p}: {n} token{'s' if n > 1 else ''}{sep}of {p} * {p} * {c} = {p * p * c} numbers"
 
-    def draw(ax, i, title=True):
+    def draw(ax, i):
         p = sizes[i]
         viz.image_grid(ax, image[None], pad=0)
         step = p * down
@@ -56,11 +56,10 @@ def token_grid(image, latent_shape, patch_sizes=(1, 2, 4, 8), static: bool = Tru
                     ax.text(col * step + step / 2 - 0.5, r * step + step / 2 - 0.5, str(r * (w // p) + col),
                             color="white", ha="center", va="center", fontsize=max(6, 14 - h // p),
                             path_effects=[patheffects.withStroke(linewidth=2, foreground="black")])
-        if title:
-            ax.set_title(describe(p, sep="\n"), fontsize=9)
+        ax.set_title(describe(p, sep="\n"), fontsize=9)
 
     if static:
         static_strip(len(sizes), lambda ax, k: draw(ax, k),
                      "The same image as a sequence of tokens, numbered in sequence order", panel_size=(2.9, 3.1))
-    return FramePlayer(len(sizes), lambda ax, i: draw(ax, i, title=False), lambda i: describe(sizes[i]),
+    return FramePlayer(len(sizes), draw, lambda i: describe(sizes[i]),
                        size=(4.0, 4.0), interval=700)
