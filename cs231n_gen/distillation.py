@@ -186,7 +186,10 @@ def consistency_sample(student, z: torch.Tensor, steps: int = 1, generator: torc
     z = check_batch("z", z)
     steps = check_int("steps", steps, minimum=1)
     generator = check_generator("generator", generator, z.device)
-    x = _jump(student, z, torch.ones(len(z), device=z.device, dtype=z.dtype))
+    try:
+        x = _jump(student, z, torch.ones(len(z), device=z.device, dtype=z.dtype))
+    except ValueError as err:
+        raise ValueError(f"z must be a batch the student takes: {err}") from err
     for k in range(1, steps):
         t = torch.full((len(z),), 1 - k / steps, device=z.device, dtype=z.dtype)
         noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)

@@ -330,13 +330,18 @@ def image_grid(ax, images, per_row: int | None = None, title: str | None = None,
     return ax
 
 
+def _tile_centres(labels, tile: int, pad: int, what: str) -> list[float]:
+    """Pixel centres of the first len(labels) rows or columns of an :func:`image_grid` mosaic."""
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(t, str) for t in labels):
+        raise ValueError(f"labels must be a list of strings (one per {what}), got {labels!r:.80}")
+    tile, pad = check_int("tile", tile, minimum=1), check_int("pad", pad, minimum=0)
+    return [pad + k * (tile + pad) + (tile - 1) / 2 for k in range(len(labels))]
+
+
 def label_columns(ax, labels, tile: int, pad: int = 1, title: str | None = None) -> None:
     """Write ``labels`` over the columns of an :func:`image_grid` of ``tile``-pixel images."""
     check_axes("ax", ax)
-    if not isinstance(labels, (list, tuple)) or not all(isinstance(t, str) for t in labels):
-        raise ValueError(f"labels must be a list of strings (one per column), got {labels!r:.80}")
-    tile, pad = check_int("tile", tile, minimum=1), check_int("pad", pad, minimum=0)
-    ax.set_xticks([pad + k * (tile + pad) + (tile - 1) / 2 for k in range(len(labels))], labels, fontsize=7)
+    ax.set_xticks(_tile_centres(labels, tile, pad, "column"), labels, fontsize=7)
     ax.xaxis.tick_top()
     ax.tick_params(axis="x", length=0, pad=1)
     if title:
@@ -344,15 +349,26 @@ def label_columns(ax, labels, tile: int, pad: int = 1, title: str | None = None)
         ax.xaxis.set_label_position("top")
 
 
-def _caption_room(captions, h: int, w: int, wrap: int) -> tuple[float, float]:
-    """The gap between tiles and the height under each tile for its wrapped caption, in pixels."""
-    most_lines = max(len(textwrap.wrap(t, wrap) or [""]) for t in captions)
-    return 0.15 * w, 0.13 * h * most_lines + 0.08 * h
+def label_rows(ax, labels, tile: int, pad: int = 1, fontsize: float = 8) -> None:
+    """Write ``labels`` at the left of the rows of an :func:`image_grid` of ``tile``-pixel images."""
+    check_axes("ax", ax)
+    fontsize = check_real("fontsize", fontsize, minimum=0.0, strict_min=True)
+    ax.set_yticks(_tile_centres(labels, tile, pad, "row"), labels, fontsize=fontsize)
+    ax.tick_params(axis="y", length=0)
+
+
+def _caption_room(lines, h: int, w: int) -> tuple[float, float]:
+    """The gap between tiles and the height under each tile for its wrapped caption ``lines``, in pixels."""
+    return 0.15 * w, 0.13 * h * max(len(t) for t in lines) + 0.08 * h
 
 
 def captioned_grid_aspect(captions, h: int, w: int, per_row: int, wrap: int = 18) -> float:
     """Height / width of what :func:`captioned_grid` draws, to size a figure that fits it."""
-    gap, text_h = _caption_room(captions, h, w, wrap)
+    if not isinstance(captions, (list, tuple)) or not captions or not all(isinstance(t, str) for t in captions):
+        raise ValueError(f"captions must be a non-empty list of strings, got {captions!r:.80}")
+    h, w = check_int("h", h, minimum=1), check_int("w", w, minimum=1)
+    per_row, wrap = check_int("per_row", per_row, minimum=1), check_int("wrap", wrap, minimum=4)
+    gap, text_h = _caption_room([textwrap.wrap(t, wrap) or [""] for t in captions], h, w)
     ncol, rows = min(len(captions), per_row), -(-len(captions) // per_row)
     return rows * (h + gap + text_h) / (ncol * (w + gap) - gap)
 
@@ -365,11 +381,12 @@ def captioned_grid(ax, images, captions, per_row: int | None = None, wrap: int =
     if c not in (1, 3) or n < 1:
         raise ValueError(f"images must be at least one image with 1 or 3 channels, got shape {tuple(imgs.shape)}")
     if not isinstance(captions, (list, tuple)) or len(captions) != n or not all(isinstance(t, str) for t in captions):
-        raise ValueError(f"captions must be a list of {n} strings (one per image), got {captions!r:.80}")
+        raise ValueError(f"captions must be a list of {n} strings (one per image of images), got {captions!r:.80}")
     ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(n))), minimum=1)
     wrap = check_int("wrap", wrap, minimum=4)
+    fontsize = check_real("fontsize", fontsize, minimum=0.0, strict_min=True)
     lines = [textwrap.wrap(t, wrap) or [""] for t in captions]
-    gap, text_h = _caption_room(captions, h, w, wrap)
+    gap, text_h = _caption_room(lines, h, w)
     for k in range(n):
         r, col = divmod(k, ncol)
         x0, y0 = col * (w + gap), r * (h + gap + text_h)

@@ -433,6 +433,7 @@ def specs(judge):
         "viz.captioned_grid_aspect": (viz.captioned_grid_aspect, dict(captions=["a b c"] * 6, h=16, w=16, per_row=3,
                                                                       wrap=10)),
         "viz.label_columns": (viz.label_columns, dict(ax=_axes(), labels=["0", "1", "2"], tile=16, pad=1, title="t")),
+        "viz.label_rows": (viz.label_rows, dict(ax=_axes(), labels=["a", "b"], tile=16, pad=1, fontsize=8.0)),
         # widgets
         "widgets.player.FramePlayer": (widgets.FramePlayer, dict(n_frames=2, draw=lambda ax, i: ax.plot([0, i]),
                                                           label=lambda i: str(i), size=(1, 1), interval=100)),

@@ -51,7 +51,10 @@ class LinearVAE(nn.Module):
         self.log_noise = nn.Parameter(torch.zeros(()))  # log sigma^2
 
     def _x(self, x):
-        return check_model_input("x", x, (None, self.data_dim))
+        x = check_model_input("x", x, (None, self.data_dim))
+        if x.shape[0] < 1:
+            raise ValueError(f"x must hold at least one row, got shape {tuple(x.shape)}")
+        return x
 
     def reconstruction(self, x: torch.Tensor) -> torch.Tensor:
         """E_q[log p(x | z)] per example, in closed form (no sampling)."""

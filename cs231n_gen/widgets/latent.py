@@ -37,7 +37,8 @@ def decoder_comparison(originals, plain, sharp, captions=None, per_frame: int = 
     sharp = _rgb("sharp", sharp, originals)
     per_frame = check_int("per_frame", per_frame, minimum=1)
     n = originals.shape[0]
-    if captions is not None and (not isinstance(captions, (list, tuple)) or len(captions) != n):
+    if captions is not None and (not isinstance(captions, (list, tuple)) or len(captions) != n
+                                 or not all(isinstance(c, str) for c in captions)):
         raise ValueError(f"captions must be a list of {n} strings (one per image), got {captions!r:.80}")
     frames = max(1, n // per_frame)
 
@@ -49,10 +50,7 @@ def decoder_comparison(originals, plain, sharp, captions=None, per_frame: int = 
         viz.image_grid(ax, stack(i), per_row=3, pad=2)
         if captions is not None:  # each row's caption at its left
             rows = range(i * per_frame, min(n, (i + 1) * per_frame))
-            side = originals.shape[-1] + 2
-            ax.set_yticks([(k + 0.5) * side for k in range(len(rows))],
-                          [textwrap.fill(captions[r], 18) for r in rows], fontsize=7)
-            ax.tick_params(axis="y", length=0)
+            viz.label_rows(ax, [textwrap.fill(captions[r], 18) for r in rows], originals.shape[-1], pad=2, fontsize=7)
         if title:
             ax.set_title("original | plain VAE | with patch critic", fontsize=9)
 
@@ -90,12 +88,10 @@ def guidance_samples(ws, images, names, static: bool = True):
         raise ValueError(f"names must be a list of class names (strings) whose count divides n = {images.shape[1]}, "
                          f"got {names!r}")
     per_row = images.shape[1] // len(names)
-    side = images.shape[-1] + 2  # a tile and its padding, in pixels
 
     def draw(ax, i, title="guidance weight w = "):
         viz.image_grid(ax, images[i], per_row=per_row, pad=2, title=f"{title}{ws[i]:g}")
-        ax.set_yticks([2 + k * side + (side - 3) / 2 for k in range(len(names))], names, fontsize=8)
-        ax.tick_params(axis="y", length=0)
+        viz.label_rows(ax, list(names), images.shape[-1], pad=2)
 
     # Sized to the grid (a tile about 0.45 inch, room for the row names), not a fixed square.
     width, height = 0.45 * per_row + 0.9, 0.45 * len(names) + 0.5

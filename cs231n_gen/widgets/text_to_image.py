@@ -105,7 +105,7 @@ def clip_player(videos, captions, per_row: int = 4, static: bool = True):
     if static:  # every clip as a row of frames
         fig, ax = plt.subplots(figsize=(min(1.0 * frames, 12) + 2.5, 1.1 * n + 0.4))
         viz.image_grid(ax, videos.flatten(0, 1), per_row=frames, pad=2)
-        ax.set_yticks([(k + 0.5) * (videos.shape[-1] + 2) for k in range(n)], captions, fontsize=8)
+        viz.label_rows(ax, list(captions), videos.shape[-1], pad=2)
         ax.set_title("each row a clip, frames left to right", fontsize=9)
         fig.tight_layout()
         plt.show()
