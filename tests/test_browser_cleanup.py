@@ -46,6 +46,16 @@ def _sleepy_notebook(folder: Path) -> Path:
     return path
 
 
+def _interruptible() -> None:
+    """In the child, before Python starts: SIGINT back to its default.
+
+    A suite started as a background job (``cmd &`` in a script, nohup) inherits SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler: the run under test
+    would shrug off the very signal this file sends it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _tagged(tag: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
@@ -111,7 +121,7 @@ def test_interrupted_browser_test_leaves_nothing_behind(signum, to_group, moment
         run = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                 "-k", "render_and_respond", str(HERE / "test_widgets_in_browser.py")],
                                cwd=HERE.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_interruptible)
     try:
         _wait_for(moment, run, marker, log)
         if to_group:
