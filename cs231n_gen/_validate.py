@@ -395,6 +395,15 @@ def check_file_path(name: str, value):
     return Path(value)
 
 
+def check_strings(name: str, value, n: int | None = None, of: str = "") -> list[str]:
+    """A list or tuple of strings (``n`` of them when given; at least one), as a list."""
+    count = f"{n} " if n is not None else ""
+    if not isinstance(value, (list, tuple)) or not value or (n is not None and len(value) != n) \
+            or not all(isinstance(t, str) for t in value):
+        raise ValueError(f"{name} must be a list of {count}strings{f' ({of})' if of else ''}, got {value!r:.80}")
+    return list(value)
+
+
 def check_text(name: str, value) -> str:
     """``value`` if it is a str, else a ValueError."""
     if not isinstance(value, str):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ._validate import (check_axes, check_bool, check_callable, check_int, check_labels, check_mixture, check_points,
-                        check_real, check_tensor)
+                        check_real, check_strings, check_tensor)
 from .runtime import device_of
 
 DATA = "#1f77b4"
@@ -332,8 +332,7 @@ def image_grid(ax, images, per_row: int | None = None, title: str | None = None,
 
 def _tile_centres(labels, tile: int, pad: int, what: str) -> list[float]:
     """Pixel centres of the first len(labels) rows or columns of an :func:`image_grid` mosaic."""
-    if not isinstance(labels, (list, tuple)) or not all(isinstance(t, str) for t in labels):
-        raise ValueError(f"labels must be a list of strings (one per {what}), got {labels!r:.80}")
+    labels = check_strings("labels", labels, of=f"one per {what}")
     tile, pad = check_int("tile", tile, minimum=1), check_int("pad", pad, minimum=0)
     return [pad + k * (tile + pad) + (tile - 1) / 2 for k in range(len(labels))]
 
@@ -364,8 +363,7 @@ def _caption_room(lines, h: int, w: int) -> tuple[float, float]:
 
 def captioned_grid_aspect(captions, h: int, w: int, per_row: int, wrap: int = 18) -> float:
     """Height / width of what :func:`captioned_grid` draws, to size a figure that fits it."""
-    if not isinstance(captions, (list, tuple)) or not captions or not all(isinstance(t, str) for t in captions):
-        raise ValueError(f"captions must be a non-empty list of strings, got {captions!r:.80}")
+    captions = check_strings("captions", captions)
     h, w = check_int("h", h, minimum=1), check_int("w", w, minimum=1)
     per_row, wrap = check_int("per_row", per_row, minimum=1), check_int("wrap", wrap, minimum=4)
     gap, text_h = _caption_room([textwrap.wrap(t, wrap) or [""] for t in captions], h, w)
@@ -380,8 +378,7 @@ def captioned_grid(ax, images, captions, per_row: int | None = None, wrap: int =
     n, c, h, w = imgs.shape
     if c not in (1, 3) or n < 1:
         raise ValueError(f"images must be at least one image with 1 or 3 channels, got shape {tuple(imgs.shape)}")
-    if not isinstance(captions, (list, tuple)) or len(captions) != n or not all(isinstance(t, str) for t in captions):
-        raise ValueError(f"captions must be a list of {n} strings (one per image of images), got {captions!r:.80}")
+    captions = check_strings("captions", captions, n, of="one per image of images")
     ncol = check_int("per_row", per_row if per_row is not None else int(np.ceil(np.sqrt(n))), minimum=1)
     wrap = check_int("wrap", wrap, minimum=4)
     fontsize = check_real("fontsize", fontsize, minimum=0.0, strict_min=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import viz
-from .._validate import check_bool, check_int, check_real, check_tensor
+from .._validate import check_bool, check_int, check_real, check_strings, check_tensor
 from .distillation import SwitchPlayer
 from .player import static_strip
 
@@ -35,14 +35,13 @@ def sampling_explorer(samples: dict, temperatures, per_row: int = 10, column_lab
         raise ValueError(f"samples must all be shaped ({len(temps)}, n, C, H, W) (one frame per temperature), "
                          f"got {sorted(shapes)}")
     names = list(sets)
-    if column_labels is not None and (not isinstance(column_labels, (list, tuple)) or len(column_labels) != per_row
-                                      or not all(isinstance(c, str) for c in column_labels)):
-        raise ValueError(f"column_labels must be a list of {per_row} strings (one per column), got {column_labels!r:.80}")
+    if column_labels is not None:
+        column_labels = check_strings("column_labels", column_labels, per_row, of="one per column")
 
     def draw(ax, name, i):
         viz.image_grid(ax, sets[name][i], per_row=per_row, title=f"{name}, temperature {temps[i]:g}")
         if column_labels is not None:  # what each column was asked for, along the top
-            viz.label_columns(ax, list(column_labels), sets[name].shape[-1], title="asked for")
+            viz.label_columns(ax, column_labels, sets[name].shape[-1], title="asked for")
 
     if static:
         at = sorted({0, len(temps) // 2, len(temps) - 1})

@@ -6,7 +6,7 @@ import textwrap
 import torch
 
 from .. import viz
-from .._validate import check_bool, check_int, check_real, check_tensor
+from .._validate import check_bool, check_int, check_real, check_strings, check_tensor
 from .player import FramePlayer, frame_picks, static_strip
 
 
@@ -37,9 +37,8 @@ def decoder_comparison(originals, plain, sharp, captions=None, per_frame: int = 
     sharp = _rgb("sharp", sharp, originals)
     per_frame = check_int("per_frame", per_frame, minimum=1)
     n = originals.shape[0]
-    if captions is not None and (not isinstance(captions, (list, tuple)) or len(captions) != n
-                                 or not all(isinstance(c, str) for c in captions)):
-        raise ValueError(f"captions must be a list of {n} strings (one per image), got {captions!r:.80}")
+    if captions is not None:
+        captions = check_strings("captions", captions, n, of="one per image")
     frames = max(1, n // per_frame)
 
     def stack(i):  # rows: examples; columns: original, plain, sharp
