@@ -143,6 +143,7 @@ class AutoencoderHistory:
     seconds: float = 0.0
     steps_run: int = 0
     cached: bool = False
+    shipped: bool = False
 
     COLUMNS = ("mse", "kl", "gan", "critic", "weight")
 
@@ -184,6 +185,7 @@ def train_autoencoder(
     log_every: int = 25,
     desc: str = "autoencoder",
     cache: bool | None = None,
+    shipped: str | None = None,
 ) -> AutoencoderHistory:
     """Train ``vae`` (a :class:`~cs231n_gen.nn.autoencoder.VAE`) on ``images`` with the engine.
 
@@ -203,7 +205,7 @@ def train_autoencoder(
         train_encoder: False freezes the encoder (only the decoder learns, from the
             same latents: how a second decoder is fitted to a frozen encoder).
         seed: seeds the batches and the latent draws.
-        checkpoint, checkpoint_every, resume, progress, log_every, desc, cache: as for
+        checkpoint, checkpoint_every, resume, progress, log_every, desc, cache, shipped: as for
             :func:`cs231n_gen.train.fit` (the engine's plumbing).
 
     Returns an :class:`AutoencoderHistory`.
@@ -226,7 +228,8 @@ def train_autoencoder(
                                  disc_weight=disc_weight, disc_start=disc_start, disc_lr=disc_lr,
                                  train_encoder=train_encoder, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache)
+                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache,
+                shipped=shipped)
     device = check_device("device", device) or get_device()
 
     vae.to(device)
@@ -292,13 +295,14 @@ def train_autoencoder(
     for m in modules.values():
         m.train()
     try:
-        inputs = cache_inputs(state, device, images=images) if loop.cache else None
+        inputs = cache_inputs(state, device, images=images) if loop.cache or loop.shipped else None
         stats = run(step, state, loop, kind="autoencoder", settings=settings, record=record, describe=describe,
                     inputs=inputs,
                     history_state=(lambda: {k: getattr(history, k) for k in AutoencoderHistory.COLUMNS},
                                    set_history),
                     postfix=lambda rows: {"mse": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
         history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
+        history.shipped = stats.shipped
     finally:
         for m in modules.values():
             m.eval()

@@ -58,6 +58,9 @@ class Loop:
         desc: the progress bar's label.
         cache: reuse a finished run with the same inputs from the cache (and store this
             one there); ignored when ``checkpoint`` is given.
+        shipped: the name of the course's trained model this run makes
+            (:mod:`cs231n_gen.pretrained`): depending on the mode it trains, loads the
+            shipped model after a few exercise steps, or builds it.
     """
 
     steps: int
@@ -68,6 +71,7 @@ class Loop:
     progress: bool = True
     desc: str = "training"
     cache: bool = False
+    shipped: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "steps", check_int("steps", self.steps, minimum=1))
@@ -88,6 +92,10 @@ class Loop:
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.desc, str):
             raise ValueError(f"desc must be a string, got {self.desc!r}")
+        if self.shipped is not None:
+            from .pretrained import _check_name
+
+            _check_name(self.shipped)
 
 
 @dataclass
@@ -104,14 +112,15 @@ class Trainable:
 class RunStats:
     """``start``: the step training began at (after a resume); ``steps_run`` in this call; ``seconds``.
 
-    ``cached``: the run was loaded from the cache; ``steps_run`` and ``seconds`` are then
-    those of the run that was cached.
+    ``cached``: the run was loaded from the cache or from the shipped models
+    (``shipped``); ``steps_run`` and ``seconds`` are then those of the run that was saved.
     """
 
     start: int
     steps_run: int
     seconds: float
     cached: bool = False
+    shipped: bool = False
 
 
 # ------------------------------------------------------------------ settings and their checks
@@ -222,13 +231,13 @@ def _read_checkpoint(path: Path, kind: str, settings: dict) -> dict:
     return state
 
 
-def _restore(state: Trainable, saved: dict, path: Path, optimizers: bool = True) -> None:
+def _restore(state: Trainable, saved: dict, path: Path, optimizers: bool = True, generators: bool = True) -> None:
     try:
         for name, m in state.modules.items():
             m.load_state_dict(saved["modules"][name])
         for name, opt in state.optimizers.items() if optimizers else ():
             opt.load_state_dict(saved["optimizers"][name])
-        for name, g in state.generators.items():
+        for name, g in state.generators.items() if generators else ():
             g.set_state(saved["generators"][name].cpu())
         _set_global_rng(saved["global_rng"])
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
@@ -242,12 +251,16 @@ def _restore(state: Trainable, saved: dict, path: Path, optimizers: bool = True)
 # ------------------------------------------------------------------------- the run cache
 def cache_inputs(state: Trainable, device, **parts) -> dict | None:
     """Fingerprints of what a run starts from: the modules' initial state, the trainer's
-    and torch's global random state, the device, and ``parts`` (data, loss function...).
-    None (with one printed line) when one of them cannot be fingerprinted."""
+    and torch's global random state (CPU and CUDA apart), the device, and ``parts``
+    (data, loss function...). None (with one printed line) when one of them cannot be
+    fingerprinted."""
+    rng = _global_rng()
     try:
         return {"device": torch.device(device).type, "modules": fingerprint(state.modules),
                 "generators": fingerprint({k: g.get_state() for k, g in state.generators.items()}),
-                "global_rng": fingerprint(_global_rng()), **{k: fingerprint(v) for k, v in parts.items()}}
+                "global_rng": fingerprint(rng["cpu"]),
+                **({"cuda_rng": fingerprint(rng["cuda"])} if "cuda" in rng else {}),
+                **{k: fingerprint(v) for k, v in parts.items()}}
     except NotFingerprintable as err:
         print(f"cs231n_gen: this run is not cached: {err}")
         return None
@@ -299,13 +312,19 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
             checkpoint), a finished run with the same kind, settings, inputs and library
             code (:func:`~cs231n_gen.fingerprint.code_version`) is loaded from the cache
             instead of trained: modules, random state and history, as if it had just run.
+            With ``loop.shipped`` the inputs are required: they make the recipe
+            (:func:`cs231n_gen.pretrained._recipe`) the shipped model is checked against.
     """
     settings = plain(settings)
     path = loop.checkpoint
     start = 0
+    stop = loop.steps
     saved_at = None
     cache_key = None
-    if loop.cache and path is None and inputs is not None:
+    shipped = _Shipped(loop, kind, settings, inputs) if loop.shipped is not None else None
+    if shipped is not None and shipped.payload is not None:
+        path, stop = None, shipped.exercise_steps
+    if loop.cache and path is None and inputs is not None and (shipped is None or shipped.mode == "train"):
         cache_key = (f"run_{kind}", {"kind": kind, "settings": settings, "inputs": inputs, "code": code_version()})
         cached = cache.load(*cache_key, verify=lambda saved: _cache_problem(saved, kind, settings, state))
         if cached is not None:
@@ -318,7 +337,7 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
                       f"{stats['seconds']:.1f} s; pass cache=False to train again)")
             return RunStats(start=loop.steps, steps_run=int(stats["steps_run"]), seconds=float(stats["seconds"]),
                             cached=True)
-    if path is not None and loop.resume and path.exists():
+    if path is not None and loop.resume and path.exists() and stop == loop.steps:
         saved = _read_checkpoint(path, kind, settings)
         _restore(state, saved, path)
         if history_state is not None:
@@ -346,10 +365,11 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
                 "history": history_state[0]() if history_state is not None else None}
 
     bar = None
-    if loop.progress and start < loop.steps:
+    if loop.progress and start < stop:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=loop.steps, initial=start, desc=loop.desc, mininterval=0.5, leave=True)
+        desc = loop.desc if stop == loop.steps else f"{loop.desc} ({stop} steps to exercise the loop)"
+        bar = tqdm(total=stop, initial=start, desc=desc, mininterval=0.5, leave=True)
 
     pending: list[tuple[int, torch.Tensor]] = []
 
@@ -378,7 +398,7 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
     steps_run = 0
     t0 = time.perf_counter()
     try:
-        for i in range(start, loop.steps):
+        for i in range(start, stop):
             try:
                 row = step(i)
             except TrainingDivergedError as err:
@@ -387,7 +407,7 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
             steps_run += 1
             if row is not None:
                 pending.append((done, row.detach().reshape(-1)))
-            if done % loop.log_every == 0 or done == loop.steps:
+            if done % loop.log_every == 0 or done == stop:
                 flush()
             if loop.checkpoint_every is not None and done % loop.checkpoint_every == 0:
                 flush()
@@ -399,10 +419,74 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
         seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
+    if shipped is not None and shipped.payload is not None:
+        return shipped.install(state, history_state, loop)
+    result = {**payload(loop.steps, optimizers=False), "stats": {"steps_run": steps_run, "seconds": seconds}}
     if cache_key is not None and _all_finite(_state_tensors(state)):
-        cache.store(*cache_key, {**payload(loop.steps, optimizers=False),
-                                 "stats": {"steps_run": steps_run, "seconds": seconds}})
+        cache.store(*cache_key, result)
+    if shipped is not None and shipped.mode == "build":
+        shipped.write(result, state)
     return RunStats(start=start, steps_run=steps_run, seconds=seconds)
+
+
+class _Shipped:
+    """A run with ``shipped=name``: what the mode makes of it (see :mod:`cs231n_gen.pretrained`)."""
+
+    def __init__(self, loop: Loop, kind: str, settings: dict, inputs: dict | None):
+        from . import pretrained
+
+        self.name = loop.shipped
+        if inputs is None:
+            raise ValueError(f"shipped={self.name!r}: this run's inputs cannot be fingerprinted (see the line "
+                             "above), so no shipped model can be checked against them")
+        self.recipe = pretrained._recipe(kind, settings, inputs)
+        self.mode = pretrained.mode()
+        self.payload = self.manifest = None
+        self.exercise_steps = 0
+        if self.mode == "load" or (self.mode == "build" and pretrained._shared_in_this_build(self.name, self.recipe)):
+            self.payload, self.manifest = pretrained._fetch(self.name, self.recipe, inputs.get("device", "cpu"))
+            if self.mode == "load":
+                self.exercise_steps = min(pretrained.EXERCISE_STEPS, loop.steps)
+        elif self.mode == "train" and loop.progress:
+            print(f"{loop.desc}: training from scratch, {loop.steps} steps (start_lecture(pretrained=True) "
+                  f"loads the course's trained model {self.name!r} instead)")
+
+    def install(self, state: Trainable, history_state, loop: Loop) -> RunStats:
+        """Put the shipped weights, history and random state in place of the exercise run's."""
+        from . import pretrained
+
+        for name, module in state.modules.items():
+            try:
+                module.load_state_dict(self.payload["modules"][name])
+            except (KeyError, RuntimeError) as err:
+                raise pretrained.ShippedModelError(
+                    f"the shipped model {self.name!r} no longer loads into {type(module).__name__} "
+                    f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                    f"{pretrained._rebuild_hint(self.manifest)}") from None
+        _set_global_rng(self.payload["global_rng"])
+        if history_state is not None:
+            history_state[1](self.payload["history"])
+        stats, built = self.payload["stats"], self.manifest.get("built", {})
+        if self.mode == "build":
+            pretrained._adopt(self.name)
+        elif loop.progress:
+            why = "quick mode" if pretrained._choice is None else "start_lecture(pretrained=True)"
+            print(f"{loop.desc}: loaded the course's trained model {self.name!r} ({loop.steps} steps, "
+                  f"{float(stats['seconds']):.0f} s on {built.get('device', '?')} when built); {why} trained "
+                  f"only {self.exercise_steps} steps here to exercise the loop (start_lecture(pretrained=False) "
+                  "trains it all)")
+        return RunStats(start=loop.steps, steps_run=int(stats["steps_run"]), seconds=float(stats["seconds"]),
+                        cached=True, shipped=True)
+
+    def write(self, result: dict, state: Trainable) -> None:
+        from . import pretrained
+
+        if not _all_finite(_state_tensors(state)):
+            raise TrainingDivergedError(f"shipped model {self.name!r}: the parameters are not finite")
+        device = next((p.device.type for m in state.modules.values() for p in m.parameters()), "cpu")
+        where = pretrained._write(self.name, self.recipe, result, built={
+            "device": device, "steps": result["step"], "seconds": round(result["stats"]["seconds"], 1)})
+        print(f"built shipped model {self.name!r}: {where}")
 
 
 # ------------------------------------------------------------------ shared trainer helpers

@@ -231,7 +231,8 @@ class GANHistory:
     are the mean D(x) on real and generated batches; ``g_grad`` is the norm of the
     generator's gradient (all parameters) at that step; ``snapshots`` holds
     :class:`Snapshot` objects every ``snapshot_every`` steps (and at step 0).
-    ``cached``: loaded from the cache (``seconds`` and ``steps_run`` are the cached run's).
+    ``cached``: loaded from the cache (``seconds`` and ``steps_run`` are the cached run's);
+    ``shipped``: it is the course's shipped trained model (:mod:`cs231n_gen.pretrained`).
     """
 
     step: list = field(default_factory=list)
@@ -246,6 +247,7 @@ class GANHistory:
     seconds: float = 0.0
     steps_run: int = 0
     cached: bool = False
+    shipped: bool = False
 
     @property
     def steps(self) -> int:
@@ -330,6 +332,7 @@ def train_gan(
     log_every: int = 50,
     desc: str = "GAN",
     cache: bool | None = None,
+    shipped: str | None = None,
 ) -> GANHistory:
     """Alternating gradient updates: ``d_steps`` D ascents on V, then one G step.
 
@@ -359,6 +362,8 @@ def train_gan(
         log_every: steps between host syncs (progress, NaN check, history entries).
         cache: reuse a finished run with the same inputs from the cache, as in
             :func:`~cs231n_gen.train.fit` (None: on in a lecture, off otherwise).
+        shipped: the name of the course's trained model this call makes, as in
+            :func:`~cs231n_gen.train.fit`.
 
     Returns:
         A :class:`GANHistory`. Raises :class:`~cs231n_gen.train.TrainingDivergedError`
@@ -372,7 +377,8 @@ def train_gan(
                          d_steps=d_steps, d_warmup=d_warmup, train_generator=train_generator, g_loss=g_loss,
                          r1_gamma=r1_gamma, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache)
+                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache,
+                shipped=shipped)
     if snapshot_every is not None:
         snapshot_every = check_int("snapshot_every", snapshot_every, minimum=1)
     snapshot_n = check_int("snapshot_n", snapshot_n, minimum=1)
@@ -505,12 +511,13 @@ def train_gan(
     G.train()
     D.train()
     try:
-        inputs = cache_inputs(state, device, data=data) if loop.cache else None
+        inputs = cache_inputs(state, device, data=data) if loop.cache or loop.shipped else None
         stats = run(step, state, loop, kind="gan", settings=settings, record=record, describe=describe, inputs=inputs,
                     history_state=(get_history, set_history), on_start=on_start,
                     postfix=lambda rows: {"V": f"{-rows[-1][0]:.3f}", "D_real": f"{rows[-1][2]:.2f}",
                                           "D_fake": f"{rows[-1][3]:.2f}"})
         history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
+        history.shipped = stats.shipped
     finally:
         D.requires_grad_(True)
         G.eval()

@@ -89,7 +89,8 @@ def caching_runs() -> bool:
     return _lecture_caches_runs and os.environ.get(CACHE_RUNS_ENV, "1").strip() != "0"
 
 
-def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True) -> tuple[torch.device, bool]:
+def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True,
+                  pretrained: bool | None = None) -> tuple[torch.device, bool]:
     """Everything a lecture's first cell does, in one call: returns ``(device, QUICK)``.
 
     Picks the device (:func:`get_device`, ``device`` forces one), on the CPU the number of
@@ -99,12 +100,18 @@ def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True) 
     With ``cache`` (the default) every model the lecture trains is cached, keyed by
     everything that made it (:mod:`cs231n_gen.fingerprint`), so a rerun after a kernel
     restart loads instead of training; ``CS231N_GEN_CACHE_RUNS=0`` turns that off.
+    ``pretrained``: True puts the course's shipped trained models (:mod:`cs231n_gen.pretrained`)
+    in place of the long trainings (after a few steps that exercise the loop), False trains
+    everything here; None (the default) loads them in quick mode only.
     """
     global _lecture_caches_runs
     if device is not None and (not isinstance(device, str) or device not in ("cpu", "cuda", "mps")):
         raise ValueError(f"device must be None (the best available), 'cpu', 'cuda' or 'mps', got {device!r}")
     if not isinstance(cache, bool):
         raise ValueError(f"cache must be True or False, got {cache!r}")
+    from . import pretrained as shipped
+
+    shipped._choose(pretrained)
     _lecture_caches_runs = cache
     chosen = get_device(device)
     from .threads import apply_thread_policy
@@ -116,8 +123,10 @@ def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True) 
 
     mode = f"quick ({QUICK_ENV}=1: small budgets, for tests)" if quick else "full"
     cached = "on" if caching_runs() else "off"
+    models = {"load": "the course's trained models", "train": "trained here", "build": "built for shipping"}
     print(f"cs231n-gen {__version__} | device: {chosen} | mode: {mode} | seed: {seed} | "
-          f"torch {torch.__version__}, {_threads_line(threads)} | cache of trained models: {cached}")
+          f"torch {torch.__version__}, {_threads_line(threads)} | models: {models[shipped.mode()]} | "
+          f"cache of trained models: {cached}")
     return chosen, quick
 
 

@@ -74,6 +74,7 @@ class History:
         steps_run: optimisation steps taken in this call.
         cached: the run was loaded from the cache (``seconds`` and ``steps_run`` are
             then those of the run that was cached).
+        shipped: the run is the course's shipped trained model (:mod:`cs231n_gen.pretrained`).
     """
 
     loss: list = field(default_factory=list)
@@ -81,6 +82,7 @@ class History:
     seconds: float = 0.0
     steps_run: int = 0
     cached: bool = False
+    shipped: bool = False
 
     @property
     def steps(self) -> int:
@@ -123,6 +125,7 @@ def fit(
     log_every: int = 50,
     desc: str = "training",
     cache: bool | None = None,
+    shipped: str | None = None,
 ) -> History:
     """Train ``model`` for ``steps`` Adam steps on batches drawn from ``data``.
 
@@ -154,6 +157,11 @@ def fit(
             settings, random state, device, library code), else train and store it.
             None: on in a lecture (after :func:`~cs231n_gen.start_lecture`), off
             otherwise. Ignored when ``checkpoint`` is given.
+        shipped: the name of the course's trained model this call makes
+            (:mod:`cs231n_gen.pretrained`). In full mode it trains as usual; in quick mode
+            (or after ``start_lecture(pretrained=True)``) it checks the shipped model was
+            made by exactly this call, trains a few steps to exercise the loop, and then
+            holds the shipped weights, history and random state.
 
     Returns:
         A :class:`History` with the per-step loss. Raises
@@ -166,7 +174,8 @@ def fit(
     config = FitSettings(batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, warmup=warmup,
                          weight_decay=weight_decay, grad_clip=grad_clip, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache)
+                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache,
+                shipped=shipped)
     device = check_device("device", device) or get_device()
 
     model.to(device)
@@ -215,11 +224,12 @@ def fit(
     state = Trainable({"model": model}, {"optimizer": optimizer}, {"generator": generator})
     model.train()
     try:
-        inputs = cache_inputs(state, device, data=data, loss_fn=loss_fn) if loop.cache else None
+        inputs = cache_inputs(state, device, data=data, loss_fn=loss_fn) if loop.cache or loop.shipped else None
         stats = run(step, state, loop, kind="fit", settings=settings, record=record, describe=describe, inputs=inputs,
                     history_state=(lambda: {"loss": history.loss, "lr": history.lr}, set_history),
                     postfix=lambda rows: {"loss": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
         history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
+        history.shipped = stats.shipped
     finally:
         model.eval()
     return history

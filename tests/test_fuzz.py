@@ -50,6 +50,7 @@ from cs231n_gen import (  # noqa: E402
     widgets,
 )
 from cs231n_gen import threads  # noqa: E402
+from cs231n_gen import pretrained  # noqa: E402
 from cs231n_gen.data import captioned_shapes as data_shapes  # noqa: E402
 from cs231n_gen.data import images as data_images  # noqa: E402
 from cs231n_gen.grading import grade as grading_grade  # noqa: E402
@@ -389,6 +390,11 @@ def specs(judge):
         "train.fit": (train.fit, dict(model=unc, loss_fn=loss, data=X, steps=2, batch_size=8, lr=1e-3,
                                       weight_decay=0.1, grad_clip=1.0, device="cpu", progress=False, log_every=1)),
         # cache and judges
+        "pretrained.folder": (pretrained.folder, {}),
+        "pretrained.mode": (pretrained.mode, {}),
+        "pretrained.available": (pretrained.available, {}),
+        "pretrained.manifest": (pretrained.manifest, dict(name="no_such_model")),
+        "pretrained.record": (pretrained.record, dict(name="no_such_model", w2=0.5)),
         "cache.cache_dir": (cache.cache_dir, {}),
         "cache.cache_key": (cache.cache_key, dict(config={"a": 1})),
         "cache.cache_path": (cache.cache_path, dict(name="thing", config={"a": 1})),

@@ -1,0 +1,284 @@
+"""The course's trained models, shipped inside the package.
+
+A lecture names each model worth shipping at the call that trains it
+(``fit(..., shipped="shapes_vae")``; :func:`~cs231n_gen.gan.train_gan` and
+:func:`~cs231n_gen.autoencoding.train_autoencoder` take the same argument). What
+that call then does depends on the mode (:func:`mode`):
+
+- ``"train"`` (full mode, the default for students): train from scratch, as if the
+  argument were absent.
+- ``"load"`` (quick mode, or ``start_lecture(pretrained=True)``): check that the
+  shipped model was made by *this* recipe, train a few steps (:data:`EXERCISE_STEPS`)
+  so the loop, the loss and the progress bar still run, then put the shipped weights,
+  loss history and random state in place: every later cell continues exactly as it
+  would after the full training on the machine that built the model.
+- ``"build"`` (``python -m cs231n_gen.pretrained build``): train at the full budget
+  and write the model next to its recipe into :func:`folder`.
+
+**The recipe** is what determines the weights: the trainer, its settings (the full
+step count included), the model's class and initial weights, the data, the loss
+function (its code and the values it reads; library functions by name), and the CPU
+random state at the start. It is a dict of fingerprints
+(:mod:`cs231n_gen.fingerprint`), not of the library's source text, so a refactor that
+changes no number keeps the shipped models valid, and a change of any ingredient makes
+the quick-mode lecture fail with the command that rebuilds the model.
+
+Each model is two files in :func:`folder`: ``<name>.pt`` (tensors only, written with
+:func:`cs231n_gen._io.save`, digest checked on load) and ``<name>.json`` (the recipe,
+its fingerprint, how and where it was built, and the numbers the lecture asserted
+about it, see :func:`record`).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .. import _io
+
+MODE_ENV = "CS231N_GEN_PRETRAINED"  # "1": load, "0": train, "build": build; unset: load in quick mode
+DIR_ENV = "CS231N_GEN_PRETRAINED_DIR"  # where the models are read and written (default: inside the package)
+BUILD_ID_ENV = "CS231N_GEN_PRETRAINED_BUILD_ID"  # one id per build, so two lectures can share a model
+LECTURE_ENV = "CS231N_GEN_PRETRAINED_LECTURE"  # the lecture a build is executing
+EXERCISE_STEPS = 30
+MODES = ("train", "load", "build")
+
+_choice: bool | None = None  # start_lecture(pretrained=...)
+
+
+class ShippedModelError(RuntimeError):
+    """A shipped model that cannot stand in for training: missing, damaged, made by
+    another recipe, or no longer fitting the current class. The message says how to rebuild."""
+
+
+def folder() -> Path:
+    """Where the shipped models live: ``$CS231N_GEN_PRETRAINED_DIR``, else ``models/`` in this package."""
+    explicit = os.environ.get(DIR_ENV)
+    return Path(explicit) if explicit else Path(__file__).resolve().parent / "models"
+
+
+def _check_name(name) -> str:
+    """A model's name: letters, digits and underscores (it names two files)."""
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() or not name.isascii():
+        raise ValueError(f"shipped must be None or a name of ASCII letters, digits and _, got {name!r}")
+    return name
+
+
+def _choose(pretrained) -> None:
+    """Record ``start_lecture(pretrained=...)``: True loads, False trains, None leaves it to the mode."""
+    global _choice
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise ValueError(f"pretrained must be True, False or None (load in quick mode only), got {pretrained!r}")
+    _choice = pretrained
+
+
+def mode() -> str:
+    """``"build"``, ``"load"`` or ``"train"``: what a call with ``shipped=...`` does now.
+
+    ``CS231N_GEN_PRETRAINED=build`` builds; otherwise ``start_lecture(pretrained=True/False)``
+    decides, then ``CS231N_GEN_PRETRAINED=1/0``, then the budget: quick mode loads, full mode trains.
+    """
+    from ..runtime import is_quick
+
+    env = os.environ.get(MODE_ENV, "").strip().lower()
+    if env == "build":
+        return "build"
+    if _choice is not None:
+        return "load" if _choice else "train"
+    if env in ("1", "true", "yes", "on"):
+        return "load"
+    if env in ("0", "false", "no", "off"):
+        return "train"
+    if env:
+        raise ValueError(f"{MODE_ENV} must be 1 (load the shipped models), 0 (train them) or build, got {env!r}")
+    return "load" if is_quick() else "train"
+
+
+# ----------------------------------------------------------------------------- recipes
+_RECIPE_INPUTS = ("modules", "global_rng")  # inputs every run has; the trainer adds data, loss_fn...
+_DEVICE_BOUND = ("generators", "cuda_rng", "device")  # differ between devices for the same recipe
+
+
+def _recipe(kind: str, settings: dict, inputs: dict) -> dict:
+    """The recipe of a run: trainer ``kind``, ``settings`` (plain values) and the
+    fingerprints in ``inputs`` (:func:`cs231n_gen.engine.cache_inputs`) that do not
+    depend on the device (the trainers' generators are seeded by ``settings['seed']``)."""
+    if not isinstance(inputs, dict) or any(k not in inputs for k in _RECIPE_INPUTS):
+        raise ValueError(f"inputs must be the fingerprints of a run (with {_RECIPE_INPUTS}), got {inputs!r}")
+    return {"kind": kind, "settings": settings,
+            "inputs": {k: v for k, v in sorted(inputs.items()) if k not in _DEVICE_BOUND}}
+
+
+def _recipe_fingerprint(rec: dict) -> str:
+    """SHA-256 of a recipe's canonical JSON."""
+    return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()
+
+
+def _differences(shipped: dict, current: dict) -> list[str]:
+    """What differs between two recipes, one phrase per ingredient."""
+    out = []
+    if shipped.get("kind") != current.get("kind"):
+        out.append(f"trainer {shipped.get('kind')!r} then, {current.get('kind')!r} now")
+    old, new = shipped.get("settings") or {}, current.get("settings") or {}
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, "<missing>") != new.get(key, "<missing>"):
+            out.append(f"setting {key}: {str(old.get(key, '<missing>'))[:80]} then, "
+                       f"{str(new.get(key, '<missing>'))[:80]} now")
+    old, new = shipped.get("inputs") or {}, current.get("inputs") or {}
+    words = {"modules": "the initial weights", "global_rng": "the random state at the start",
+             "loss_fn": "the loss function or the values it reads"}
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            out.append(f"{words.get(key, 'the ' + key)} (fingerprint {str(old.get(key))[:10]} then, "
+                       f"{str(new.get(key))[:10]} now)")
+    return out
+
+
+# -------------------------------------------------------------------------- the files
+def _paths(name: str) -> tuple[Path, Path]:
+    """The weights file and the manifest of model ``name``."""
+    _check_name(name)
+    return folder() / f"{name}.pt", folder() / f"{name}.json"
+
+
+def manifest(name: str) -> dict | None:
+    """The manifest of shipped model ``name``, or None when there is none."""
+    _, meta = _paths(name)
+    if not meta.exists():
+        return None
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ShippedModelError(f"the manifest {meta} cannot be read ({err}); {_rebuild_hint(None)}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
+        raise ShippedModelError(f"the manifest {meta} has no recipe; {_rebuild_hint(None)}")
+    return data
+
+
+def available() -> dict[str, dict]:
+    """Every shipped model's manifest, by name."""
+    root = folder()
+    if not root.is_dir():
+        return {}
+    return {p.stem: manifest(p.stem) for p in sorted(root.glob("*.json"))}
+
+
+def _rebuild_hint(data: dict | None) -> str:
+    """How to make a shipped model right again (the build command for its lectures)."""
+    which = "".join(f" --lecture {lecture[:2]}" for lecture in (data or {}).get("lectures") or [])
+    return (f"rebuild it with `python -m cs231n_gen.pretrained build{which}`, "
+            "or train it here instead: start_lecture(pretrained=False)")
+
+
+_DATA_INPUTS = ("data", "images")  # may come from another model's outputs, which differ between devices
+
+
+def _fetch(name: str, rec: dict, device: str = "cpu") -> tuple[dict, dict]:
+    """The payload and manifest of shipped model ``name``, after checking it was made by ``rec``.
+
+    The data may differ in the last bits when the model was built on another kind of
+    device than ``device`` and its data are another model's outputs (lecture 05's latents):
+    then a data difference alone is reported in one line instead of refused.
+    """
+    data = manifest(name)
+    weights, meta = _paths(name)
+    if data is None or not weights.exists():
+        raise ShippedModelError(f"no shipped model named {name!r} in {folder()}; {_rebuild_hint(data)}")
+    problems = _differences(data["recipe"], rec)
+    built_on = (data.get("built") or {}).get("device")
+    data_only = [k for k in _DATA_INPUTS if (data["recipe"].get("inputs") or {}).get(k) != rec["inputs"].get(k)]
+    if problems and built_on and built_on != device and len(problems) == len(data_only):
+        print(f"note: the shipped model {name!r} was built on {built_on}; its training data, computed here on "
+              f"{device}, differ from the build's in their bytes (another model's outputs, in other kernels)")
+        problems = []
+    if problems:
+        raise ShippedModelError(f"the shipped model {name!r} was trained by another recipe than this cell's: "
+                                f"{'; '.join(problems[:6])}. Its numbers would not be this cell's; "
+                                f"{_rebuild_hint(data)}")
+    if data.get("recipe_fingerprint") != _recipe_fingerprint(data["recipe"]):
+        raise ShippedModelError(f"the manifest {meta} was edited after it was built (its recipe does not match "
+                                f"its fingerprint); {_rebuild_hint(data)}")
+    try:
+        payload = _io.load(weights)
+    except _io.UnusableFileError as err:
+        raise ShippedModelError(f"{err}; {_rebuild_hint(data)}") from None
+    if payload.get("recipe_fingerprint") != data["recipe_fingerprint"]:
+        raise ShippedModelError(f"{weights} and {meta} come from different builds; {_rebuild_hint(data)}")
+    return payload, data
+
+
+def _write(name: str, rec: dict, payload: dict, built: dict) -> Path:
+    """Save a trained run as shipped model ``name`` (weights first, then the manifest that points at them)."""
+    weights, meta = _paths(name)
+    fp = _recipe_fingerprint(rec)
+    previous = manifest(name)
+    build_id = os.environ.get(BUILD_ID_ENV, "")
+    lecture = os.environ.get(LECTURE_ENV, "")
+    lectures, numbers = [], {}
+    if previous is not None and previous.get("recipe_fingerprint") == fp:  # the same model, rebuilt
+        lectures, numbers = list(previous.get("lectures") or []), dict(previous.get("numbers") or {})
+    elif previous is not None and build_id and previous.get("build_id") == build_id:
+        raise ShippedModelError(f"two lectures ship different models under the name {name!r} "
+                                f"({', '.join(previous.get('lectures') or [])} and {lecture}); give one "
+                                "of them another name")
+    if lecture and lecture not in lectures:
+        lectures.append(lecture)
+    _io.save({**payload, "recipe_fingerprint": fp}, weights)
+    data = {"name": name, "recipe_fingerprint": fp, "recipe": rec, "lectures": lectures, "build_id": build_id,
+            "built": {**built, "torch": torch.__version__,
+                      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")},
+            "bytes": weights.stat().st_size,
+            "numbers": numbers}
+    weights.chmod(0o644)  # package data: readable by everyone who installs it
+    _save_manifest(name, data)
+    return weights
+
+
+def _save_manifest(name: str, data: dict) -> None:
+    meta = _paths(name)[1]
+    _io.write_text(meta, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    meta.chmod(0o644)
+
+
+def _shared_in_this_build(name: str, rec: dict) -> bool:
+    """In a build: whether an earlier lecture of the same build already wrote ``name`` by ``rec``."""
+    build_id = os.environ.get(BUILD_ID_ENV, "")
+    data = manifest(name)
+    return bool(build_id and data is not None and data.get("build_id") == build_id
+                and data.get("recipe_fingerprint") == _recipe_fingerprint(rec))
+
+
+def _adopt(name: str) -> None:
+    """In a build: list the current lecture among the users of ``name`` (built earlier in this build)."""
+    data = manifest(name)
+    lecture = os.environ.get(LECTURE_ENV, "")
+    if data is not None and lecture and lecture not in data["lectures"]:
+        data["lectures"].append(lecture)
+        _save_manifest(name, data)
+
+
+def record(name: str, **numbers) -> None:
+    """Write the numbers a lecture asserts about shipped model ``name`` into its manifest.
+
+    Only in a build (:func:`mode` ``"build"``); elsewhere it checks its arguments and
+    does nothing, so a lecture can call it unconditionally after its asserts.
+    """
+    _check_name(name)
+    clean = {}
+    for key, value in numbers.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        clean[key] = round(float(value), 6)
+    if mode() != "build":
+        return
+    data = manifest(name)
+    if data is None:
+        raise ShippedModelError(f"record({name!r}): no shipped model of that name was built in this run")
+    data["numbers"] = {**data.get("numbers", {}), **clean}
+    _save_manifest(name, data)
