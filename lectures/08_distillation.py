@@ -62,7 +62,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from cs231n_gen import budget
-from cs231n_gen import metrics, oracle, viz, widgets
+from cs231n_gen import metrics, oracle, pretrained, viz, widgets
 from cs231n_gen.data import digits, eight_gaussians
 from cs231n_gen.distillation import (consistency_loss, consistency_sample, guidance_distillation_loss,
                                      progressive_loss, reflow_loss, reflow_pairs, two_step_target)
@@ -89,14 +89,14 @@ from cs231n_gen.train import fit
 
 # %%
 data = eight_gaussians().to(device)
-TEACHER_STEPS = budget(full=2000, quick=600)
+TEACHER_STEPS = 2000
 teacher = TimeMLP(dim=2, hidden=256, depth=3)
 fit(teacher, rectified_flow_loss, data, steps=TEACHER_STEPS, batch_size=512, lr=2e-3, device=device,
-    desc="1-RF (the teacher)")
+    desc="1-RF (the teacher)", shipped="rf_teacher")
 exact = oracle.VelocityOracle(data)
 
 gen = torch.Generator(device=device).manual_seed(1)
-sets = metrics.evaluation_sets(data, n_sets=budget(full=6, quick=4), n_points=budget(full=1000, quick=600),
+sets = metrics.evaluation_sets(data, n_sets=6, n_points=1000,
                                generator=gen)
 
 
@@ -139,8 +139,9 @@ print(f"one oracle step: every sample within {float((one_step - one_step.mean(0)
 assert float((one_step - one_step.mean(0)).norm(dim=1).max()) < 1e-4
 assert float((one_step.mean(0) - data_mean).norm()) < 0.02
 assert quality["oracle"][1] > 3 and quality["1-RF"][1] > 3
-assert quality["oracle"][32] < budget(full=1.15, quick=1.3), quality["oracle"]
-assert quality["1-RF"][32] < budget(full=1.3, quick=1.6), quality["1-RF"]
+assert quality["oracle"][32] < 1.15, quality["oracle"]
+assert quality["1-RF"][32] < 1.3, quality["1-RF"]
+pretrained.record("rf_teacher", w2_ratio_32_steps=quality["1-RF"][32], w2_ratio_1_step=quality["1-RF"][1])
 for name, close in (("oracle", 1.1), ("1-RF", 1.3)):  # better with every doubling up to about 4 steps
     row = quality[name]
     assert row[1] > row[2] > 1.5 * row[32] and row[4] < close * row[32], (name, row)
@@ -197,11 +198,11 @@ assert all(1.35 < s["length_ratio"] < 1.7 for s in straight.values())  # about h
 # The new flow starts from the teacher's weights.
 
 # %%
-N_PAIRS = budget(full=10000, quick=6000)
+N_PAIRS = 10000
 pairs = reflow_pairs(teacher, torch.randn(N_PAIRS, 2, generator=torch.Generator().manual_seed(2)).to(device), 32)
 reflowed = copy.deepcopy(teacher)
-fit(reflowed, reflow_loss, pairs, steps=budget(full=600, quick=300), batch_size=512, lr=1e-3, device=device,
-    desc="2-RF (reflow)")
+fit(reflowed, reflow_loss, pairs, steps=600, batch_size=512, lr=1e-3, device=device,
+    desc="2-RF (reflow)", shipped="rf_reflow")
 quality["2-RF"] = {n: w2_ratio(reflowed, n) for n in NFES}
 with torch.no_grad():
     _, traj_2rf, _ = euler(reflowed, z0, 32, return_trajectory=True)
@@ -213,7 +214,8 @@ for name in ("1-RF", "2-RF"):
 print(f"one step: reflow is {quality['1-RF'][1] / quality['2-RF'][1]:.1f}x closer to the data")
 assert straight["2-RF"]["length_ratio"] < 1.05 < straight["1-RF"]["length_ratio"]
 assert quality["2-RF"][1] * 2 <= quality["1-RF"][1]
-assert quality["2-RF"][1] < budget(full=1.3, quick=1.5)
+assert quality["2-RF"][1] < 1.3
+pretrained.record("rf_reflow", w2_ratio_1_step=quality["2-RF"][1], length_ratio=straight["2-RF"]["length_ratio"])
 
 # %% [markdown]
 # Pick a flow and press play: the same noise, sent through the teacher (1-RF) and through
@@ -254,20 +256,25 @@ with torch.no_grad():
 assert torch.allclose(one_jump, x_end, atol=1e-5)
 
 # %%
-PD_STEPS = budget(full=250, quick=80)
+PD_STEPS = 250
+SHIPPED_AS = {16: "rf_progressive_16", 8: "rf_progressive_8", 4: "rf_progressive_4", 2: "rf_progressive_2",
+              1: "rf_progressive_1"}
 students, previous = {32: teacher}, teacher
 for n in (16, 8, 4, 2, 1):
     student = copy.deepcopy(previous)
     fit(student, lambda m, b, g, teacher_n=previous, n=n: progressive_loss(m, teacher_n, b, g, steps=n), data,
-        steps=PD_STEPS, batch_size=512, lr=1e-3 if n > 2 else 5e-4, device=device, desc=f"student, {n} step{'s' if n > 1 else ''}")
+        steps=PD_STEPS, batch_size=512, lr=1e-3 if n > 2 else 5e-4, device=device,
+        desc=f"student, {n} step{'s' if n > 1 else ''}", shipped=SHIPPED_AS[n])
     students[n], previous = student, student
 quality["progressive"] = {n: w2_ratio(students[n], n) for n in (16, 8, 4, 2, 1)}
 print("student steps:          " + "  ".join(f"{n:>5}" for n in (16, 8, 4, 2, 1)))
 print("W2 ratio (own steps):   " + "  ".join(f"{quality['progressive'][n]:5.2f}" for n in (16, 8, 4, 2, 1)))
 print("teacher, same steps:    " + "  ".join(f"{quality['1-RF'][n]:5.2f}" for n in (16, 8, 4, 2, 1)))
 print(f"the 32-step teacher: {quality['1-RF'][32]:.2f}")
-assert quality["progressive"][4] <= budget(full=1.2, quick=1.35) * quality["1-RF"][32]
+assert quality["progressive"][4] <= 1.2 * quality["1-RF"][32]
 assert quality["progressive"][1] * 2 <= quality["1-RF"][1]
+for n in (16, 8, 4, 2, 1):
+    pretrained.record(SHIPPED_AS[n], w2_ratio_own_steps=quality["progressive"][n])
 
 # %% [markdown]
 # ## 5. Consistency distillation: one jump from anywhere on the path
@@ -292,7 +299,7 @@ assert quality["progressive"][1] * 2 <= quality["1-RF"][1]
 # %%
 consistency = copy.deepcopy(teacher)
 fit(consistency, lambda m, b, g: consistency_loss(m, teacher, b, g, steps=4), data,
-    steps=budget(full=1500, quick=600), batch_size=512, lr=1e-3, device=device, desc="consistency model")
+    steps=1500, batch_size=512, lr=1e-3, device=device, desc="consistency model", shipped="rf_consistency")
 cm_gen = torch.Generator(device=device).manual_seed(5)
 quality["consistency"] = {n: metrics.wasserstein2_ratio([consistency_sample(consistency, z, n, generator=cm_gen)
                                                          for z in sets["noise"]], sets["data"], sets["fresh"])
@@ -301,8 +308,10 @@ for name in ("1-RF", "2-RF", "progressive", "consistency"):
     print(f"{name:>12}: W2 ratio with 1 step {quality[name][1]:.2f}, 2 steps {quality[name][2]:.2f}, "
           f"4 steps {quality[name][4]:.2f}")
 assert quality["consistency"][1] * 2 <= quality["1-RF"][1]  # one jump, far closer than one teacher step
-assert quality["consistency"][1] < budget(full=1.3, quick=2.0)
+assert quality["consistency"][1] < 1.3
 assert quality["consistency"][4] < quality["consistency"][1]  # re-noising and jumping again helps
+pretrained.record("rf_consistency", w2_ratio_1_step=quality["consistency"][1],
+                  w2_ratio_4_steps=quality["consistency"][4])
 
 # %% [markdown]
 # One network evaluation now lands near the data, from the teacher's own weights, with
@@ -362,7 +371,8 @@ flat = x_digits.flatten(1).to(device)
 y_digits = y_digits.to(device)
 digit_teacher = TimeMLP(dim=64, hidden=256, depth=3, time_dim=64, num_classes=10)
 fit(digit_teacher, lambda net, b, g: conditional_rf_loss(net, b[0], b[1], 0.5, g), (flat, y_digits),
-    steps=budget(full=3000, quick=600), batch_size=256, lr=1e-3, device=device, desc="digits, class-conditional")
+    steps=3000, batch_size=256, lr=1e-3, device=device, desc="digits, class-conditional",
+    shipped="digits_cfg_teacher")
 
 W_MAX = 4.0
 guided_student = TimeMLP(dim=64, hidden=256, depth=3, time_dim=64, num_classes=10, guidance_max=W_MAX).to(device)
@@ -372,8 +382,8 @@ with torch.no_grad():  # and the w input starts at zero: before training, the st
     probe_t, probe_y = torch.rand(64, generator=torch.Generator().manual_seed(5)).to(device), y_digits[:64]
     assert torch.allclose(guided_student(flat[:64], probe_t, probe_y, 3.0), digit_teacher(flat[:64], probe_t, probe_y))
 fit(guided_student, lambda m, b, g: guidance_distillation_loss(m, digit_teacher, b[0], b[1], g, w_max=W_MAX),
-    (flat, y_digits), steps=budget(full=1000, quick=200), batch_size=256, lr=5e-4, device=device,
-    desc="guidance-distilled student")
+    (flat, y_digits), steps=1000, batch_size=256, lr=5e-4, device=device,
+    desc="guidance-distilled student", shipped="digits_guided_student")
 
 judge = DigitJudge(size=8, device=device)
 n_each = 100
@@ -386,7 +396,7 @@ def judged(images):
     return judge.evaluate(images.clamp(-1, 1).view(-1, 1, 8, 8).cpu(), labels.cpu())
 
 
-WS = budget(full=[0.0, 1.0, 2.0, 3.0, 4.0], quick=[0.0, 2.0, 4.0])
+WS = [0.0, 1.0, 2.0, 3.0, 4.0]
 scores, digit_samples = {"CFG teacher": {}, "distilled student": {}}, {}
 counted_teacher, counted_student = CountCalls(digit_teacher), CountCalls(guided_student)
 with torch.no_grad():
@@ -413,6 +423,9 @@ acc_gap = abs(scores["CFG teacher"][2.0]["accuracy"] - scores["distilled student
 assert acc_gap <= 0.03, acc_gap
 assert scores["distilled student"][0.0]["accuracy"] > scores["CFG teacher"][0.0]["accuracy"]  # unguided: better
 assert nfe["distilled student"] * 2 == nfe["CFG teacher"] == 2 * SAMPLE_STEPS
+for name, model in (("CFG teacher", "digits_cfg_teacher"), ("distilled student", "digits_guided_student")):
+    pretrained.record(model, accuracy_w0=scores[name][0.0]["accuracy"], accuracy_w2=scores[name][2.0]["accuracy"],
+                      frechet_w2=scores[name][2.0]["frechet"])
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.25]})
@@ -456,12 +469,13 @@ plt.show()
 
 # %%
 digit_students, previous = {}, guided_student
+DIGITS_SHIPPED_AS = {16: "digits_student_16", 8: "digits_student_8", 4: "digits_student_4"}
 for n in (16, 8, 4):
     student = copy.deepcopy(previous)
     fit(student,
         lambda m, b, g, teacher_n=previous, n=n: progressive_loss(m, teacher_n, b[0], g, steps=n, y=b[1], w=2.0),
-        (flat, y_digits), steps=budget(full=300, quick=100), batch_size=256, lr=5e-4, device=device,
-        desc=f"digit student, {n} steps")
+        (flat, y_digits), steps=300, batch_size=256, lr=5e-4, device=device,
+        desc=f"digit student, {n} steps", shipped=DIGITS_SHIPPED_AS[n])
     digit_students[n], previous = student, student
 with torch.no_grad():
     few = {"CFG teacher, 32 steps": digit_samples[2.0][0],
@@ -481,8 +495,9 @@ plt.show()
 teacher32, plain4, distilled4 = few_scores.values()
 assert distilled4["accuracy"] >= teacher32["accuracy"] - 0.03
 assert distilled4["frechet"] <= 1.3 * teacher32["frechet"], (distilled4["frechet"], teacher32["frechet"])
-# Quick mode's short distillation only comes near the teacher's plain 4 steps; full mode beats them.
-assert distilled4["frechet"] < budget(full=1.0, quick=1.25) * plain4["frechet"], (distilled4, plain4)
+assert distilled4["frechet"] < plain4["frechet"], (distilled4, plain4)
+pretrained.record("digits_student_4", accuracy=distilled4["accuracy"], frechet=distilled4["frechet"],
+                  teacher_4_steps_frechet=plain4["frechet"])
 
 # %% [markdown]
 # Four evaluations per digit instead of the teacher's 64 (32 steps, two branches each):

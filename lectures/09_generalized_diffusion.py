@@ -63,7 +63,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from cs231n_gen import budget, seed_everything
-from cs231n_gen import metrics, oracle, paths, sampling, viz, widgets
+from cs231n_gen import metrics, oracle, paths, pretrained, sampling, viz, widgets
 from cs231n_gen.data import GaussianMixture, eight_gaussians
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.train import fit
@@ -344,10 +344,10 @@ print("-E[z | x_t] / b(t) equals grad log p_t(x_t) (autograd of the exact densit
 # compare the samples with the data.
 
 # %%
-# The course's W2 protocol: ten sets of 1000 points (six in quick mode), and the ratio a
+# The course's W2 protocol: ten sets of 1000 points, and the ratio a
 # third draw of real data scores printed next to the samplers' (a ratio below 1 is noise).
 sample_gen = torch.Generator().manual_seed(1)
-sets = metrics.evaluation_sets(data, n_sets=budget(full=10, quick=6), generator=sample_gen)
+sets = metrics.evaluation_sets(data, n_sets=10, generator=sample_gen)
 data_sets, fresh_sets, noise_sets = sets["data"], sets["fresh"], sets["noise"]
 exact_eps = oracle.Oracle(data, vp_lin, "eps")
 # The samplers start at t = 0.999, not at 1 (the reverse SDE needs a(t) > 0, below), where
@@ -521,14 +521,15 @@ assert width_at["uniform in t"][20] < 0.8
 # $E\|\hat x - E[x \mid x_t]\|^2$ and $E\|\hat z - E[z \mid x_t]\|^2 = b^2 E\|\hat s - s^*\|^2$.
 
 # %%
-TRAIN_STEPS = budget(full=5000, quick=1500)
+TRAIN_STEPS = 5000
 T_RANGE = (0.001, 0.999)
 models = {}
 for target in ("x", "eps", "v"):
     seed_everything(0)
     net = TimeMLP(dim=2, hidden=256, depth=3)
     fit(net, lambda m, xb, gen, target=target: vp_lin.loss(m, xb, target, gen, t_range=T_RANGE), data,
-        steps=TRAIN_STEPS, batch_size=512, lr=2e-3, device=device, desc=f"{target}-prediction")
+        steps=TRAIN_STEPS, batch_size=512, lr=2e-3, device=device, desc=f"{target}-prediction",
+        shipped=f"vp_{target}_prediction")
     models[target] = net.cpu().eval()
 
 T_ERR = [0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95]
@@ -576,6 +577,9 @@ for target in models:
 assert z_err["x"][low] > 3 * z_err["eps"][low]  # x-prediction: poor noise (score) estimate at low noise
 assert x_err["eps"][high] > 3 * x_err["x"][high]  # eps-prediction: poor clean-data estimate at high noise
 assert x_err["v"][high] < x_err["eps"][high] and z_err["v"][low] < z_err["x"][low]  # v avoids both blow-ups
+for target in models:
+    pretrained.record(f"vp_{target}_prediction", w2_ratio_ddim_100=w2_table[target], x_error_t001=x_err[target][low],
+                      z_error_t001=z_err[target][low], x_error_t095=x_err[target][high])
 
 # %% [markdown]
 # The differences come straight from the conversions:
@@ -601,17 +605,17 @@ assert x_err["v"][high] < x_err["eps"][high] and z_err["v"][low] < z_err["x"][lo
 # sampling.
 
 # %%
-DDPM_SETS = budget(full=len(noise_sets), quick=3)  # 1000 steps per set: quick mode scores fewer sets
 ddpm_outs = [sampling.ddpm(models["eps"], b_start * z, 1000, path=vp_lin, target="eps", generator=sample_gen)
-             for z in noise_sets[:DDPM_SETS]]
-ddpm_ratio = metrics.wasserstein2_ratio(ddpm_outs, data_sets[:DDPM_SETS], fresh_sets[:DDPM_SETS])
+             for z in noise_sets]
+ddpm_ratio = metrics.wasserstein2_ratio(ddpm_outs, data_sets, fresh_sets)
 ddpm_modes = metrics.mode_coverage(torch.cat(ddpm_outs), data.means, std=MODE_STD)
 print(f"learned eps-prediction, DDPM ancestral sampling (1000 steps): W2 ratio {ddpm_ratio:.2f}, "
       f"{100 * ddpm_modes['high_quality']:.1f}% of samples on a mode, mode spread {ddpm_modes['within_std']:.3f} "
       f"(real data: {real_spread:.3f})")
 fig = viz.plot_samples({"data": data_sets[0], "DDPM, learned eps": ddpm_outs[0]}, colors=[viz.DATA, viz.MODEL])
 plt.show()
-assert ddpm_ratio <= budget(full=1.4, quick=2.0)
+assert ddpm_ratio <= 1.4
+pretrained.record("vp_eps_prediction", ddpm_w2_ratio=ddpm_ratio, ddpm_on_a_mode=ddpm_modes["high_quality"])
 
 # %% [markdown]
 # ## 8. Perspectives on diffusion
