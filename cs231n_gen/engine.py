@@ -34,6 +34,7 @@ import torch
 from . import _io, cache
 from ._validate import check_device, check_int, check_module
 from .fingerprint import NotFingerprintable, code_version, fingerprint
+from .pretrained import data_summary
 
 
 class TrainingDivergedError(RuntimeError):
@@ -260,7 +261,9 @@ def cache_inputs(state: Trainable, device, **parts) -> dict | None:
                 "generators": fingerprint({k: g.get_state() for k, g in state.generators.items()}),
                 "global_rng": fingerprint(rng["cpu"]),
                 **({"cuda_rng": fingerprint(rng["cuda"])} if "cuda" in rng else {}),
-                **{k: fingerprint(v) for k, v in parts.items()}}
+                **{k: fingerprint(v) for k, v in parts.items()},
+                "summaries": {k: summary for k, summary in ((k, data_summary(v)) for k, v in parts.items())
+                              if summary is not None}}
     except NotFingerprintable as err:
         print(f"cs231n_gen: this run is not cached: {err}")
         return None
@@ -337,6 +340,8 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
                       f"{stats['seconds']:.1f} s; pass cache=False to train again)")
             return RunStats(start=loop.steps, steps_run=int(stats["steps_run"]), seconds=float(stats["seconds"]),
                             cached=True)
+    if shipped is not None:
+        shipped.announce(loop)
     if path is not None and loop.resume and path.exists() and stop == loop.steps:
         saved = _read_checkpoint(path, kind, settings)
         _restore(state, saved, path)
@@ -440,14 +445,18 @@ class _Shipped:
             raise ValueError(f"shipped={self.name!r}: this run's inputs cannot be fingerprinted (see the line "
                              "above), so no shipped model can be checked against them")
         self.recipe = pretrained._recipe(kind, settings, inputs)
+        self.summaries = inputs.get("summaries")
         self.mode = pretrained.mode()
         self.payload = self.manifest = None
         self.exercise_steps = 0
         if self.mode == "load" or (self.mode == "build" and pretrained._shared_in_this_build(self.name, self.recipe)):
-            self.payload, self.manifest = pretrained._fetch(self.name, self.recipe, inputs.get("device", "cpu"))
+            self.payload, self.manifest = pretrained._fetch(self.name, self.recipe, inputs.get("summaries"))
             if self.mode == "load":
                 self.exercise_steps = min(pretrained.EXERCISE_STEPS, loop.steps)
-        elif self.mode == "train" and loop.progress:
+
+    def announce(self, loop: Loop) -> None:
+        """In full mode, one line where the model is trained: what it is, and the way to skip it."""
+        if self.mode == "train" and loop.progress:
             print(f"{loop.desc}: training from scratch, {loop.steps} steps (start_lecture(pretrained=True) "
                   f"loads the course's trained model {self.name!r} instead)")
 
@@ -485,7 +494,8 @@ class _Shipped:
             raise TrainingDivergedError(f"shipped model {self.name!r}: the parameters are not finite")
         device = next((p.device.type for m in state.modules.values() for p in m.parameters()), "cpu")
         where = pretrained._write(self.name, self.recipe, result, built={
-            "device": device, "steps": result["step"], "seconds": round(result["stats"]["seconds"], 1)})
+            "device": device, "steps": result["step"], "seconds": round(result["stats"]["seconds"], 1)},
+            summaries=self.summaries)
         print(f"built shipped model {self.name!r}: {where}")
 
 

@@ -101,6 +101,7 @@ def mode() -> str:
 # ----------------------------------------------------------------------------- recipes
 _RECIPE_INPUTS = ("modules", "global_rng")  # inputs every run has; the trainer adds data, loss_fn...
 _DEVICE_BOUND = ("generators", "cuda_rng", "device")  # differ between devices for the same recipe
+_NOT_RECIPE = _DEVICE_BOUND + ("summaries",)
 
 
 def _recipe(kind: str, settings: dict, inputs: dict) -> dict:
@@ -110,7 +111,7 @@ def _recipe(kind: str, settings: dict, inputs: dict) -> dict:
     if not isinstance(inputs, dict) or any(k not in inputs for k in _RECIPE_INPUTS):
         raise ValueError(f"inputs must be the fingerprints of a run (with {_RECIPE_INPUTS}), got {inputs!r}")
     return {"kind": kind, "settings": settings,
-            "inputs": {k: v for k, v in sorted(inputs.items()) if k not in _DEVICE_BOUND}}
+            "inputs": {k: v for k, v in sorted(inputs.items()) if k not in _NOT_RECIPE}}
 
 
 def _recipe_fingerprint(rec: dict) -> str:
@@ -174,26 +175,58 @@ def _rebuild_hint(data: dict | None) -> str:
             "or train it here instead: start_lecture(pretrained=False)")
 
 
-_DATA_INPUTS = ("data", "images")  # may come from another model's outputs, which differ between devices
+SUMMARY_TOLERANCE = 1e-4  # relative: float rounding and a few flipped argmins, not another data set
 
 
-def _fetch(name: str, rec: dict, device: str = "cpu") -> tuple[dict, dict]:
+def data_summary(value) -> list | None:
+    """Statistics of training data that survive float rounding: per tensor its shape,
+    dtype, mean, root mean square and a weighted mean (weights cos(0.618 k) over the
+    flattened entries, so a reordering shows). None for data that are not tensors."""
+    tensors = [value] if isinstance(value, torch.Tensor) else list(value) if isinstance(value, (tuple, list)) else []
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    out = []
+    for t in tensors:
+        flat = t.detach().cpu().reshape(-1).double()
+        weights = torch.cos(0.618 * torch.arange(flat.numel(), dtype=torch.float64))
+        out.append({"shape": list(t.shape), "dtype": str(t.dtype), "mean": float(flat.mean()) if flat.numel() else 0.0,
+                    "rms": float(flat.square().mean().sqrt()) if flat.numel() else 0.0,
+                    "probe": float((flat * weights).mean()) if flat.numel() else 0.0})
+    return out
+
+
+def _summaries_agree(shipped, current) -> bool:
+    if not shipped or not current or len(shipped) != len(current):
+        return False
+    for a, b in zip(shipped, current):
+        if a["shape"] != b["shape"] or a["dtype"] != b["dtype"]:
+            return False
+        scale = max(a["rms"], b["rms"], 1e-12)
+        if any(abs(a[k] - b[k]) > SUMMARY_TOLERANCE * scale for k in ("mean", "rms", "probe")):
+            return False
+    return True
+
+
+def _fetch(name: str, rec: dict, summaries: dict | None = None) -> tuple[dict, dict]:
     """The payload and manifest of shipped model ``name``, after checking it was made by ``rec``.
 
-    The data may differ in the last bits when the model was built on another kind of
-    device than ``device`` and its data are another model's outputs (lecture 05's latents):
-    then a data difference alone is reported in one line instead of refused.
+    Data that are another model's outputs (lecture 05's latents) can differ in their last
+    bits on another machine (other CPU instructions, another device). When only the data's
+    bytes differ and their ``summaries`` (:func:`data_summary`) agree with the build's
+    within :data:`SUMMARY_TOLERANCE`, the model is used, with one printed line.
     """
     data = manifest(name)
     weights, meta = _paths(name)
     if data is None or not weights.exists():
         raise ShippedModelError(f"no shipped model named {name!r} in {folder()}; {_rebuild_hint(data)}")
     problems = _differences(data["recipe"], rec)
-    built_on = (data.get("built") or {}).get("device")
-    data_only = [k for k in _DATA_INPUTS if (data["recipe"].get("inputs") or {}).get(k) != rec["inputs"].get(k)]
-    if problems and built_on and built_on != device and len(problems) == len(data_only):
-        print(f"note: the shipped model {name!r} was built on {built_on}; its training data, computed here on "
-              f"{device}, differ from the build's in their bytes (another model's outputs, in other kernels)")
+    old_inputs, shipped_summaries = data["recipe"].get("inputs") or {}, data.get("data_summaries") or {}
+    differing = [k for k in set(old_inputs) | set(rec["inputs"]) if old_inputs.get(k) != rec["inputs"].get(k)]
+    close = [k for k in differing if _summaries_agree(shipped_summaries.get(k), (summaries or {}).get(k))]
+    if problems and len(close) == len(differing) == len(problems):
+        print(f"note: the training data of the shipped model {name!r} ({', '.join(sorted(close))}) differ from the "
+              "build's in their last bits (they are computed by another model, here on this machine) and agree "
+              f"with them to {SUMMARY_TOLERANCE:g}")
         problems = []
     if problems:
         raise ShippedModelError(f"the shipped model {name!r} was trained by another recipe than this cell's: "
@@ -211,7 +244,7 @@ def _fetch(name: str, rec: dict, device: str = "cpu") -> tuple[dict, dict]:
     return payload, data
 
 
-def _write(name: str, rec: dict, payload: dict, built: dict) -> Path:
+def _write(name: str, rec: dict, payload: dict, built: dict, summaries: dict | None = None) -> Path:
     """Save a trained run as shipped model ``name`` (weights first, then the manifest that points at them)."""
     weights, meta = _paths(name)
     fp = _recipe_fingerprint(rec)
@@ -231,7 +264,7 @@ def _write(name: str, rec: dict, payload: dict, built: dict) -> Path:
     data = {"name": name, "recipe_fingerprint": fp, "recipe": rec, "lectures": lectures, "build_id": build_id,
             "built": {**built, "torch": torch.__version__,
                       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")},
-            "bytes": weights.stat().st_size,
+            "bytes": weights.stat().st_size, "data_summaries": summaries or {},
             "numbers": numbers}
     weights.chmod(0o644)  # package data: readable by everyone who installs it
     _save_manifest(name, data)
@@ -274,7 +307,7 @@ def record(name: str, **numbers) -> None:
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key} must be a number, got {value!r}")
-        clean[key] = round(float(value), 6)
+        clean[key] = float(f"{float(value):.7g}")  # seven significant digits, so 1e-12 stays 1e-12
     if mode() != "build":
         return
     data = manifest(name)
