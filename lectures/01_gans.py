@@ -33,9 +33,13 @@
 # where we can compute the best possible discriminator exactly, and on small images of
 # digits. Cells that make a claim check it with an `assert`.
 #
-# **How long:** about 3.5 minutes in full mode on a 2-core laptop CPU (about 85 seconds in quick mode,
-# `CS231N_GEN_QUICK=1`). Every model it trains goes into a cache, keyed by everything that
-# made it, so running it again after a kernel restart takes about 15 seconds.
+# **How long:** about 2.5 minutes in full mode on a 2-core laptop CPU, which trains every
+# model here from scratch. To see the results first, start the lecture with
+# `cs231n_gen.start_lecture(seed=0, pretrained=True)`: the course's trained models, which
+# ship with the package, then stand in for the long trainings (the lecture says so where
+# each one appears), and it takes about 20 seconds, as in quick mode (`CS231N_GEN_QUICK=1`).
+# Every model trained here also goes into a cache, so a rerun after a kernel restart
+# loads it instead of training it again.
 
 # %% tags=["setup"]
 # Setup: install the course library when it is missing (Colab), then start the lecture.

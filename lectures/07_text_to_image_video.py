@@ -46,8 +46,13 @@
 #
 # Run the cells top to bottom. Cells that make a claim check it with an `assert`.
 #
-# **How long:** about 4 to 8 minutes in full mode on a 2-core laptop CPU when lecture 05 ran before on the same machine (its autoencoder then loads from the cache; 1 to 2 minutes more otherwise), and 1 to 2 minutes in quick mode (`CS231N_GEN_QUICK=1`).
-# A rerun after a kernel restart loads every model from the cache (about 2 minutes).
+# **How long:** about 4 minutes in full mode on a 2-core laptop CPU, which trains every
+# model here from scratch. To see the results first, start the lecture with
+# `cs231n_gen.start_lecture(seed=0, pretrained=True)`: the course's trained models, which
+# ship with the package, then stand in for the long trainings (the lecture says so where
+# each one appears), and it takes about 50 seconds, as in quick mode (`CS231N_GEN_QUICK=1`).
+# Every model trained here also goes into a cache, so a rerun after a kernel restart
+# loads it instead of training it again.
 
 # %% tags=["setup"]
 # Setup: install the course library when it is missing (Colab), then start the lecture.
@@ -685,7 +690,7 @@ check_masked_cross_attention(masked_cross_attention)
 # | "Pretrained text encoder (e.g. T5, CLIP)" | section 1: a transformer over caption tokens trained with CLIP's symmetric contrastive loss; over 90% top-1 retrieval in batches of 64; paraphrases land together; then frozen |
 # | "Text embeddings D x L" | section 2: one 64-vector per word, a padding mask, computed once before training |
 # | "Cross-attention / joint attention: common for text" | section 2: image tokens attend to the words; the maps show where each word goes |
-# | text-to-image with guidance | section 2: caption dropout gives the null caption; at w = 3 the judge reads the colour asked for in 95% or more of the samples, the shape and the position in 85% or more (asserted in full mode) |
+# | text-to-image with guidance | section 2: caption dropout gives the null caption; at w = 3 the judge reads the colour asked for in 95% or more of the samples, the shape and the position in 85% or more (asserted) |
 # | (composition) | section 3: colour-shape pairs never seen in training come out right |
 # | "Text-to-Video Diffusion", Movie Gen's 76K tokens | section 4: frames encoded by the image autoencoder, space-time tokens, full attention's cost growing faster than factorised attention's, a small factorised video DiT that moves shapes the way the prompt says |
 #
