@@ -34,7 +34,7 @@ import torch
 from . import _io, cache
 from ._validate import check_device, check_int, check_module
 from .fingerprint import NotFingerprintable, code_version, fingerprint
-from .pretrained import data_summary
+from .pretrained import _data_summary
 
 
 class TrainingDivergedError(RuntimeError):
@@ -96,7 +96,7 @@ class Loop:
         if self.shipped is not None:
             from .pretrained import _check_name
 
-            _check_name(self.shipped)
+            _check_name(self.shipped, "shipped")
 
 
 @dataclass
@@ -262,7 +262,7 @@ def cache_inputs(state: Trainable, device, **parts) -> dict | None:
                 "global_rng": fingerprint(rng["cpu"]),
                 **({"cuda_rng": fingerprint(rng["cuda"])} if "cuda" in rng else {}),
                 **{k: fingerprint(v) for k, v in parts.items()},
-                "summaries": {k: summary for k, summary in ((k, data_summary(v)) for k, v in parts.items())
+                "summaries": {k: summary for k, summary in ((k, _data_summary(v)) for k, v in parts.items())
                               if summary is not None}}
     except NotFingerprintable as err:
         print(f"cs231n_gen: this run is not cached: {err}")

@@ -133,7 +133,7 @@ def test_modes_numbers_and_names(shipped_dir, monkeypatch):
         pretrained.mode()
     with pytest.raises(ValueError, match="pretrained must be True, False or None"):
         pretrained._choose("yes")
-    with pytest.raises(ValueError, match="shipped must be None or a name"):
+    with pytest.raises(ValueError, match="shipped must be None or a model name"):
         fit(TimeMLP(hidden=8, depth=1), rectified_flow_loss, DATA, steps=2, shipped="../x")
     train("build", monkeypatch)
     pretrained.record("toy_flow", w2=torch.tensor(0.25), steps=3)
@@ -211,4 +211,4 @@ def test_data_that_differ_only_in_their_last_bits_are_accepted(shipped_dir, monk
             run("1", other)
     with pytest.raises(pretrained.ShippedModelError, match="setting lr"):  # anything else still counts
         run("1", points * (1 + 1e-7), lr=0.5)
-    assert pretrained.data_summary(DATA) is None  # a mixture is sampled, not stored: its bytes must match
+    assert pretrained._data_summary(DATA) is None  # a mixture is sampled, not stored: its bytes must match

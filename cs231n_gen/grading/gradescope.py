@@ -57,13 +57,30 @@ def _project_root() -> Path | None:
 
 
 def build_wheel(folder: Path) -> Path:
-    """Build this library's wheel from its source tree into ``folder`` (offline: no build isolation)."""
+    """Build this library's wheel from its source tree into ``folder`` (offline: no build isolation).
+
+    The wheel leaves out the course's shipped trained models (``cs231n_gen/pretrained/models``,
+    about 50 MB): the autograder runs a notebook's setup and exercise cells, which need no
+    trained model, and Gradescope's container is built from this zip for every assignment.
+    """
     root = _project_root()
     if root is None:
         raise ValueError("cs231n_gen is not installed from its source tree, so its wheel cannot be built here: "
                          "build it yourself (pip wheel --no-deps .) and pass --wheel PATH")
+    source = folder / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, source / name)
+    models = (root / "cs231n_gen" / "pretrained" / "models").resolve()
+
+    def leave_out(where, names):
+        if Path(where).resolve() == models.parent:
+            return {"models", "__pycache__"} & set(names)
+        return {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+
+    shutil.copytree(root / "cs231n_gen", source / "cs231n_gen", ignore=leave_out)
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                          str(folder), str(root)], capture_output=True, text=True)
+                          str(folder), str(source)], capture_output=True, text=True)
     wheels = sorted(folder.glob("cs231n_gen-*.whl"))
     if out.returncode != 0 or not wheels:
         raise ValueError(f"building the wheel failed: {(out.stderr or out.stdout)[-800:]}")

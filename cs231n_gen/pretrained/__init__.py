@@ -61,10 +61,11 @@ def folder() -> Path:
     return Path(explicit) if explicit else Path(__file__).resolve().parent / "models"
 
 
-def _check_name(name) -> str:
+def _check_name(name, argument: str = "name") -> str:
     """A model's name: letters, digits and underscores (it names two files)."""
     if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() or not name.isascii():
-        raise ValueError(f"shipped must be None or a name of ASCII letters, digits and _, got {name!r}")
+        raise ValueError(f"{argument} must be {'None or ' if argument == 'shipped' else ''}a model name of ASCII "
+                         f"letters, digits and _, got {name!r}")
     return name
 
 
@@ -178,7 +179,7 @@ def _rebuild_hint(data: dict | None) -> str:
 SUMMARY_TOLERANCE = 1e-4  # relative: float rounding and a few flipped argmins, not another data set
 
 
-def data_summary(value) -> list | None:
+def _data_summary(value) -> list | None:
     """Statistics of training data that survive float rounding: per tensor its shape,
     dtype, mean, root mean square and a weighted mean (weights cos(0.618 k) over the
     flattened entries, so a reordering shows). None for data that are not tensors."""
@@ -212,7 +213,7 @@ def _fetch(name: str, rec: dict, summaries: dict | None = None) -> tuple[dict, d
 
     Data that are another model's outputs (lecture 05's latents) can differ in their last
     bits on another machine (other CPU instructions, another device). When only the data's
-    bytes differ and their ``summaries`` (:func:`data_summary`) agree with the build's
+    bytes differ and their ``summaries`` (:func:`_data_summary`) agree with the build's
     within :data:`SUMMARY_TOLERANCE`, the model is used, with one printed line.
     """
     data = manifest(name)
