@@ -295,7 +295,8 @@ def train_autoencoder(
     for m in modules.values():
         m.train()
     try:
-        inputs = cache_inputs(state, device, images=images) if loop.cache or loop.shipped else None
+        inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, images=images)
+                  if loop.cache or loop.shipped else None)
         stats = run(step, state, loop, kind="autoencoder", settings=settings, record=record, describe=describe,
                     inputs=inputs,
                     history_state=(lambda: {k: getattr(history, k) for k in AutoencoderHistory.COLUMNS},

@@ -250,11 +250,12 @@ def _restore(state: Trainable, saved: dict, path: Path, optimizers: bool = True,
 
 
 # ------------------------------------------------------------------------- the run cache
-def cache_inputs(state: Trainable, device, **parts) -> dict | None:
+def cache_inputs(state: Trainable, device, summaries: bool = False, **parts) -> dict | None:
     """Fingerprints of what a run starts from: the modules' initial state, the trainer's
     and torch's global random state (CPU and CUDA apart), the device, and ``parts``
     (data, loss function...). None (with one printed line) when one of them cannot be
-    fingerprinted."""
+    fingerprinted. With ``summaries`` (a shipped run) also the statistics of the parts that
+    are tensors, which a shipped model's data are compared by when only their bytes differ."""
     rng = _global_rng()
     try:
         return {"device": torch.device(device).type, "modules": fingerprint(state.modules),
@@ -262,8 +263,8 @@ def cache_inputs(state: Trainable, device, **parts) -> dict | None:
                 "global_rng": fingerprint(rng["cpu"]),
                 **({"cuda_rng": fingerprint(rng["cuda"])} if "cuda" in rng else {}),
                 **{k: fingerprint(v) for k, v in parts.items()},
-                "summaries": {k: summary for k, summary in ((k, _data_summary(v)) for k, v in parts.items())
-                              if summary is not None}}
+                **({"summaries": {k: summary for k, summary in ((k, _data_summary(v)) for k, v in parts.items())
+                                  if summary is not None}} if summaries else {})}
     except NotFingerprintable as err:
         print(f"cs231n_gen: this run is not cached: {err}")
         return None

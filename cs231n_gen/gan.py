@@ -511,7 +511,8 @@ def train_gan(
     G.train()
     D.train()
     try:
-        inputs = cache_inputs(state, device, data=data) if loop.cache or loop.shipped else None
+        inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, data=data)
+                  if loop.cache or loop.shipped else None)
         stats = run(step, state, loop, kind="gan", settings=settings, record=record, describe=describe, inputs=inputs,
                     history_state=(get_history, set_history), on_start=on_start,
                     postfix=lambda rows: {"V": f"{-rows[-1][0]:.3f}", "D_real": f"{rows[-1][2]:.2f}",

@@ -224,7 +224,8 @@ def fit(
     state = Trainable({"model": model}, {"optimizer": optimizer}, {"generator": generator})
     model.train()
     try:
-        inputs = cache_inputs(state, device, data=data, loss_fn=loss_fn) if loop.cache or loop.shipped else None
+        inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, data=data, loss_fn=loss_fn)
+                  if loop.cache or loop.shipped else None)
         stats = run(step, state, loop, kind="fit", settings=settings, record=record, describe=describe, inputs=inputs,
                     history_state=(lambda: {"loss": history.loss, "lr": history.lr}, set_history),
                     postfix=lambda rows: {"loss": f"{sum(r[0] for r in rows) / len(rows):.4f}"})

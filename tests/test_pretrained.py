@@ -138,8 +138,9 @@ def test_modes_numbers_and_names(shipped_dir, monkeypatch):
     train("build", monkeypatch)
     pretrained.record("toy_flow", w2=torch.tensor(0.25), steps=3)
     assert pretrained.manifest("toy_flow")["numbers"] == {"w2": 0.25, "steps": 3.0}
-    with pytest.raises(ValueError, match="w2 must be a number"):
-        pretrained.record("toy_flow", w2="low")
+    for bad in ("low", float("nan")):
+        with pytest.raises(ValueError, match="w2 must be a finite number"):
+            pretrained.record("toy_flow", w2=bad)
     monkeypatch.setenv(pretrained.MODE_ENV, "1")
     pretrained.record("toy_flow", w2=9.0)  # outside a build: checked, not written
     assert pretrained.manifest("toy_flow")["numbers"]["w2"] == 0.25

@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -45,7 +46,6 @@ DIR_ENV = "CS231N_GEN_PRETRAINED_DIR"  # where the models are read and written (
 BUILD_ID_ENV = "CS231N_GEN_PRETRAINED_BUILD_ID"  # one id per build, so two lectures can share a model
 LECTURE_ENV = "CS231N_GEN_PRETRAINED_LECTURE"  # the lecture a build is executing
 EXERCISE_STEPS = 30
-MODES = ("train", "load", "build")
 
 _choice: bool | None = None  # start_lecture(pretrained=...)
 
@@ -177,6 +177,7 @@ def _rebuild_hint(data: dict | None) -> str:
 
 
 SUMMARY_TOLERANCE = 1e-4  # relative: float rounding and a few flipped argmins, not another data set
+_SUMMARY_CHUNK = 1 << 20
 
 
 def _data_summary(value) -> list | None:
@@ -188,11 +189,14 @@ def _data_summary(value) -> list | None:
         return None
     out = []
     for t in tensors:
-        flat = t.detach().cpu().reshape(-1).double()
-        weights = torch.cos(0.618 * torch.arange(flat.numel(), dtype=torch.float64))
-        out.append({"shape": list(t.shape), "dtype": str(t.dtype), "mean": float(flat.mean()) if flat.numel() else 0.0,
-                    "rms": float(flat.square().mean().sqrt()) if flat.numel() else 0.0,
-                    "probe": float((flat * weights).mean()) if flat.numel() else 0.0})
+        flat = t.detach().reshape(-1)
+        sums = torch.zeros(3, dtype=torch.float64)
+        for start in range(0, flat.numel(), _SUMMARY_CHUNK):  # in chunks: a float64 copy of the data would be large
+            part = flat[start:start + _SUMMARY_CHUNK].cpu().double()
+            weights = torch.cos(0.618 * torch.arange(start, start + part.numel(), dtype=torch.float64))
+            sums += torch.stack([part.sum(), part.square().sum(), (part * weights).sum()])
+        mean, square, probe = (sums / max(flat.numel(), 1)).tolist()
+        out.append({"shape": list(t.shape), "dtype": str(t.dtype), "mean": mean, "rms": square ** 0.5, "probe": probe})
     return out
 
 
@@ -306,8 +310,8 @@ def record(name: str, **numbers) -> None:
     for key, value in numbers.items():
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
         clean[key] = float(f"{float(value):.7g}")  # seven significant digits, so 1e-12 stays 1e-12
     if mode() != "build":
         return
