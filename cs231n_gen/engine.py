@@ -34,7 +34,7 @@ import torch
 from . import _io, cache
 from ._validate import check_device, check_int, check_module
 from .fingerprint import NotFingerprintable, code_version, fingerprint
-from .pretrained import _data_summary
+from . import pretrained
 
 
 class TrainingDivergedError(RuntimeError):
@@ -94,9 +94,7 @@ class Loop:
         if not isinstance(self.desc, str):
             raise ValueError(f"desc must be a string, got {self.desc!r}")
         if self.shipped is not None:
-            from .pretrained import _check_name
-
-            _check_name(self.shipped, "shipped")
+            pretrained._check_name(self.shipped, "shipped")
 
 
 @dataclass
@@ -232,13 +230,13 @@ def _read_checkpoint(path: Path, kind: str, settings: dict) -> dict:
     return state
 
 
-def _restore(state: Trainable, saved: dict, path: Path, optimizers: bool = True, generators: bool = True) -> None:
+def _restore(state: Trainable, saved: dict, path: Path, optimizers: bool = True) -> None:
     try:
         for name, m in state.modules.items():
             m.load_state_dict(saved["modules"][name])
         for name, opt in state.optimizers.items() if optimizers else ():
             opt.load_state_dict(saved["optimizers"][name])
-        for name, g in state.generators.items() if generators else ():
+        for name, g in state.generators.items():
             g.set_state(saved["generators"][name].cpu())
         _set_global_rng(saved["global_rng"])
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
@@ -263,11 +261,16 @@ def cache_inputs(state: Trainable, device, summaries: bool = False, **parts) -> 
                 "global_rng": fingerprint(rng["cpu"]),
                 **({"cuda_rng": fingerprint(rng["cuda"])} if "cuda" in rng else {}),
                 **{k: fingerprint(v) for k, v in parts.items()},
-                **({"summaries": {k: summary for k, summary in ((k, _data_summary(v)) for k, v in parts.items())
-                                  if summary is not None}} if summaries else {})}
+                **({"summaries": _summaries(parts)} if summaries else {})}
     except NotFingerprintable as err:
         print(f"cs231n_gen: this run is not cached: {err}")
         return None
+
+
+def _summaries(parts: dict) -> dict:
+    """The statistics (:func:`cs231n_gen.pretrained._data_summary`) of the parts that are tensors."""
+    found = {k: pretrained._data_summary(v) for k, v in parts.items()}
+    return {k: summary for k, summary in found.items() if summary is not None}
 
 
 def _cache_problem(saved, kind: str, settings: dict, state: Trainable) -> str | None:
@@ -439,8 +442,6 @@ class _Shipped:
     """A run with ``shipped=name``: what the mode makes of it (see :mod:`cs231n_gen.pretrained`)."""
 
     def __init__(self, loop: Loop, kind: str, settings: dict, inputs: dict | None):
-        from . import pretrained
-
         self.name = loop.shipped
         if inputs is None:
             raise ValueError(f"shipped={self.name!r}: this run's inputs cannot be fingerprinted (see the line "
@@ -463,8 +464,6 @@ class _Shipped:
 
     def install(self, state: Trainable, history_state, loop: Loop) -> RunStats:
         """Put the shipped weights, history and random state in place of the exercise run's."""
-        from . import pretrained
-
         for name, module in state.modules.items():
             try:
                 module.load_state_dict(self.payload["modules"][name])
@@ -489,8 +488,6 @@ class _Shipped:
                         cached=True, shipped=True)
 
     def write(self, result: dict, state: Trainable) -> None:
-        from . import pretrained
-
         if not _all_finite(_state_tensors(state)):
             raise TrainingDivergedError(f"shipped model {self.name!r}: the parameters are not finite")
         device = next((p.device.type for m in state.modules.values() for p in m.parameters()), "cpu")
