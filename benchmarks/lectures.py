@@ -1,18 +1,29 @@
 """Run every lecture top to bottom on this machine's device and print JSON timings.
 
 For each lecture (``lectures/NN_*.ipynb``): wall time, time per top-level section (the
-``## `` headings), peak memory of the kernel process, and peak device memory on CUDA.
+``## `` headings), peak memory of the kernel process, peak device memory on CUDA, the
+torch threads at the end and every thread switch the progress bars reported.
 Usage::
 
     python benchmarks/lectures.py                    # full mode, every lecture
     python benchmarks/lectures.py --quick 02 04      # quick mode, lectures 02 and 04
     python benchmarks/lectures.py --busy 2 01        # next to two busy processes
+    python benchmarks/lectures.py --busy 2 --load-after-first-cell 01
     python benchmarks/lectures.py --repeats 3 01     # median of three runs
+    python benchmarks/lectures.py --sitting          # the README's table: see below
 
 Runs with the run cache off (``CS231N_GEN_CACHE_RUNS=0``), so every model trains.
 ``--busy N`` starts N processes that keep a core busy each (pure-Python loops, like a
-browser tab or a second notebook) for the whole run, to see how a lecture copes with a
-machine it does not have to itself; the thread count the lecture chose is in the output.
+browser tab or a second notebook), for the whole run, or with
+``--load-after-first-cell`` once the lecture's first code cell (which chooses the thread
+count on a machine that is still idle) has run: the load then arrives mid-lecture, and
+the threads must follow it.
+
+``--sitting`` measures what the README's timing table shows, in one sitting: for each
+lecture full mode, quick mode, and full mode with two busy processes arriving after the
+first cell. It writes the JSON to ``--out`` (default
+``benchmarks/results/lectures.json``); ``--table FILE`` prints that file's table, and
+``--readme FILE`` puts it into the README between its two timing-table markers.
 """
 from __future__ import annotations
 
@@ -20,6 +31,7 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -35,7 +47,7 @@ print("CS231N_GEN_PEAKS " + _json.dumps({
     "peak_host_mb": round(_resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     "peak_device_mb": round(_torch.cuda.max_memory_allocated() / 2**20, 1) if _torch.cuda.is_available() else None,
     "device": str(_torch.cuda.get_device_name(0)) if _torch.cuda.is_available() else "cpu",
-    "threads": _torch.get_num_threads()}))
+    "threads": _torch.get_num_threads(), "thread_switches": __import__("cs231n_gen.threads").threads.switches()}))
 """
 
 
@@ -49,17 +61,31 @@ def _seconds(cell) -> float:
     return (end - start).total_seconds()
 
 
-def run_lecture(path: Path, quick: bool, timeout: int) -> dict:
+def busy_processes(n: int) -> list:
+    """``n`` processes that keep a core busy each."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def run_lecture(path: Path, quick: bool, timeout: int, load_after_first_cell: int = 0) -> dict:
+    """One run; ``load_after_first_cell``: busy processes to start once the first code cell ran."""
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     env_before = dict(os.environ)
     os.environ.update(CS231N_GEN_QUICK="1" if quick else "0", CS231N_GEN_CACHE_RUNS="0", MPLBACKEND="Agg")
+    hogs = []
+
+    def after_cell(cell, cell_index, **_):
+        if load_after_first_cell and not hogs and cell.cell_type == "code":
+            hogs.extend(busy_processes(load_after_first_cell))
+
     try:
         start = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True, on_cell_executed=after_cell,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         wall = time.perf_counter() - start
     finally:
+        for hog in hogs:
+            hog.kill()
         os.environ.clear()
         os.environ.update(env_before)
     sections, heading = {}, "(before the first section)"
@@ -79,14 +105,97 @@ def run_lecture(path: Path, quick: bool, timeout: int) -> dict:
             "sections_s": {k: round(v, 1) for k, v in sections.items() if v >= 0.05}, **peaks}
 
 
-def median_run(path: Path, quick: bool, timeout: int, repeats: int) -> dict:
+def median_run(path: Path, quick: bool, timeout: int, repeats: int, load_after_first_cell: int = 0) -> dict:
     """The run with the median wall time of ``repeats`` runs, with every run's wall time."""
-    runs = sorted((run_lecture(path, quick, timeout) for _ in range(repeats)), key=lambda r: r["wall_s"])
+    runs = sorted((run_lecture(path, quick, timeout, load_after_first_cell) for _ in range(repeats)),
+                  key=lambda r: r["wall_s"])
     median = dict(runs[(len(runs) - 1) // 2])
     if repeats > 1:
         median["wall_s_runs"] = [r["wall_s"] for r in runs]
         median["wall_s"] = round(statistics.median(median["wall_s_runs"]), 1)
     return median
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+
+
+def sitting(paths: list[Path], timeout: int, out: Path) -> dict:
+    """Full, quick and loaded-full runs of every lecture, one lecture after another; saved as it goes."""
+    result = {"date": datetime.date.today().isoformat(), "machine": machine(),
+              "busy": "two busy processes, started once the lecture's first code cell has run", "lectures": []}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        row = {"lecture": path.stem}
+        for key, quick, load in (("full", False, 0), ("quick", True, 0), ("full_busy", False, 2)):
+            print(f"{path.stem}: {key} ...", file=sys.stderr, flush=True)
+            row[key] = run_lecture(path, quick, timeout, load_after_first_cell=load)
+            print(f"  {row[key]['wall_s']} s, {row[key].get('peak_host_mb')} MB", file=sys.stderr, flush=True)
+        result["lectures"].append(row)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        tmp.replace(out)
+    return result
+
+
+BUDGET = {"full_s": 300, "quick_s": 90, "peak_mb": 1536, "busy_ratio": 2.5}
+TABLE_BEGIN, TABLE_END = "<!-- lecture timings: begin (benchmarks/lectures.py --readme) -->", \
+    "<!-- lecture timings: end -->"
+
+
+def table(result: dict) -> str:
+    """The README's timing table for one sitting (its JSON)."""
+    m = result["machine"]
+    lines = [f"Measured {result['date']} in one sitting (`python benchmarks/lectures.py --sitting`, "
+             f"[JSON](benchmarks/results/lectures.json)): {m['cpus']} cores ({m['cpu']}), torch {m['torch']}, "
+             "the run cache off, the digit judge already cached. Budgets: full mode 5 minutes, quick mode "
+             "90 s, memory 1.5 GB, next to busy programs 2.5x idle.", "",
+             "| # | full mode | quick mode | peak memory (full) | full mode, two busy processes from the first cell on |",
+             "|---|---|---|---|---|"]
+    for row in result["lectures"]:
+        full, quick, busy = row["full"], row["quick"], row["full_busy"]
+        peak = max(full.get("peak_host_mb") or 0, quick.get("peak_host_mb") or 0)
+        switches = busy.get("thread_switches") or []
+        moved = f"; threads {', '.join(switches)}" if switches else ""
+        lines.append(f"| {row['lecture'][:2]} | {full['wall_s']:.0f} s | {quick['wall_s']:.0f} s | "
+                     f"{peak / 1024:.2f} GB | {busy['wall_s'] / full['wall_s']:.2f}x idle "
+                     f"({busy['wall_s']:.0f} s{moved}) |")
+    return "\n".join(lines)
+
+
+def over_budget(result: dict) -> list[str]:
+    """Every budget a lecture of this sitting misses, in words."""
+    misses = []
+    for row in result["lectures"]:
+        full, quick, busy = row["full"], row["quick"], row["full_busy"]
+        peak = max(full.get("peak_host_mb") or 0, quick.get("peak_host_mb") or 0)
+        for what, value, limit in (("full mode", full["wall_s"], BUDGET["full_s"]),
+                                   ("quick mode", quick["wall_s"], BUDGET["quick_s"]),
+                                   ("peak MB", peak, BUDGET["peak_mb"]),
+                                   ("busy / idle", busy["wall_s"] / full["wall_s"], BUDGET["busy_ratio"])):
+            if value > limit:
+                misses.append(f"{row['lecture']}: {what} {value:.1f} > {limit}")
+    return misses
+
+
+def put_in_readme(readme: Path, text: str) -> None:
+    body = readme.read_text()
+    if TABLE_BEGIN not in body or TABLE_END not in body:
+        raise SystemExit(f"{readme} has no timing-table markers ({TABLE_BEGIN} ... {TABLE_END})")
+    head, rest = body.split(TABLE_BEGIN, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    readme.write_text(f"{head}{TABLE_BEGIN}\n{text}\n{TABLE_END}{tail}")
 
 
 def main() -> None:
@@ -95,22 +204,45 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="quick mode (CS231N_GEN_QUICK=1)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("--busy", type=int, default=0, help="busy processes running alongside")
+    parser.add_argument("--load-after-first-cell", action="store_true",
+                        help="start the busy processes once the first code cell has run")
     parser.add_argument("--repeats", type=int, default=1, help="runs per lecture (the median is reported)")
+    parser.add_argument("--sitting", action="store_true", help="full, quick and loaded runs: the README's table")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lectures.json")
+    parser.add_argument("--table", type=Path, help="print the table of a sitting's JSON")
+    parser.add_argument("--readme", type=Path, help="with --table: write the table into this README")
     args = parser.parse_args()
     if args.busy < 0 or args.repeats < 1:
         parser.error(f"--busy must be at least 0 and --repeats at least 1, got {args.busy} and {args.repeats}")
+    if args.table is not None:
+        result = json.loads(args.table.read_text())
+        text = table(result)
+        if args.readme is not None:
+            put_in_readme(args.readme, text)
+        print(text)
+        for miss in over_budget(result):
+            print(f"over budget: {miss}", file=sys.stderr)
+        return
     paths = sorted((ROOT / "lectures").glob("[0-9][0-9]_*.ipynb"))
     if args.lectures:
         paths = [p for p in paths if p.name[:2] in args.lectures]
         if not paths:
             parser.error(f"no lecture numbered {args.lectures}")
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    if args.sitting:
+        result = sitting(paths, args.timeout, args.out)
+        print(table(result))
+        for miss in over_budget(result):
+            print(f"over budget: {miss}", file=sys.stderr)
+        return
+    later = args.busy if args.load_after_first_cell else 0
+    hogs = busy_processes(args.busy - later)
     try:
-        results = [median_run(p, args.quick, args.timeout, args.repeats) for p in paths]
+        results = [median_run(p, args.quick, args.timeout, args.repeats, later) for p in paths]
     finally:
         for hog in hogs:
             hog.kill()
     print(json.dumps({"mode": "quick" if args.quick else "full", "busy_processes": args.busy,
+                      "load_after_first_cell": args.load_after_first_cell,
                       "cpus": os.cpu_count(), "lectures": results}, indent=1))
 
 

@@ -22,6 +22,7 @@ trains (:class:`Trainable`). :func:`run` owns the rest:
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from . import _io, cache
+from . import _io, cache, threads
 from ._validate import check_device, check_int, check_module
 from .fingerprint import NotFingerprintable, code_version, fingerprint
 from . import pretrained
@@ -209,6 +210,42 @@ def _set_global_rng(saved: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def _device_of(state: Trainable) -> torch.device:
+    for m in state.modules.values():
+        for t in m.parameters():
+            return t.device
+    return torch.device("cpu")
+
+
+def _trial_step(step, i: int, threads_to_try: int, state: Trainable, history_state) -> list[torch.Tensor]:
+    """Step i run with ``threads_to_try`` threads, then undone: the state tensors it left.
+
+    The load follower (:class:`cs231n_gen.threads.LoadFollower`) moves a run to another
+    thread count only if that count computes the same numbers: some kernels split their
+    sums by thread (a convolution's weight gradient sums over the batch), and a run that
+    changed its count midway would then end with other parameters than one that did not.
+    The caller runs step i again at the current count and compares. Undoing restores
+    everything a resume restores (modules, optimizers, generators, global random state,
+    history), from copies taken here.
+    """
+    saved = {"modules": {k: copy.deepcopy(m.state_dict()) for k, m in state.modules.items()},
+             "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in state.optimizers.items()},
+             "generators": {k: g.get_state() for k, g in state.generators.items()},
+             "global_rng": _global_rng()}
+    history = copy.deepcopy(history_state[0]()) if history_state is not None else None
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads_to_try)
+    try:
+        step(i)
+    finally:
+        torch.set_num_threads(before)
+    after = [t.detach().clone() for t in _state_tensors(state)]
+    _restore(state, saved, Path("(the state before a trial step)"))
+    if history_state is not None:
+        history_state[1](history)
+    return after
+
+
 # ---------------------------------------------------------------------------- checkpoints
 _WAY_OUT = ("pass resume=False to start over (the file is overwritten at the first save), "
             "delete the file, or choose another checkpoint path")
@@ -381,6 +418,7 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
         bar = tqdm(total=stop, initial=start, desc=desc, mininterval=0.5, leave=True)
 
     pending: list[tuple[int, torch.Tensor]] = []
+    follower = threads.LoadFollower.for_this_process(_device_of(state)) if start < stop else None
 
     def way_out():
         if saved_at is None:
@@ -401,17 +439,35 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
         record(steps, rows)
         if bar is not None:
             bar.update(steps[-1] - bar.n)
-            if postfix is not None:
-                bar.set_postfix(postfix(rows), refresh=False)
+            shown = dict(postfix(rows)) if postfix is not None else {}
+            if follower is not None and follower.note is not None:
+                shown["threads"] = follower.note
+            if shown:
+                bar.set_postfix(shown, refresh=False)
 
     steps_run = 0
     t0 = time.perf_counter()
     try:
         for i in range(start, stop):
+            began = time.perf_counter()
             try:
+                trial = None
+                if follower is not None and follower.proposal is not None:
+                    if follower.invariant is None:
+                        trial = _trial_step(step, i, follower.proposal, state, history_state)
+                    else:
+                        follower.switch()
                 row = step(i)
             except TrainingDivergedError as err:
                 raise TrainingDivergedError(f"at step {i}: {err}{way_out()}") from None
+            if trial is not None:  # switch only where the other count computes the very same step
+                follower.invariant = all(torch.equal(a, b) for a, b in zip(trial, _state_tensors(state), strict=True))
+                if follower.invariant:
+                    follower.switch()
+                else:
+                    follower.keep("this run's results depend on the count")
+            elif follower is not None:
+                follower.step_done(time.perf_counter() - began)
             done = i + 1
             steps_run += 1
             if row is not None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ._validate import check_int
+from ._validate import check_int, check_real, check_text
 
 THREADS_ENV = "CS231N_GEN_THREADS"
 TOLERANCE = 1.15  # a thread count this close to the best on every probe step counts as the best
@@ -156,8 +156,10 @@ def _worst_slowdown(seconds: dict) -> dict:
     return {n: max(by_step[name] / best[name] for name in best) for n, by_step in seconds.items()}
 
 
-def choose_threads(max_threads: int | None = None) -> ThreadChoice:
-    """The thread count for torch on this machine now (see the module docstring)."""
+def _limits(max_threads: int | None = None) -> tuple[int, int | None]:
+    """``(usable, forced)``: the CPUs the policy may use (affinity, cgroup quota, core count,
+    ``max_threads`` and a user's ``OMP_NUM_THREADS``), and the count ``CS231N_GEN_THREADS``
+    forces (None when unset)."""
     usable = usable_cpus()
     if max_threads is not None:
         usable = min(usable, check_int("max_threads", max_threads, minimum=1))
@@ -169,20 +171,38 @@ def choose_threads(max_threads: int | None = None) -> ThreadChoice:
             raise ValueError(f"{THREADS_ENV} must be a whole number of threads, got {forced!r}") from None
         if n < 1:
             raise ValueError(f"{THREADS_ENV} must be at least 1, got {n}")
-        return ThreadChoice(n, usable, f"{THREADS_ENV}={n}")
+        return usable, n
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
     if omp.isdigit() and int(omp) >= 1:
         usable = min(usable, int(omp))
-    if usable == 1:
-        return ThreadChoice(1, 1, "one usable CPU")
-    candidates = sorted({1, usable} | ({2} if usable > 2 else set()))
-    seconds = _step_seconds(candidates)
+    return usable, None
+
+
+def _candidates(usable: int) -> list[int]:
+    """The thread counts the policy chooses among: 1, 2 and ``usable``."""
+    return sorted({1, usable} | ({2} if usable > 2 else set()))
+
+
+def _measured(usable: int) -> tuple[int, str]:
+    """The thread count the probe steps favour now (:func:`_candidates`), and the timings."""
+    seconds = _step_seconds(_candidates(usable))
     slowdown = _worst_slowdown(seconds)
     bar = max(TOLERANCE, min(slowdown.values()))
     threads = min(n for n, s in slowdown.items() if s <= bar)
     timing = "; ".join(f"{n}: " + ", ".join(f"{name} {1e3 * t:.1f}" for name, t in by_step.items())
                        for n, by_step in seconds.items())
-    return ThreadChoice(threads, usable, f"measured ms per step ({timing})")
+    return threads, f"measured ms per step ({timing})"
+
+
+def choose_threads(max_threads: int | None = None) -> ThreadChoice:
+    """The thread count for torch on this machine now (see the module docstring)."""
+    usable, forced = _limits(max_threads)
+    if forced is not None:
+        return ThreadChoice(forced, usable, f"{THREADS_ENV}={forced}")
+    if usable == 1:
+        return ThreadChoice(1, 1, "one usable CPU")
+    threads, reason = _measured(usable)
+    return ThreadChoice(threads, usable, reason)
 
 
 def apply_thread_policy(max_threads: int | None = None) -> ThreadChoice:
@@ -190,3 +210,153 @@ def apply_thread_policy(max_threads: int | None = None) -> ThreadChoice:
     choice = choose_threads(max_threads)
     torch.set_num_threads(choice.threads)
     return choice
+
+
+_NOTES: list[str] = []
+
+
+def switches() -> list[str]:
+    """What the load followers of this process did, oldest first, in the words their
+    progress bars showed (``"1 (was 2: load)"``, ``"2 kept (...)"``)."""
+    return list(_NOTES)
+
+
+class LoadFollower:
+    """Follows the machine's load while a long loop runs, by the time its own steps take.
+
+    The count :func:`apply_thread_policy` chose fits the machine as it was when the lecture
+    started. When another program starts later (a video call, a second notebook), threads
+    that were free become contended, and a step with more threads than free cores can run
+    4-50x slower (the threads wait for each other while the scheduler runs someone else).
+
+    The loop reports each step's wall time (:meth:`step_done`). Over windows of at least
+    ``WINDOW_S`` seconds and ``WINDOW_STEPS`` steps the follower takes the median step
+    time (the first window after a start or a switch lets the machine settle), and it
+    remembers the fastest window at each count: the speed with the machine to itself.
+
+    - Two windows in a row ``CHANGE`` times slower than that mean the load arrived: it
+      *tries* the next smaller count (:func:`_candidates`).
+    - Below the largest count it tries the next larger one every ``RECHECK_S`` seconds
+      (the load may have left; one thread speeds up too little when it leaves to tell).
+    - A try lasts two windows and is kept when they are ``BETTER`` times faster than the
+      two before it; otherwise the loop goes back, and the next try in that direction
+      waits twice as long (slower: from ``MIN_GAP_S`` up to ``MAX_GAP_S``; recheck: up to
+      ``RECHECK_MAX_S``). The loop keeps training through a try.
+
+    The measurement is the training's own steps, not the policy's probe: the probe's
+    steps are milliseconds long, a few of them in a row fit in the scheduler's time
+    slices, and right when a load starts a short probe can find two threads as fast as
+    one while the training's steps run 3x slower.
+
+    A new count is only *proposed* (:attr:`proposal`): the loop moves with :meth:`switch`
+    once it knows the move leaves its results alone (:attr:`invariant`, see
+    :func:`cs231n_gen.engine.run`), or stays with :meth:`keep`. :attr:`note` says what
+    happened, in a few words for a progress bar's postfix.
+    """
+
+    WINDOW_S = 0.3
+    WINDOW_STEPS = 5
+    CHANGE = 1.6
+    BETTER = 1.1
+    MIN_GAP_S = 3.0
+    MAX_GAP_S = 60.0
+    RECHECK_S = 20.0
+    RECHECK_MAX_S = 160.0
+
+    def __init__(self, usable: int, clock=time.perf_counter):
+        self.usable = check_int("usable", usable, minimum=2)
+        self.counts = _candidates(self.usable)
+        self.clock = clock
+        self.last_try = clock()
+        self.next_try_down = self.last_try
+        self.gap_s = self.MIN_GAP_S
+        self.recheck_s = self.RECHECK_S
+        self.window: list[float] = []
+        self.window_start = None
+        self.settled = False
+        self.recent: list[float] = []  # the window medians at the current count, oldest first
+        self.fastest: dict[int, float] = {}  # the fastest window at each count
+        self.trying = None  # (the count a try came from, its two windows' mean)
+        self.proposal = None
+        self.invariant = None  # does the loop compute the same numbers at every count? (the loop finds out)
+        self.fixed = None
+        self.note = None
+
+    @classmethod
+    def for_this_process(cls, device=None) -> "LoadFollower | None":
+        """A follower for a loop on ``device``, or None where there is nothing to follow:
+        CUDA, one usable CPU, or a count forced with ``CS231N_GEN_THREADS``."""
+        if device is not None and torch.device(device).type != "cpu":
+            return None
+        usable, forced = _limits()
+        if forced is not None or usable < 2:
+            return None
+        return cls(usable)
+
+    @property
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
+    def step_done(self, seconds: float) -> None:
+        """Take one step's wall time; may set :attr:`proposal` (a thread count to move to)."""
+        seconds = check_real("seconds", seconds, minimum=0.0)
+        now = self.clock()
+        if self.window_start is None:
+            self.window_start = now
+        self.window.append(seconds)
+        if len(self.window) < self.WINDOW_STEPS or now - self.window_start < self.WINDOW_S:
+            return
+        typical = statistics.median(self.window)
+        self.window, self.window_start = [], None
+        if not self.settled:
+            self.settled = True
+            return
+        n = self.threads
+        self.fastest[n] = min(self.fastest.get(n, math.inf), typical)
+        self.recent = [*self.recent[-1:], typical]
+        if len(self.recent) < 2 or self.fixed is not None or n not in self.counts:
+            return
+        pair = statistics.fmean(self.recent)
+        if self.trying is not None:
+            self._judge_try(n, pair, now)
+            return
+        at = self.counts.index(n)
+        if at > 0 and now >= self.next_try_down and min(self.recent) > self.CHANGE * self.fastest[n]:
+            self.trying, self.proposal = (n, pair), self.counts[at - 1]
+        elif at < len(self.counts) - 1 and now - self.last_try > self.recheck_s:
+            self.trying, self.proposal = (n, pair), self.counts[at + 1]
+        else:
+            return
+        self.last_try = now
+
+    def _judge_try(self, n: int, pair: float, now: float) -> None:
+        came_from, before = self.trying
+        self.trying = None
+        went_down = n < came_from
+        if pair * self.BETTER < before:  # faster: stay
+            self.note = f"{n} (was {came_from}: {'load' if went_down else 'load gone'})"
+            _NOTES.append(self.note)
+            self.gap_s, self.recheck_s = self.MIN_GAP_S, self.RECHECK_S
+        else:  # no faster: go back, and wait longer before the next try this way
+            self.proposal = came_from
+            if went_down:
+                self.next_try_down = now + self.gap_s
+                self.gap_s = min(2 * self.gap_s, self.MAX_GAP_S)
+            else:
+                self.recheck_s = min(2 * self.recheck_s, self.RECHECK_MAX_S)
+        self.last_try = now
+
+    def switch(self) -> None:
+        """Move to the proposed count."""
+        if self.proposal is None:
+            raise ValueError("switch() needs a proposal: step_done proposes a count when the steps call for one")
+        torch.set_num_threads(self.proposal)
+        self.proposal, self.settled, self.recent, self.window, self.window_start = None, False, [], [], None
+
+    def keep(self, reason: str) -> None:
+        """Stay at the current count for the rest of the loop, for ``reason``."""
+        if not check_text("reason", reason).strip():
+            raise ValueError("reason must say why the count stays, got an empty string")
+        self.proposal, self.trying, self.fixed = None, None, reason
+        self.note = f"{self.threads} kept ({reason})"
+        _NOTES.append(self.note)

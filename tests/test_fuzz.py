@@ -95,6 +95,10 @@ EXEMPT = {
     "cs231n_gen.threads.ThreadChoice": "a result record",
     "cs231n_gen.nn.vq.Quantized": "a result record",
     "cs231n_gen.threads.usable_cpus": "takes no arguments",
+    "cs231n_gen.threads.switches": "takes no arguments",
+    "cs231n_gen.threads.LoadFollower.switch": "takes no arguments; without a proposal it raises ValueError "
+                                             "(tests/test_threads.py)",
+    "cs231n_gen.threads.LoadFollower.for_this_process": "takes the device; checked by torch.device",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
     "cs231n_gen.grading.kernel.serve": "called only from the grader's own cells, with values it wrote",
@@ -709,6 +713,9 @@ def specs(judge):
     s |= {
         "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),
         "threads.apply_thread_policy": (threads.apply_thread_policy, dict(max_threads=2)),
+        "threads.LoadFollower": (threads.LoadFollower, dict(usable=2)),
+        "threads.LoadFollower.step_done": (threads.LoadFollower(2).step_done, dict(seconds=0.01)),
+        "threads.LoadFollower.keep": (threads.LoadFollower(2).keep, dict(reason="a reason")),
     }
     release_dir = _release_dir()
     s |= {

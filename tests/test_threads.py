@@ -65,3 +65,158 @@ def test_measured_choice_keeps_the_random_state_and_picks_the_fewest_near_fastes
     monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
     monkeypatch.setattr(threads, "_step_seconds", lambda c: mixed)
     assert threads.choose_threads().threads == 1
+
+
+# ------------------------------------------------------------------ following the load mid-run
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def drive(follower, clock, steps, tick, seconds_at):
+    """``steps`` steps, ``tick`` seconds of clock apart, each taking ``seconds_at[thread count]``;
+    proposals are switched to at once (as the engine does for a run that computes the same
+    numbers at any count)."""
+    for _ in range(steps):
+        clock.now += tick
+        follower.step_done(seconds_at[torch.get_num_threads()])
+        if follower.proposal is not None:
+            follower.switch()
+
+
+def test_the_follower_moves_down_when_the_load_comes_and_up_when_it_goes():
+    torch.set_num_threads(2)
+    clock = FakeClock()
+    f = threads.LoadFollower(2, clock=clock)
+    drive(f, clock, 600, 0.003, {2: 0.003})  # idle, 2 threads: nothing to do
+    assert torch.get_num_threads() == 2 and f.note is None and f.fastest[2] == pytest.approx(0.003)
+    drive(f, clock, 300, 0.004, {2: 0.004})  # a little slower (under CHANGE): still nothing
+    assert torch.get_num_threads() == 2
+    # The load arrives: two slow windows in a row, and it tries 1 thread; 1 thread is faster: kept.
+    under_load = {2: 0.05, 1: 0.006}
+    drive(f, clock, 80, 0.05, under_load)
+    assert torch.get_num_threads() == 1 and f.note == "1 (was 2: load)" and threads.switches()[-1] == f.note
+    # Under load one thread stays (nothing below it); after RECHECK_S it tries 2 again, which is
+    # slower under load: back to 1, and the next recheck waits twice as long.
+    drive(f, clock, 100, 0.006, under_load)
+    clock.now += f.RECHECK_S
+    drive(f, clock, 200, 0.006, under_load)
+    assert torch.get_num_threads() == 1 and f.recheck_s == 2 * f.RECHECK_S
+    # The load leaves: the next recheck finds 2 threads faster and keeps them.
+    clock.now += f.recheck_s
+    drive(f, clock, 400, 0.004, {2: 0.003, 1: 0.004})
+    assert torch.get_num_threads() == 2 and f.note == "2 (was 1: load gone)"
+
+
+def test_a_try_that_is_no_faster_goes_back_and_backs_off():
+    torch.set_num_threads(2)
+    clock = FakeClock()
+    f = threads.LoadFollower(2, clock=clock)
+    drive(f, clock, 400, 0.003, {2: 0.003})
+    drive(f, clock, 250, 0.01, {2: 0.01, 1: 0.01})  # slow at either count (a slower phase of training, not load)
+    assert torch.get_num_threads() == 2 and f.note is None and f.gap_s == 2 * f.MIN_GAP_S
+
+
+def test_a_fixed_follower_stays_and_says_so():
+    torch.set_num_threads(2)
+    clock = FakeClock()
+    f = threads.LoadFollower(2, clock=clock)
+    f.keep("this run's results depend on the count")
+    drive(f, clock, 100, 0.05, {2: 0.05})
+    assert f.proposal is None and torch.get_num_threads() == 2
+    assert f.note == "2 kept (this run's results depend on the count)"
+
+
+def test_no_follower_on_one_cpu_on_cuda_or_with_a_forced_count(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
+    assert isinstance(threads.LoadFollower.for_this_process("cpu"), threads.LoadFollower)
+    assert threads.LoadFollower.for_this_process("cuda") is None
+    monkeypatch.setenv(threads.THREADS_ENV, "2")
+    assert threads.LoadFollower.for_this_process("cpu") is None
+    monkeypatch.delenv(threads.THREADS_ENV)
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 1)
+    assert threads.LoadFollower.for_this_process("cpu") is None
+    with pytest.raises(ValueError, match="usable"):
+        threads.LoadFollower(1)
+    with pytest.raises(ValueError, match="proposal"):
+        threads.LoadFollower(2).switch()
+    with pytest.raises(ValueError, match="seconds"):
+        threads.LoadFollower(2).step_done(float("nan"))
+
+
+class SwitchAt(threads.LoadFollower):
+    """A follower that proposes the other count at one step (as if the load had changed)."""
+
+    def __init__(self, at: int):
+        super().__init__(2)
+        self.at, self.calls = at, 0
+
+    def step_done(self, seconds):
+        self.calls += 1
+        if self.calls == self.at:
+            self.proposal = 1 if torch.get_num_threads() > 1 else 2
+            self.note = "switched"
+
+
+def _train(kind, follower_at=None, monkeypatch=None):
+    from cs231n_gen.autoencoding import train_autoencoder
+    from cs231n_gen.data import eight_gaussians, shapes
+    from cs231n_gen.gan import train_gan
+    from cs231n_gen.nn.autoencoder import VAE, PatchDiscriminator
+    from cs231n_gen.nn.mlp import TimeMLP
+    from cs231n_gen.paths import rectified_flow_loss
+    from cs231n_gen.train import fit
+
+    torch.set_num_threads(2)
+    made = []
+    if follower_at is not None:
+        monkeypatch.setattr(threads.LoadFollower, "for_this_process",
+                            classmethod(lambda cls, device=None: made.append(SwitchAt(follower_at)) or made[-1]))
+    torch.manual_seed(0)
+    common = dict(steps=12, device="cpu", progress=False, cache=False, log_every=4)
+    if kind == "rf":
+        model = TimeMLP(hidden=64)
+        data = eight_gaussians().sample(2048, generator=torch.Generator().manual_seed(0))
+        history = fit(model, lambda m, b, g: rectified_flow_loss(m, b, generator=g), data, batch_size=256, **common)
+        out = (list(model.parameters()), history.loss)
+    elif kind == "threads in the loss":  # a loss whose value depends on the thread count
+        model = TimeMLP(hidden=64)
+        data = eight_gaussians().sample(2048, generator=torch.Generator().manual_seed(0))
+        history = fit(model, lambda m, b, g: rectified_flow_loss(m, b, generator=g) * (1 + torch.get_num_threads()),
+                      data, batch_size=256, **common)
+        out = (list(model.parameters()), history.loss)
+    elif kind == "gan":
+        G = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+        G.z_dim = 2
+        D = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(32, 1))
+        data = eight_gaussians().sample(2048, generator=torch.Generator().manual_seed(0))
+        history = train_gan(G, D, data, batch_size=64, snapshot_every=1, snapshot_n=8, **common)
+        out = ([*G.parameters(), *D.parameters()], [*history.d_loss, *(s.samples for s in history.snapshots)])
+    else:
+        images = shapes(32, generator=torch.Generator().manual_seed(0)).images
+        vae, critic = VAE(latent_channels=4, width=8, downsample=4), PatchDiscriminator(width=8)
+        history = train_autoencoder(vae, images, discriminator=critic, batch_size=8, disc_start=4, **common)
+        out = ([*vae.parameters(), *critic.parameters()], history.mse)
+    return out, made
+
+
+def _same(a, b):
+    return all(torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["rf", "gan", "autoencoder", "threads in the loss"])
+def test_a_switch_mid_run_never_changes_the_results(kind, monkeypatch):
+    (params, history), _ = _train(kind)
+    (params_s, history_s), made = _train(kind, follower_at=5, monkeypatch=monkeypatch)
+    follower = made[0]
+    assert _same(params, params_s) and _same(history, history_s), "a switch changed the run's numbers"
+    if kind == "threads in the loss":  # the trial step differs: the run keeps its count and says so
+        assert follower.invariant is False and follower.fixed and torch.get_num_threads() == 2
+        assert follower.note == "2 kept (this run's results depend on the count)"
+    elif follower.invariant:  # the same numbers at either count: it switched
+        assert torch.get_num_threads() == 1
+    else:  # (a kernel of this model sums by thread on this machine: kept)
+        assert torch.get_num_threads() == 2
