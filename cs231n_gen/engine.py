@@ -482,6 +482,8 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
             save(loop.steps)
     finally:
         seconds = time.perf_counter() - t0
+        if follower is not None:
+            follower.finish()
         if bar is not None:
             bar.close()
     if shipped is not None and shipped.payload is not None:

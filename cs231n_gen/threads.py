@@ -19,6 +19,19 @@ nothing; next to busy programs they cost the MLP 2x, and one thread wins.
 ``CS231N_GEN_THREADS=n`` skips the measurement and uses ``n``; an ``OMP_NUM_THREADS``
 set by the user is an upper bound. :func:`cs231n_gen.start_lecture`
 applies the choice once, at the top of every lecture.
+
+A machine's load changes while a lecture runs. :class:`LoadFollower` watches the steps
+of every training run (:func:`cs231n_gen.engine.run`) and moves to fewer threads when the
+steps slow down sharply, and back when the load has gone, by trying the other count on
+the training's own steps. It never changes a run's results: the engine first runs one
+step at the new count, undoes it, runs it at the old count and compares every parameter
+and optimizer state bit for bit; only a run that computes the same numbers switches, the
+others keep their count and say so in their progress bar. With MKL's strict conditional
+numerical reproducibility (``MKL_CBWR=AUTO,STRICT``, which ``import cs231n_gen`` sets
+unless the user set it) matrix products, attention and the MLPs, DiTs and GPTs of the
+lectures give the same bits at any thread count; a convolution's weight gradient does
+not (oneDNN sums the batch by thread), so the convolutional autoencoders and GANs keep
+the count they started with.
 """
 from __future__ import annotations
 
@@ -205,10 +218,24 @@ def choose_threads(max_threads: int | None = None) -> ThreadChoice:
     return ThreadChoice(threads, usable, reason)
 
 
+def _quiet_numpy_blas() -> None:
+    """One thread for numpy's own BLAS (OpenBLAS, apart from torch's). The library's numpy
+    work is small (optimal-transport costs, scikit-learn's datasets), and OpenBLAS's idle
+    workers spin after each call: next to POT's single-threaded solver they halved its
+    speed (W2 between 2000-point sets: 1.9 s for three with two OpenBLAS threads, 0.9 s
+    with one, idle 2-core machine)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # (scikit-learn brings it; without it numpy keeps its default)
+        return
+    ThreadpoolController().select(internal_api="openblas").limit(limits=1)
+
+
 def apply_thread_policy(max_threads: int | None = None) -> ThreadChoice:
-    """Choose the thread count and give it to torch; return the choice."""
+    """Choose the thread count and give it to torch (numpy's own BLAS gets one); return the choice."""
     choice = choose_threads(max_threads)
     torch.set_num_threads(choice.threads)
+    _quiet_numpy_blas()
     return choice
 
 
@@ -352,6 +379,13 @@ class LoadFollower:
             raise ValueError("switch() needs a proposal: step_done proposes a count when the steps call for one")
         torch.set_num_threads(self.proposal)
         self.proposal, self.settled, self.recent, self.window, self.window_start = None, False, [], [], None
+
+    def finish(self) -> None:
+        """The loop ended: a try still running goes back to the count it came from (the code
+        after the loop runs at the count the follower found, not at a guess)."""
+        if self.trying is not None:
+            torch.set_num_threads(self.trying[0])
+        self.trying = self.proposal = None
 
     def keep(self, reason: str) -> None:
         """Stay at the current count for the rest of the loop, for ``reason``."""

@@ -96,6 +96,7 @@ EXEMPT = {
     "cs231n_gen.nn.vq.Quantized": "a result record",
     "cs231n_gen.threads.usable_cpus": "takes no arguments",
     "cs231n_gen.threads.switches": "takes no arguments",
+    "cs231n_gen.threads.LoadFollower.finish": "takes no arguments",
     "cs231n_gen.threads.LoadFollower.switch": "takes no arguments; without a proposal it raises ValueError "
                                              "(tests/test_threads.py)",
     "cs231n_gen.threads.LoadFollower.for_this_process": "takes the device; checked by torch.device",

@@ -120,6 +120,24 @@ def test_a_try_that_is_no_faster_goes_back_and_backs_off():
     assert torch.get_num_threads() == 2 and f.note is None and f.gap_s == 2 * f.MIN_GAP_S
 
 
+def test_a_try_still_running_when_the_loop_ends_goes_back():
+    torch.set_num_threads(2)
+    clock = FakeClock()
+    f = threads.LoadFollower(2, clock=clock)
+    drive(f, clock, 400, 0.003, {2: 0.003})
+    drive(f, clock, 16, 0.05, {2: 0.05, 1: 0.006})  # two slow windows: trying 1 thread
+    assert f.trying is not None and torch.get_num_threads() == 1
+    f.finish()
+    assert torch.get_num_threads() == 2 and f.trying is None and f.proposal is None
+
+
+def test_the_policy_gives_numpy_one_blas_thread():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threads.apply_thread_policy(max_threads=1)
+    pools = threadpoolctl.threadpool_info()
+    assert all(p["num_threads"] == 1 for p in pools if p["internal_api"] == "openblas")
+
+
 def test_a_fixed_follower_stays_and_says_so():
     torch.set_num_threads(2)
     clock = FakeClock()
