@@ -261,8 +261,12 @@ class LoadFollower:
     time (the first window after a start or a switch lets the machine settle), and it
     remembers the fastest window at each count: the speed with the machine to itself.
 
+    - After its first two settled windows at the top count, a loop *tries* the next
+      smaller count (:func:`_candidates`) once: the load may have come after the policy's
+      choice but before this loop, and the loop has no idle speed of its own to compare
+      with (idle, this costs two windows at a count about 1.25x slower).
     - Two windows in a row ``CHANGE`` times slower than that mean the load arrived: it
-      *tries* the next smaller count (:func:`_candidates`).
+      tries the next smaller count.
     - Below the largest count it tries the next larger one every ``RECHECK_S`` seconds
       (the load may have left; one thread speeds up too little when it leaves to tell).
     - A try lasts two windows and is kept when they are ``BETTER`` times faster than the
@@ -304,6 +308,7 @@ class LoadFollower:
         self.recent: list[float] = []  # the window medians at the current count, oldest first
         self.fastest: dict[int, float] = {}  # the fastest window at each count
         self.trying = None  # (the count a try came from, its two windows' mean)
+        self.looked = False  # the first two settled windows: one try of the next smaller count
         self.proposal = None
         self.invariant = None  # does the loop compute the same numbers at every count? (the loop finds out)
         self.fixed = None
@@ -348,7 +353,10 @@ class LoadFollower:
             self._judge_try(n, pair, now)
             return
         at = self.counts.index(n)
-        if at > 0 and now >= self.next_try_down and min(self.recent) > self.CHANGE * self.fastest[n]:
+        first_look = not self.looked  # (the load may have come before this run started)
+        self.looked = True
+        if at > 0 and ((first_look and n == self.usable)
+                       or (now >= self.next_try_down and min(self.recent) > self.CHANGE * self.fastest[n])):
             self.trying, self.proposal = (n, pair), self.counts[at - 1]
         elif at < len(self.counts) - 1 and now - self.last_try > self.recheck_s:
             self.trying, self.proposal = (n, pair), self.counts[at + 1]

@@ -91,8 +91,10 @@ def test_the_follower_moves_down_when_the_load_comes_and_up_when_it_goes():
     torch.set_num_threads(2)
     clock = FakeClock()
     f = threads.LoadFollower(2, clock=clock)
-    drive(f, clock, 600, 0.003, {2: 0.003})  # idle, 2 threads: nothing to do
+    # Idle: one look at 1 thread (slower), back to 2, and nothing more.
+    drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})
     assert torch.get_num_threads() == 2 and f.note is None and f.fastest[2] == pytest.approx(0.003)
+    assert f.fastest[1] == pytest.approx(0.004)
     drive(f, clock, 300, 0.004, {2: 0.004})  # a little slower (under CHANGE): still nothing
     assert torch.get_num_threads() == 2
     # The load arrives: two slow windows in a row, and it tries 1 thread; 1 thread is faster: kept.
@@ -115,17 +117,27 @@ def test_a_try_that_is_no_faster_goes_back_and_backs_off():
     torch.set_num_threads(2)
     clock = FakeClock()
     f = threads.LoadFollower(2, clock=clock)
-    drive(f, clock, 400, 0.003, {2: 0.003})
+    drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})  # (its first look: 1 thread no faster)
+    gap = f.gap_s
     drive(f, clock, 250, 0.01, {2: 0.01, 1: 0.01})  # slow at either count (a slower phase of training, not load)
-    assert torch.get_num_threads() == 2 and f.note is None and f.gap_s == 2 * f.MIN_GAP_S
+    assert torch.get_num_threads() == 2 and f.note is None and f.gap_s == 2 * gap
+
+
+def test_a_loop_that_starts_under_load_finds_it_at_its_first_look():
+    """The load came after the policy's choice, before the loop: no idle speed to compare with."""
+    torch.set_num_threads(2)
+    clock = FakeClock()
+    f = threads.LoadFollower(2, clock=clock)
+    drive(f, clock, 100, 0.05, {2: 0.05, 1: 0.006})
+    assert torch.get_num_threads() == 1 and f.note == "1 (was 2: load)"
 
 
 def test_a_try_still_running_when_the_loop_ends_goes_back():
     torch.set_num_threads(2)
     clock = FakeClock()
     f = threads.LoadFollower(2, clock=clock)
-    drive(f, clock, 400, 0.003, {2: 0.003})
-    drive(f, clock, 16, 0.05, {2: 0.05, 1: 0.006})  # two slow windows: trying 1 thread
+    drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})
+    drive(f, clock, 28, 0.05, {2: 0.05, 1: 0.006})  # two slow windows: trying 1 thread
     assert f.trying is not None and torch.get_num_threads() == 1
     f.finish()
     assert torch.get_num_threads() == 2 and f.trying is None and f.proposal is None
