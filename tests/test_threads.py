@@ -76,6 +76,14 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture
+def follower_at_2():
+    """A follower over 2 usable CPUs at 2 threads, and the fake clock it reads."""
+    torch.set_num_threads(2)
+    clock = FakeClock()
+    return threads.LoadFollower(2, clock=clock), clock
+
+
 def drive(follower, clock, steps, tick, seconds_at):
     """``steps`` steps, ``tick`` seconds of clock apart, each taking ``seconds_at[thread count]``;
     proposals are switched to at once (as the engine does for a run that computes the same
@@ -87,10 +95,8 @@ def drive(follower, clock, steps, tick, seconds_at):
             follower.switch()
 
 
-def test_the_follower_moves_down_when_the_load_comes_and_up_when_it_goes():
-    torch.set_num_threads(2)
-    clock = FakeClock()
-    f = threads.LoadFollower(2, clock=clock)
+def test_the_follower_moves_down_when_the_load_comes_and_up_when_it_goes(follower_at_2):
+    f, clock = follower_at_2
     # Idle: one look at 1 thread (slower), back to 2, and nothing more.
     drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})
     assert torch.get_num_threads() == 2 and f.note is None and f.fastest[2] == pytest.approx(0.003)
@@ -113,29 +119,23 @@ def test_the_follower_moves_down_when_the_load_comes_and_up_when_it_goes():
     assert torch.get_num_threads() == 2 and f.note == "2 (was 1: load gone)"
 
 
-def test_a_try_that_is_no_faster_goes_back_and_backs_off():
-    torch.set_num_threads(2)
-    clock = FakeClock()
-    f = threads.LoadFollower(2, clock=clock)
+def test_a_try_that_is_no_faster_goes_back_and_backs_off(follower_at_2):
+    f, clock = follower_at_2
     drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})  # (its first look: 1 thread no faster)
     gap = f.gap_s
     drive(f, clock, 250, 0.01, {2: 0.01, 1: 0.01})  # slow at either count (a slower phase of training, not load)
     assert torch.get_num_threads() == 2 and f.note is None and f.gap_s == 2 * gap
 
 
-def test_a_loop_that_starts_under_load_finds_it_at_its_first_look():
+def test_a_loop_that_starts_under_load_finds_it_at_its_first_look(follower_at_2):
     """The load came after the policy's choice, before the loop: no idle speed to compare with."""
-    torch.set_num_threads(2)
-    clock = FakeClock()
-    f = threads.LoadFollower(2, clock=clock)
+    f, clock = follower_at_2
     drive(f, clock, 100, 0.05, {2: 0.05, 1: 0.006})
     assert torch.get_num_threads() == 1 and f.note == "1 (was 2: load)"
 
 
-def test_a_try_still_running_when_the_loop_ends_goes_back():
-    torch.set_num_threads(2)
-    clock = FakeClock()
-    f = threads.LoadFollower(2, clock=clock)
+def test_a_try_still_running_when_the_loop_ends_goes_back(follower_at_2):
+    f, clock = follower_at_2
     drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})
     drive(f, clock, 28, 0.05, {2: 0.05, 1: 0.006})  # two slow windows: trying 1 thread
     assert f.trying is not None and torch.get_num_threads() == 1
@@ -150,10 +150,8 @@ def test_the_policy_gives_numpy_one_blas_thread():
     assert all(p["num_threads"] == 1 for p in pools if p["internal_api"] == "openblas")
 
 
-def test_a_fixed_follower_stays_and_says_so():
-    torch.set_num_threads(2)
-    clock = FakeClock()
-    f = threads.LoadFollower(2, clock=clock)
+def test_a_fixed_follower_stays_and_says_so(follower_at_2):
+    f, clock = follower_at_2
     f.keep("this run's results depend on the count")
     drive(f, clock, 100, 0.05, {2: 0.05})
     assert f.proposal is None and torch.get_num_threads() == 2
