@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from . import _io, cache, thread_invariance, threads
+from . import _io, cache, threads
 from ._validate import check_device, check_int, check_module
 from .fingerprint import NotFingerprintable, code_version, fingerprint
 from . import pretrained
@@ -222,9 +222,8 @@ def _trial_step(step, i: int, threads_to_try: int, state: Trainable, history_sta
 
     The load follower (:class:`cs231n_gen.threads.LoadFollower`) moves a run to another
     thread count only if that count computes the same numbers: some kernels split their
-    sums by thread, and a run that changed its count midway would then end with other
-    parameters than one that did not (:mod:`cs231n_gen.thread_invariance` puts the known
-    ones on one thread; this check catches the rest, such as a loss that reads the count).
+    sums by thread (a convolution's weight gradient sums over the batch), and a run that
+    changed its count midway would then end with other parameters than one that did not.
     The caller runs step i again at the current count and compares. Undoing restores
     everything a resume restores (modules, optimizers, generators, global random state,
     history), from copies taken here.
@@ -448,50 +447,45 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
 
     steps_run = 0
     t0 = time.perf_counter()
-    # On the CPU, sums whose order depends on the thread count run on one thread (see
-    # thread_invariance): the run computes the same numbers at any count, so it may follow the load.
-    invariance = thread_invariance.for_modules(state.modules.values(), _device_of(state))
-    with invariance:
-        try:
-            for i in range(start, stop):
-                began = time.perf_counter()
-                try:
-                    trial = None
-                    if follower is not None and follower.proposal is not None:
-                        if follower.invariant is None:
-                            trial = _trial_step(step, i, follower.proposal, state, history_state)
-                        else:
-                            follower.switch()
-                    row = step(i)
-                except TrainingDivergedError as err:
-                    raise TrainingDivergedError(f"at step {i}: {err}{way_out()}") from None
-                if trial is not None:  # switch only where the other count computes the very same step
-                    after = _state_tensors(state)
-                    follower.invariant = all(torch.equal(a, b) for a, b in zip(trial, after, strict=True))
-                    if follower.invariant:
-                        follower.switch()
+    try:
+        for i in range(start, stop):
+            began = time.perf_counter()
+            try:
+                trial = None
+                if follower is not None and follower.proposal is not None:
+                    if follower.invariant is None:
+                        trial = _trial_step(step, i, follower.proposal, state, history_state)
                     else:
-                        follower.keep("this run's results depend on the count")
-                elif follower is not None:
-                    follower.step_done(time.perf_counter() - began)
-                done = i + 1
-                steps_run += 1
-                if row is not None:
-                    pending.append((done, row.detach().reshape(-1)))
-                if done % loop.log_every == 0 or done == stop:
-                    flush()
-                if loop.checkpoint_every is not None and done % loop.checkpoint_every == 0:
-                    flush()
-                    save(done)
-            flush()
-            if path is not None and steps_run:
-                save(loop.steps)
-        finally:
-            seconds = time.perf_counter() - t0
-            if follower is not None:
-                follower.finish()
-            if bar is not None:
-                bar.close()
+                        follower.switch()
+                row = step(i)
+            except TrainingDivergedError as err:
+                raise TrainingDivergedError(f"at step {i}: {err}{way_out()}") from None
+            if trial is not None:  # switch only where the other count computes the very same step
+                follower.invariant = all(torch.equal(a, b) for a, b in zip(trial, _state_tensors(state), strict=True))
+                if follower.invariant:
+                    follower.switch()
+                else:
+                    follower.keep("this run's results depend on the count")
+            elif follower is not None:
+                follower.step_done(time.perf_counter() - began)
+            done = i + 1
+            steps_run += 1
+            if row is not None:
+                pending.append((done, row.detach().reshape(-1)))
+            if done % loop.log_every == 0 or done == stop:
+                flush()
+            if loop.checkpoint_every is not None and done % loop.checkpoint_every == 0:
+                flush()
+                save(done)
+        flush()
+        if path is not None and steps_run:
+            save(loop.steps)
+    finally:
+        seconds = time.perf_counter() - t0
+        if follower is not None:
+            follower.finish()
+        if bar is not None:
+            bar.close()
     if shipped is not None and shipped.payload is not None:
         return shipped.install(state, history_state, loop)
     result = {**payload(loop.steps, optimizers=False), "stats": {"steps_run": steps_run, "seconds": seconds}}

@@ -29,10 +29,9 @@ and optimizer state bit for bit; only a run that computes the same numbers switc
 others keep their count and say so in their progress bar. With MKL's strict conditional
 numerical reproducibility (``MKL_CBWR=AUTO,STRICT``, which ``import cs231n_gen`` sets
 unless the user set it) matrix products and attention give the same bits at any thread
-count; the few kernels that split a sum over the batch by thread (a convolution's weight
-gradient, the norms', an embedding's) run those sums on one thread during training
-(:mod:`cs231n_gen.thread_invariance`). A run the engine's check still finds different
-keeps the count it started with.
+count (a 2D MLP and a small DiT were checked); a convolution's weight gradient does not
+(oneDNN sums the batch by thread), so the convolutional autoencoders and GANs keep the
+count they started with, as does any other run the engine's check finds different.
 """
 from __future__ import annotations
 

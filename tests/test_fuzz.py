@@ -49,7 +49,7 @@ from cs231n_gen import (  # noqa: E402
     viz,
     widgets,
 )
-from cs231n_gen import thread_invariance, threads  # noqa: E402
+from cs231n_gen import threads  # noqa: E402
 from cs231n_gen import pretrained  # noqa: E402
 from cs231n_gen.data import captioned_shapes as data_shapes  # noqa: E402
 from cs231n_gen.data import images as data_images  # noqa: E402
@@ -717,10 +717,6 @@ def specs(judge):
         "threads.LoadFollower": (threads.LoadFollower, dict(usable=2)),
         "threads.LoadFollower.step_done": (threads.LoadFollower(2).step_done, dict(seconds=0.01)),
         "threads.LoadFollower.keep": (threads.LoadFollower(2).keep, dict(reason="a reason")),
-        "thread_invariance.serial_reductions": (thread_invariance.serial_reductions,
-                                                dict(modules=[torch.nn.Conv2d(1, 1, 1)])),
-        "thread_invariance.for_modules": (thread_invariance.for_modules,
-                                          dict(modules=[torch.nn.Conv2d(1, 1, 1)], device="cpu")),
     }
     release_dir = _release_dir()
     s |= {
