@@ -140,7 +140,12 @@ def sitting(paths: list[Path], timeout: int, out: Path) -> dict:
         row = {"lecture": path.stem}
         for key, quick, load in (("full", False, 0), ("quick", True, 0), ("full_busy", False, 2)):
             print(f"{path.stem}: {key} ...", file=sys.stderr, flush=True)
-            row[key] = run_lecture(path, quick, timeout, load_after_first_cell=load)
+            try:
+                row[key] = run_lecture(path, quick, timeout, load_after_first_cell=load)
+            except Exception as err:  # a failing cell: recorded, and the sitting goes on
+                row[key] = {"lecture": path.stem, "error": f"{type(err).__name__}: {str(err)[-2000:]}"}
+                print(f"  failed: {row[key]['error'][-300:]}", file=sys.stderr, flush=True)
+                continue
             print(f"  {row[key]['wall_s']} s, {row[key].get('peak_host_mb')} MB", file=sys.stderr, flush=True)
         result["lectures"].append(row)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
