@@ -166,10 +166,14 @@ def table(result: dict) -> str:
              f"[JSON](benchmarks/results/lectures.json)): {m['cpus']} cores ({m['cpu']}), torch {m['torch']}, "
              "the run cache off, the digit judge already cached. Budgets: full mode 5 minutes, quick mode "
              "90 s, memory 1.5 GB, next to busy programs 2.5x idle.", "",
-             "| # | full mode | quick mode | peak memory (full) | full mode, two busy processes from the first cell on |",
+             "| # | full mode | quick mode | peak memory | full mode, two busy processes from the first cell on |",
              "|---|---|---|---|---|"]
     for row in result["lectures"]:
         full, quick, busy = row["full"], row["quick"], row["full_busy"]
+        failed = [key for key in ("full", "quick", "full_busy") if "error" in row[key]]
+        if failed:
+            lines.append(f"| {row['lecture'][:2]} | failed in {', '.join(failed)}: see the JSON | | | |")
+            continue
         peak = max(full.get("peak_host_mb") or 0, quick.get("peak_host_mb") or 0)
         switches = busy.get("thread_switches") or []
         moved = f"; threads {', '.join(switches)}" if switches else ""
@@ -184,6 +188,10 @@ def over_budget(result: dict) -> list[str]:
     misses = []
     for row in result["lectures"]:
         full, quick, busy = row["full"], row["quick"], row["full_busy"]
+        failed = [key for key in ("full", "quick", "full_busy") if "error" in row[key]]
+        if failed:
+            misses.append(f"{row['lecture']}: failed in {', '.join(failed)}")
+            continue
         peak = max(full.get("peak_host_mb") or 0, quick.get("peak_host_mb") or 0)
         for what, value, limit in (("full mode", full["wall_s"], BUDGET["full_s"]),
                                    ("quick mode", quick["wall_s"], BUDGET["quick_s"]),
