@@ -159,6 +159,11 @@ TABLE_BEGIN, TABLE_END = "<!-- lecture timings: begin (benchmarks/lectures.py --
     "<!-- lecture timings: end -->"
 
 
+def _failed(row: dict) -> list[str]:
+    """The runs of a sitting's lecture row that failed (full, quick, full_busy)."""
+    return [key for key in ("full", "quick", "full_busy") if "error" in row[key]]
+
+
 def table(result: dict) -> str:
     """The README's timing table for one sitting (its JSON)."""
     m = result["machine"]
@@ -170,7 +175,7 @@ def table(result: dict) -> str:
              "|---|---|---|---|---|"]
     for row in result["lectures"]:
         full, quick, busy = row["full"], row["quick"], row["full_busy"]
-        failed = [key for key in ("full", "quick", "full_busy") if "error" in row[key]]
+        failed = _failed(row)
         if failed:
             lines.append(f"| {row['lecture'][:2]} | failed in {', '.join(failed)}: see the JSON | | | |")
             continue
@@ -188,7 +193,7 @@ def over_budget(result: dict) -> list[str]:
     misses = []
     for row in result["lectures"]:
         full, quick, busy = row["full"], row["quick"], row["full_busy"]
-        failed = [key for key in ("full", "quick", "full_busy") if "error" in row[key]]
+        failed = _failed(row)
         if failed:
             misses.append(f"{row['lecture']}: failed in {', '.join(failed)}")
             continue
