@@ -19,6 +19,7 @@ from torch import nn
 
 from .._validate import check_int, check_model_input
 from .dit import _Attention, _mlp
+from .layers import Conv2d, LayerNorm
 
 
 def _check_ids(ids, mask, vocab_size: int, max_length: int):
@@ -44,7 +45,7 @@ class _TextBlock(nn.Module):
 
     def __init__(self, width: int, heads: int):
         super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.norm1, self.norm2 = LayerNorm(width), LayerNorm(width)
         self.attn, self.mlp = _Attention(width, heads), _mlp(width, 4.0)
 
     def forward(self, x, mask):
@@ -75,7 +76,7 @@ class TextEncoder(nn.Module):
         self.token_embed = nn.Embedding(vocab_size, width, padding_idx=0)
         self.position_embed = nn.Parameter(0.02 * torch.randn(max_length, width))
         self.blocks = nn.ModuleList(_TextBlock(width, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
+        self.norm = LayerNorm(width)
         self.project = nn.Linear(width, embed_dim)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -119,7 +120,7 @@ class ImageEncoder(nn.Module):
         width, embed_dim = check_int("width", width, minimum=1), check_int("embed_dim", embed_dim, minimum=1)
         layers, channels = [], self.in_channels
         for k in range(3):
-            layers += [nn.Conv2d(channels, width * 2 ** k, 4, stride=2, padding=1), nn.GELU()]
+            layers += [Conv2d(channels, width * 2 ** k, 4, stride=2, padding=1), nn.GELU()]
             channels = width * 2 ** k
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.project = nn.Linear(channels * (self.size // 8) ** 2, embed_dim)

@@ -54,6 +54,7 @@ from torch import nn
 
 from .._validate import as_time, check_bool, check_int, check_model_input, check_real
 from .mlp import FourierTimeEmbedding
+from .layers import LayerNorm
 
 CONDITIONINGS = ("adaln", "in_context", "cross", "joint")
 
@@ -187,7 +188,7 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
         if kind == "cross":
-            self.norm_cross = nn.LayerNorm(width, eps=1e-6)
+            self.norm_cross = LayerNorm(width, eps=1e-6)
             self.cross = _Attention(width, heads)
             nn.init.zeros_(self.cross.out.weight)
             nn.init.zeros_(self.cross.out.bias)

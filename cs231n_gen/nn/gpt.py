@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_int, check_labels, check_real, check_tokens
+from .layers import LayerNorm
 
 
 class _CausalSelfAttention(nn.Module):
@@ -47,8 +48,8 @@ class _Block(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()
         hidden = int(width * mlp_ratio)
-        self.norm1, self.attn = nn.LayerNorm(width), _CausalSelfAttention(width, heads)
-        self.norm2 = nn.LayerNorm(width)
+        self.norm1, self.attn = LayerNorm(width), _CausalSelfAttention(width, heads)
+        self.norm2 = LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout))
         self.drop = nn.Dropout(dropout)
 
@@ -91,7 +92,7 @@ class GPT(nn.Module):
         self.position_embed = nn.Parameter(torch.zeros(1, self.block_size, width))
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
+        self.norm = LayerNorm(width)
         self.head = nn.Linear(width, self.vocab_size, bias=False)
         for module in self.modules():  # GPT-2's initialisation: small normal weights, zero biases
             if isinstance(module, (nn.Linear, nn.Embedding)):

@@ -33,6 +33,7 @@ from .._validate import as_time, check_bool, check_int, check_model_input, check
 from .dit import (DiT, _FinalLayer, _Attention, _embed_context, _mlp, _modulate, _norm, patchify,
                   sincos_position_embedding, unpatchify)
 from .mlp import FourierTimeEmbedding
+from .layers import LayerNorm
 
 ATTENTIONS = ("full", "factorised")
 
@@ -66,7 +67,7 @@ class VideoBlock(nn.Module):
         self.attn, self.mlp = _Attention(width, heads), _mlp(width, mlp_ratio)
         if attention == "factorised":
             self.norm_time, self.attn_time = _norm(width), _Attention(width, heads)
-        self.norm_cross, self.cross = nn.LayerNorm(width, eps=1e-6), _Attention(width, heads)
+        self.norm_cross, self.cross = LayerNorm(width, eps=1e-6), _Attention(width, heads)
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * branches * width))
         for layer in (self.modulation[1], self.cross.out):  # the identity at initialisation
             nn.init.zeros_(layer.weight)

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_generator, check_int, check_model_input, check_real, check_tensor
+from .layers import Conv2d, ConvTranspose2d
 
 INITS = ("kmeans", "uniform")
 
@@ -105,7 +106,9 @@ class VectorQuantizer(nn.Module):
             self._kmeans_init(flat.detach())
         # Nearest code for every vector.
         codes = _nearest_codes(flat.detach(), self.codebook.detach())
-        e = self.codebook[codes]
+        # (a one-hot product rather than codebook[codes]: the same rows, and a gradient
+        # summed by a matrix product, so it has the same bits at any CPU thread count)
+        e = F.one_hot(codes, self.num_codes).to(self.codebook.dtype) @ self.codebook
         # The two losses: codes move to the encoder outputs; the encoder commits to its codes.
         codebook_loss = F.mse_loss(e, flat.detach())
         commitment_loss = F.mse_loss(flat, e.detach())
@@ -167,7 +170,7 @@ def codebook_usage(codes: torch.Tensor, num_codes: int) -> dict:
 def _conv_stack(widths, down: bool) -> list[nn.Module]:
     layers = []
     for a, b in zip(widths[:-1], widths[1:]):
-        conv = nn.Conv2d(a, b, 4, stride=2, padding=1) if down else nn.ConvTranspose2d(a, b, 4, stride=2, padding=1)
+        conv = Conv2d(a, b, 4, stride=2, padding=1) if down else ConvTranspose2d(a, b, 4, stride=2, padding=1)
         layers += [conv, nn.SiLU()]
     return layers
 
@@ -201,15 +204,15 @@ class VQVAE(nn.Module):
         downs = int(downs)
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta=beta, init=init, restart_after=restart_after)
         # Encoder: lift to `width` channels, halve the side `downs` times, project to code_dim.
-        self.encoder = nn.Sequential(nn.Conv2d(self.channels, width, 3, padding=1), nn.SiLU(),
+        self.encoder = nn.Sequential(Conv2d(self.channels, width, 3, padding=1), nn.SiLU(),
                                      *_conv_stack([width] * (downs + 1), down=True),
-                                     nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
-                                     nn.Conv2d(width, code_dim, 1))
+                                     Conv2d(width, width, 3, padding=1), nn.SiLU(),
+                                     Conv2d(width, code_dim, 1))
         # Decoder: the mirror image.
-        self.decoder = nn.Sequential(nn.Conv2d(code_dim, width, 3, padding=1), nn.SiLU(),
-                                     nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+        self.decoder = nn.Sequential(Conv2d(code_dim, width, 3, padding=1), nn.SiLU(),
+                                     Conv2d(width, width, 3, padding=1), nn.SiLU(),
                                      *_conv_stack([width] * (downs + 1), down=False),
-                                     nn.Conv2d(width, self.channels, 3, padding=1))
+                                     Conv2d(width, self.channels, 3, padding=1))
 
     @property
     def num_codes(self) -> int:

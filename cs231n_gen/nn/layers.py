@@ -1,0 +1,128 @@
+"""Layers the model files share, each computing the same numbers at any CPU thread count.
+
+A training run may move to fewer threads when another program starts
+(:class:`cs231n_gen.threads.LoadFollower`), but only if that leaves its result alone.
+Two of torch's fused CPU kernels split a sum over the batch into per-thread pieces, so
+their last bits depend on the count; these layers compute the same thing in a way that
+does not.
+
+:class:`LayerNorm` is ``torch.nn.LayerNorm`` with its affine part applied as its own
+multiply and add: y = LN(x) * gamma + beta. The fused kernel sums gamma's and beta's
+gradients over the rows in per-thread pieces; the separate multiply-add sums them
+through autograd's reductions, one output element per thread.
+
+:class:`Conv2d` and :class:`ConvTranspose2d` run torch's own kernels, except for the
+weight's gradient: the convolution kernel sums it over the batch in per-thread pieces,
+so here it is computed with one thread (the same kernel, called through
+``torch.nn.grad``), and the bias's gradient as a plain sum over batch and pixels. The
+input's gradient and the outputs have the same bits at any count already.
+
+All three keep the torch layer's parameters and state dict.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validate import check_bool, check_int, check_real
+
+
+def _check_size(name: str, value, minimum: int):
+    """An int, or a pair of ints, each >= ``minimum`` (a kernel size, stride, padding...)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return tuple(check_int(f"{name}[{i}]", v, minimum=minimum) for i, v in enumerate(value))
+    return check_int(name, value, minimum=minimum)
+
+
+def _check_conv(in_channels, out_channels, kernel_size, stride, padding, dilation, bias) -> dict:
+    return dict(in_channels=check_int("in_channels", in_channels, minimum=1),
+                out_channels=check_int("out_channels", out_channels, minimum=1),
+                kernel_size=_check_size("kernel_size", kernel_size, 1), stride=_check_size("stride", stride, 1),
+                padding=_check_size("padding", padding, 0), dilation=_check_size("dilation", dilation, 1),
+                bias=check_bool("bias", bias))
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last dimension (``width`` features) whose results do not depend
+    on the CPU thread count (see the module)."""
+
+    def __init__(self, width: int, eps: float = 1e-5, elementwise_affine: bool = True):
+        super().__init__(check_int("width", width, minimum=1), eps=check_real("eps", eps, minimum=0.0, strict_min=True),
+                         elementwise_affine=check_bool("elementwise_affine", elementwise_affine))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x, self.normalized_shape, None, None, self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+def _one_thread(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` computed by one thread (its sums then have one order)."""
+    before = torch.get_num_threads()
+    if before == 1:
+        return fn(*args, **kwargs)
+    torch.set_num_threads(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Convolution(torch.autograd.Function):
+    """y = conv(x, W) + b (``transposed``: the transposed convolution), with W's gradient summed by one thread."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, transposed):
+        ctx.save_for_backward(x, weight)
+        ctx.geometry, ctx.transposed, ctx.has_bias = (stride, padding, dilation), transposed, bias is not None
+        if transposed:
+            return F.conv_transpose2d(x, weight, bias, stride, padding, 0, 1, dilation)
+        return F.conv2d(x, weight, bias, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        grad_x = grad_w = grad_b = None
+        if ctx.transposed:  # x = conv(y-side grad, W) read backwards: the roles of x and grad swap
+            if ctx.needs_input_grad[0]:
+                grad_x = F.conv2d(grad, weight, None, stride, padding, dilation)
+            if ctx.needs_input_grad[1]:
+                grad_w = _one_thread(torch.nn.grad.conv2d_weight, grad, weight.shape, x, stride, padding, dilation)
+        else:
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, stride, padding, dilation)
+            if ctx.needs_input_grad[1]:
+                grad_w = _one_thread(torch.nn.grad.conv2d_weight, x, weight.shape, grad, stride, padding, dilation)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (one group, zero padding) whose results do not depend on the CPU thread count (see the module)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 bias: bool = True):
+        super().__init__(**_check_conv(in_channels, out_channels, kernel_size, stride, padding, dilation, bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Convolution.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, False)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (one group, zero padding, no output padding) whose results do not
+    depend on the CPU thread count (see the module)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 bias: bool = True):
+        super().__init__(**_check_conv(in_channels, out_channels, kernel_size, stride, padding, dilation, bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _Convolution.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, True)

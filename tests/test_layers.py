@@ -1,0 +1,74 @@
+"""The shared layers: the torch layer's numbers, and the same bits at any thread count."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cs231n_gen.nn.layers import Conv2d, ConvTranspose2d, LayerNorm
+
+
+def _grads_at(threads, layer, x, grad_out):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        layer.zero_grad()
+        x = x.clone().requires_grad_(True)
+        y = layer(x)
+        y.backward(grad_out)
+        return [y.detach(), x.grad, *(p.grad.clone() for p in layer.parameters())]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_layer_norm_matches_torch_and_keeps_its_state_dict():
+    torch.manual_seed(0)
+    ours, theirs = LayerNorm(64, eps=1e-6), nn.LayerNorm(64, eps=1e-6)
+    with torch.no_grad():
+        theirs.weight.normal_(), theirs.bias.normal_()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(32, 10, 64)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+    assert LayerNorm(8, elementwise_affine=False)(x[..., :8]).shape == (32, 10, 8)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(stride=1, padding=0, bias=False),
+                                dict(stride=1, padding=2, dilation=2), dict(stride=(2, 1), padding=(1, 0))])
+def test_convolutions_match_torch_values_and_gradients(kw, transposed):
+    torch.manual_seed(0)
+    k = 4 if kw.get("stride") == 2 else 3
+    ours = (ConvTranspose2d if transposed else Conv2d)(6, 8, k, **kw)
+    theirs = (nn.ConvTranspose2d if transposed else nn.Conv2d)(6, 8, k, **kw)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(5, 6, 9, 8)
+    grad_out = torch.randn_like(theirs(x))
+    got, want = _grads_at(2, ours, x, grad_out), _grads_at(2, theirs, x, grad_out)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="kernel_size"):
+        Conv2d(4, 4, 0)
+    with pytest.raises(ValueError, match="padding"):
+        ConvTranspose2d(4, 4, 3, padding="same")
+    with pytest.raises(ValueError, match="stride"):
+        Conv2d(4, 4, 3, stride=(1, 2, 3))
+    with pytest.raises(ValueError, match="eps"):
+        LayerNorm(8, eps=0.0)
+
+
+@pytest.mark.parametrize("make, shape", [(lambda: LayerNorm(64), (128, 16, 64)),
+                                         (lambda: Conv2d(32, 64, 4, stride=2, padding=1), (128, 32, 16, 16)),
+                                         (lambda: Conv2d(32, 1, 3, padding=1), (128, 32, 16, 16)),
+                                         (lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1), (128, 32, 8, 8))])
+def test_the_same_bits_at_one_and_two_threads(make, shape):
+    torch.manual_seed(0)
+    layer = make()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    x = torch.randn(shape)
+    grad_out = torch.randn_like(layer(x))
+    one, two = _grads_at(1, layer, x, grad_out), _grads_at(2, layer, x, grad_out)
+    assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
