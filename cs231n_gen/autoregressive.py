@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ._validate import check_generator, check_int, check_labels, check_real, check_tensor, check_tokens
+from .threads import following
 
 
 def _labels_for(model, y, n: int, device):
@@ -127,10 +128,11 @@ def sample(model, n: int, length: int, y=None, *, temperature: float = 1.0, top_
     was_training = model.training
     model.eval()
     tokens = torch.zeros(n, 0, dtype=torch.long, device=device)
-    for _ in range(length):
-        # The distribution of the next token given everything so far; draw it; append it.
-        logits = model(tokens, labels)[:, -1]
-        tokens = torch.cat([tokens, sample_next(logits, temperature, top_k, generator)[:, None]], dim=1)
+    with following(model, device) as network:  # fewer threads when another program starts
+        for _ in range(length):
+            # The distribution of the next token given everything so far; draw it; append it.
+            logits = network(tokens, labels)[:, -1]
+            tokens = torch.cat([tokens, sample_next(logits, temperature, top_k, generator)[:, None]], dim=1)
     model.train(was_training)
     return tokens
 

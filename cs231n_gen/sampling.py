@@ -19,12 +19,37 @@ and rows evaluated (the number of function evaluations, NFE, per sample).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import nn
 
 from ._validate import (check_batch, check_callable, check_generator, check_int, check_path, check_points, check_real,
                         check_sampling_times, check_target)
 from .schedules import time_grid
+from .threads import following, trial_running
+
+
+def _follows_load(sampler):
+    """The sampler's model calls follow the machine's load (:class:`cs231n_gen.threads.FollowedCalls`):
+    a long sampling loop moves to fewer threads when another program starts, never changing its result."""
+
+    signature = inspect.signature(sampler)
+
+    @functools.wraps(sampler)
+    def wrapped(*args, **kwargs):
+        try:
+            call = signature.bind(*args, **kwargs)
+        except TypeError:  # let the sampler word it
+            return sampler(*args, **kwargs)
+        model, x = call.arguments["model"], call.arguments["x"]
+        if not callable(model) or not isinstance(x, torch.Tensor):  # the sampler's own checks say what is wrong
+            return sampler(*args, **kwargs)
+        with following(model, x.device) as call.arguments["model"]:
+            return sampler(*call.args, **call.kwargs)
+
+    return wrapped
 
 
 class CountCalls(nn.Module):
@@ -44,8 +69,9 @@ class CountCalls(nn.Module):
         self.rows = 0
 
     def forward(self, x_t, *args, **kwargs):
-        self.calls += 1
-        self.rows += int(x_t.shape[0]) if isinstance(x_t, torch.Tensor) and x_t.ndim > 0 else 1
+        if not trial_running():  # (a load follower's trial run is not part of the sampling)
+            self.calls += 1
+            self.rows += int(x_t.shape[0]) if isinstance(x_t, torch.Tensor) and x_t.ndim > 0 else 1
         return self.model(x_t, *args, **kwargs)
 
     def reset(self) -> None:
@@ -68,6 +94,7 @@ class CountCalls(nn.Module):
                 f"({type(model).__name__}) has an attribute {name!r}") from None
 
 
+@_follows_load
 @torch.no_grad()
 def euler(
     model,
@@ -188,6 +215,7 @@ def _velocity(model, path, target, x, t):
     return path._da(t) * x_hat + path._db(t) * z_hat
 
 
+@_follows_load
 @torch.no_grad()
 def probability_flow(model, x: torch.Tensor, steps: int | None = None, *, path, target: str, method: str = "euler",
                      t_start: float = 0.999, t_end: float = 0.0, times: torch.Tensor | None = None) -> torch.Tensor:
@@ -213,6 +241,7 @@ def probability_flow(model, x: torch.Tensor, steps: int | None = None, *, path, 
     return x
 
 
+@_follows_load
 @torch.no_grad()
 def ddim(model, x: torch.Tensor, steps: int | None = None, *, path, target: str, t_start: float = 0.999,
          t_end: float = 0.0, times: torch.Tensor | None = None) -> torch.Tensor:
@@ -227,6 +256,7 @@ def ddim(model, x: torch.Tensor, steps: int | None = None, *, path, target: str,
     return x
 
 
+@_follows_load
 @torch.no_grad()
 def ddpm(model, x: torch.Tensor, steps: int | None = None, *, path, target: str,
          generator: torch.Generator | None = None, t_start: float = 0.999, t_end: float = 0.0,
@@ -256,6 +286,7 @@ def ddpm(model, x: torch.Tensor, steps: int | None = None, *, path, target: str,
     return x
 
 
+@_follows_load
 @torch.no_grad()
 def reverse_sde(model, x: torch.Tensor, steps: int | None = None, *, path, target: str,
                 generator: torch.Generator | None = None, t_start: float = 0.999, t_end: float = 0.0,
@@ -293,6 +324,7 @@ def reverse_sde(model, x: torch.Tensor, steps: int | None = None, *, path, targe
     return x
 
 
+@_follows_load
 @torch.no_grad()
 def langevin(model, x: torch.Tensor, levels: int, steps_per_level: int, *, path, target: str,
              step_scale: float = 0.5, generator: torch.Generator | None = None, t_start: float = 0.999,

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from ._validate import check_int, check_real, check_text
+from ._validate import check_device, check_int, check_real, check_text
 
 THREADS_ENV = "CS231N_GEN_THREADS"
 TOLERANCE = 1.15  # a thread count this close to the best on every probe step counts as the best
@@ -227,13 +227,16 @@ def _quiet_numpy_blas() -> None:
 
 def apply_thread_policy(max_threads: int | None = None) -> ThreadChoice:
     """Choose the thread count and give it to torch (numpy's own BLAS gets one); return the choice."""
+    global _policy_threads
     choice = choose_threads(max_threads)
     torch.set_num_threads(choice.threads)
+    _policy_threads = choice.threads
     _quiet_numpy_blas()
     return choice
 
 
 _NOTES: list[str] = []
+_policy_threads: int | None = None  # the count apply_thread_policy chose: where every loop's results are computed
 
 
 def switches() -> list[str]:
@@ -317,7 +320,20 @@ class LoadFollower:
         usable, forced = _limits()
         if forced is not None or usable < 2:
             return None
-        return cls(usable)
+        follower = cls(usable)
+        follower.start_at_policy()
+        return follower
+
+    def start_at_policy(self) -> None:
+        """Begin the loop at the policy's count, so that a loop whose results depend on the
+        count computes them there whatever earlier loops found; when an earlier loop left
+        another count (the load it found), propose that one at once: the loop moves to it
+        after its first step if that step comes out the same there."""
+        policy = _policy_threads if _policy_threads is not None else torch.get_num_threads()
+        found = torch.get_num_threads()
+        torch.set_num_threads(policy)
+        if found != policy:
+            self.proposal, self.looked = found, True
 
     @property
     def threads(self) -> int:
@@ -396,3 +412,88 @@ class LoadFollower:
         self.proposal, self.trying, self.fixed = None, None, reason
         self.note = f"{self.threads} kept ({reason})"
         _NOTES.append(self.note)
+
+
+_trial_running = False
+
+
+def trial_running() -> bool:
+    """Whether the current call is a load follower's trial run (:class:`FollowedCalls`), which
+    the loop's result does not use: a counter of model calls leaves it out."""
+    return _trial_running
+
+
+def _same(a, b) -> bool:
+    """Whether two results (tensors, or tuples and lists of them) hold the very same numbers."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+class FollowedCalls:
+    """A function called once per step of a long loop (a sampler's model), following the load.
+
+    Each call is timed for a :class:`LoadFollower`. When the follower proposes another thread
+    count, the first such call runs twice: at the proposed count, then at the current one
+    with the random state put back in between, so the loop consumes the same random numbers
+    and gets the current count's result either way. The loop moves only when both runs
+    gave the very same numbers (else it keeps its count): results never depend on the load.
+    A function with side effects sees that one extra call; :func:`trial_running` tells it
+    apart (a :class:`~cs231n_gen.sampling.CountCalls` counter does not count it).
+    """
+
+    def __init__(self, fn, follower: LoadFollower):
+        if not callable(fn):
+            raise ValueError(f"fn must be a function called once per step of the loop, got {type(fn).__name__}")
+        if not isinstance(follower, LoadFollower):
+            raise ValueError(f"follower must be a LoadFollower, got {type(follower).__name__}")
+        self.fn, self.follower = fn, follower
+
+    def __call__(self, *args, **kwargs):
+        f = self.follower
+        if f.proposal is not None and f.invariant is None:
+            global _trial_running
+            rng, before = torch.get_rng_state(), torch.get_num_threads()
+            torch.set_num_threads(f.proposal)
+            _trial_running = True
+            try:
+                trial = self.fn(*args, **kwargs)
+            finally:
+                _trial_running = False
+                torch.set_num_threads(before)
+                torch.set_rng_state(rng)
+            out = self.fn(*args, **kwargs)
+            f.invariant = _same(trial, out)
+            if f.invariant:
+                f.switch()
+            else:
+                f.keep("this loop's results depend on the count")
+            return out
+        if f.proposal is not None:
+            f.switch()
+        began = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        f.step_done(time.perf_counter() - began)
+        return out
+
+
+class following:  # noqa: N801 (used as a context manager, like torch.no_grad)
+    """``with following(model, device) as model:`` the loop's calls of ``model`` follow the load
+    (:class:`FollowedCalls`); on CUDA, with one usable CPU or a forced count, ``model`` itself.
+    On leaving, a try still running goes back to the count it came from."""
+
+    def __init__(self, fn, device=None):
+        if not callable(fn):
+            raise ValueError(f"fn must be a function called once per step of the loop, got {type(fn).__name__}")
+        self.follower = LoadFollower.for_this_process(check_device("device", device))
+        self.fn = fn if self.follower is None else FollowedCalls(fn, self.follower)
+
+    def __enter__(self):
+        return self.fn
+
+    def __exit__(self, *exc):
+        if self.follower is not None:
+            self.follower.finish()
+        return False

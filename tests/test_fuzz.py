@@ -66,7 +66,7 @@ from cs231n_gen.data import clips as data_clips  # noqa: E402
 from cs231n_gen import autoencoding  # noqa: E402
 from cs231n_gen import distillation  # noqa: E402
 from cs231n_gen import autoregressive  # noqa: E402
-from cs231n_gen.nn import gpt as nn_gpt, vq as nn_vq  # noqa: E402
+from cs231n_gen.nn import gpt as nn_gpt, layers as nn_layers, vq as nn_vq  # noqa: E402
 from cs231n_gen.nn import linear_vae  # noqa: E402
 
 PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
@@ -100,6 +100,13 @@ EXEMPT = {
     "cs231n_gen.threads.LoadFollower.switch": "takes no arguments; without a proposal it raises ValueError "
                                              "(tests/test_threads.py)",
     "cs231n_gen.threads.LoadFollower.for_this_process": "takes the device; checked by torch.device",
+    "cs231n_gen.threads.LoadFollower.start_at_policy": "takes no arguments",
+    "cs231n_gen.threads.trial_running": "takes no arguments",
+    "cs231n_gen.threads.FollowedCalls.__call__": "hands its arguments to the wrapped function, which checks them",
+    "cs231n_gen.pretrained.reused_from": "takes no arguments",
+    "cs231n_gen.nn.layers.LayerNorm.forward": "a layer inside the models, whose forward checks the input",
+    "cs231n_gen.nn.layers.Conv2d.forward": "a layer inside the models, whose forward checks the input",
+    "cs231n_gen.nn.layers.ConvTranspose2d.forward": "a layer inside the models, whose forward checks the input",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
     "cs231n_gen.grading.kernel.serve": "called only from the grader's own cells, with values it wrote",
@@ -715,6 +722,13 @@ def specs(judge):
         "threads.choose_threads": (threads.choose_threads, dict(max_threads=2)),
         "threads.apply_thread_policy": (threads.apply_thread_policy, dict(max_threads=2)),
         "threads.LoadFollower": (threads.LoadFollower, dict(usable=2)),
+        "threads.FollowedCalls": (threads.FollowedCalls, dict(fn=torch.neg, follower=threads.LoadFollower(2))),
+        "threads.following": (threads.following, dict(fn=torch.neg, device="cpu")),
+        "pretrained.reusing": (pretrained.reusing, dict(lecture="lecture 05")),
+        "nn.layers.LayerNorm": (nn_layers.LayerNorm, dict(width=8, eps=1e-5, elementwise_affine=True)),
+        **{f"nn.layers.{name}": (getattr(nn_layers, name), dict(in_channels=2, out_channels=3, kernel_size=3, stride=1,
+                                                                padding=1, dilation=1, bias=True))
+           for name in ("Conv2d", "ConvTranspose2d")},
         "threads.LoadFollower.step_done": (threads.LoadFollower(2).step_done, dict(seconds=0.01)),
         "threads.LoadFollower.keep": (threads.LoadFollower(2).keep, dict(reason="a reason")),
     }

@@ -76,6 +76,12 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture(autouse=True)
+def no_policy_yet(monkeypatch):
+    """Loops start at the count the test sets, not at a policy another test measured."""
+    monkeypatch.setattr(threads, "_policy_threads", None)
+
+
 @pytest.fixture
 def follower_at_2():
     """A follower over 2 usable CPUs at 2 threads, and the fake clock it reads."""
@@ -189,7 +195,7 @@ class SwitchAt(threads.LoadFollower):
             self.note = "switched"
 
 
-def _train(kind, follower_at=None, monkeypatch=None):
+def _train(kind, follower_at=None, monkeypatch=None, start=2):
     from cs231n_gen.autoencoding import train_autoencoder
     from cs231n_gen.data import eight_gaussians, shapes
     from cs231n_gen.gan import train_gan
@@ -198,7 +204,8 @@ def _train(kind, follower_at=None, monkeypatch=None):
     from cs231n_gen.paths import rectified_flow_loss
     from cs231n_gen.train import fit
 
-    torch.set_num_threads(2)
+    if start is not None:
+        torch.set_num_threads(start)
     made = []
     if follower_at is not None:
         monkeypatch.setattr(threads.LoadFollower, "for_this_process",
@@ -248,3 +255,67 @@ def test_a_switch_mid_run_never_changes_the_results(kind, monkeypatch):
         assert torch.get_num_threads() == 1
     else:  # (a kernel of this model sums by thread on this machine: kept)
         assert torch.get_num_threads() == 2
+
+
+def _sample(which, follower_at=None, monkeypatch=None):
+    """A sampler's result and its model's call count, with a follower that proposes the other
+    count at call ``follower_at`` (None: no switch)."""
+    from cs231n_gen import sampling
+    from cs231n_gen.paths import vp_cosine
+
+    torch.set_num_threads(2)
+    made = []
+    if follower_at is not None:
+        monkeypatch.setattr(threads.LoadFollower, "for_this_process",
+                            classmethod(lambda cls, device=None: made.append(SwitchAt(follower_at)) or made[-1]))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.SiLU(), torch.nn.Linear(64, 2))
+    if which == "threads in the model":  # a model whose output depends on the thread count
+        def model(x, t):
+            return net(torch.cat([x, t[:, None]], 1)) * (1 + torch.get_num_threads())
+    else:
+        def model(x, t):
+            return net(torch.cat([x, t[:, None]], 1))
+    counted = sampling.CountCalls(model)
+
+    def wrapper(x_t, t):  # the counter inside another callable (as under sampling.Guided)
+        return counted(x_t, t)
+
+    x = torch.randn(256, 2, generator=torch.Generator().manual_seed(1))
+    if which == "ddpm":
+        out = sampling.ddpm(wrapper, x, 12, path=vp_cosine(), target="eps", generator=torch.Generator().manual_seed(2))
+    else:
+        out = sampling.euler(wrapper, x, 12)
+    return out, counted.calls, made
+
+
+@pytest.mark.parametrize("which", ["euler", "ddpm", "threads in the model"])
+def test_a_sampler_follows_the_load_without_changing_its_samples(which, monkeypatch):
+    out, calls, _ = _sample(which)
+    out_s, calls_s, made = _sample(which, follower_at=5, monkeypatch=monkeypatch)
+    follower = made[0]
+    assert torch.equal(out, out_s), "a switch changed the samples"
+    assert calls == calls_s == 12, "the trial run was counted as a model call"
+    if which == "threads in the model":
+        assert follower.invariant is False and torch.get_num_threads() == 2
+        assert follower.note == "2 kept (this loop's results depend on the count)"
+    else:
+        assert follower.invariant is True and torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("kind", ["rf", "threads in the loss"])
+def test_a_loop_starts_at_the_policy_count_whatever_the_last_loop_left(kind, monkeypatch):
+    if threads.LoadFollower.for_this_process("cpu") is None:
+        pytest.skip("one usable CPU or a forced count: no follower")
+    monkeypatch.setattr(threads, "_policy_threads", 2)
+    (params, history), _ = _train(kind)  # the count stays 2
+    torch.set_num_threads(1)  # as an earlier loop leaves it when it found a load
+    notes = len(threads.switches())
+    (params_l, history_l), _ = _train(kind, start=None)
+    assert _same(params, params_l) and _same(history, history_l), "the last loop's count changed this run's numbers"
+    if kind == "rf":  # the same bits at 1 thread: it moved back to the count the load called for
+        assert torch.get_num_threads() == 1
+    else:  # results depend on the count: computed at the policy's, and said so
+        assert torch.get_num_threads() == 2
+        assert threads.switches()[notes:] == ["2 kept (this run's results depend on the count)"]
+
