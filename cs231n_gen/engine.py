@@ -368,7 +368,7 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
     shipped = _Shipped(loop, kind, settings, inputs) if loop.shipped is not None else None
     if shipped is not None and shipped.payload is not None:
         path, stop = None, shipped.exercise_steps
-    if loop.cache and path is None and inputs is not None and (shipped is None or shipped.mode == "train"):
+    if loop.cache and path is None and inputs is not None and (shipped is None or shipped.mode in ("train", "reuse")):
         cache_key = (f"run_{kind}", {"kind": kind, "settings": settings, "inputs": inputs, "code": code_version()})
         cached = cache.load(*cache_key, verify=lambda saved: _cache_problem(saved, kind, settings, state))
         if cached is not None:
@@ -376,11 +376,17 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
             if history_state is not None:
                 history_state[1](cached["history"])
             stats = cached["stats"]
-            if loop.progress:
+            if loop.progress and shipped is not None and shipped.mode == "reuse":
+                print(f"{loop.desc}: {shipped.reused_from} trains this model; loaded your run of it from the cache "
+                      f"({loop.steps} steps, trained in {stats['seconds']:.1f} s)")
+            elif loop.progress:
                 print(f"{loop.desc}: {loop.steps} steps loaded from the cache (trained earlier in "
                       f"{stats['seconds']:.1f} s; pass cache=False to train again)")
             return RunStats(start=loop.steps, steps_run=int(stats["steps_run"]), seconds=float(stats["seconds"]),
                             cached=True)
+    if shipped is not None and shipped.mode == "reuse":  # not in the cache: the course's copy
+        shipped.fetch()
+        path, stop = None, 0
     if shipped is not None:
         shipped.announce(loop)
     if path is not None and loop.resume and path.exists() and stop == loop.steps:
@@ -506,13 +512,18 @@ class _Shipped:
                              "above), so no shipped model can be checked against them")
         self.recipe = pretrained._recipe(kind, settings, inputs)
         self.summaries = inputs.get("summaries")
-        self.mode = pretrained.mode()
+        self.reused_from = pretrained.reused_from()
+        self.mode = "reuse" if self.reused_from is not None else pretrained.mode()
         self.payload = self.manifest = None
         self.exercise_steps = 0
         if self.mode == "load" or (self.mode == "build" and pretrained._shared_in_this_build(self.name, self.recipe)):
-            self.payload, self.manifest = pretrained._fetch(self.name, self.recipe, inputs.get("summaries"))
+            self.fetch()
             if self.mode == "load":
                 self.exercise_steps = min(pretrained.EXERCISE_STEPS, loop.steps)
+
+    def fetch(self) -> None:
+        """Read the shipped model, after checking it was made by this run's recipe."""
+        self.payload, self.manifest = pretrained._fetch(self.name, self.recipe, self.summaries)
 
     def announce(self, loop: Loop) -> None:
         """In full mode, one line where the model is trained: what it is, and the way to skip it."""
@@ -536,6 +547,10 @@ class _Shipped:
         stats, built = self.payload["stats"], self.manifest.get("built", {})
         if self.mode == "build":
             pretrained._adopt(self.name)
+        elif loop.progress and self.mode == "reuse":
+            print(f"{loop.desc}: {self.reused_from} trains this model; loaded the course's trained copy "
+                  f"{self.name!r} ({loop.steps} steps, {float(stats['seconds']):.0f} s on "
+                  f"{built.get('device', '?')} when built; start_lecture(pretrained=False) trains it here)")
         elif loop.progress:
             why = "quick mode" if pretrained._choice is None else "start_lecture(pretrained=True)"
             print(f"{loop.desc}: loaded the course's trained model {self.name!r} ({loop.steps} steps, "

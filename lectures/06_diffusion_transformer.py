@@ -83,10 +83,11 @@ from cs231n_gen.train import fit
 # %% [markdown]
 # ## 1. Images as tokens
 #
-# First the latents. This is lecture 05's autoencoder, trained by the same recipe on the
-# same images, so it comes straight from the cache when lecture 05 ran before on this
-# machine (it trains in a few minutes otherwise): 32 x 32 x 3 images of shapes become
-# 8 x 8 x 4 latents, scaled to unit spread.
+# First the latents. This is lecture 05's autoencoder, the same recipe on the same
+# images, and lecture 05 already showed its training, so it is not trained again: the
+# call loads your own run of lecture 05 from the cache when there is one, and the course's
+# trained copy otherwise (`start_lecture(pretrained=False)` trains it here). 32 x 32 x 3
+# images of shapes become 8 x 8 x 4 latents, scaled to unit spread.
 
 # %%
 SIDE, D, C = 32, 4, 4
@@ -95,8 +96,9 @@ train = shapes(N_TRAIN, generator=torch.Generator().manual_seed(0))
 test = shapes(512, generator=torch.Generator().manual_seed(1))
 seed_everything(0)
 vae = VAE(in_channels=3, latent_channels=C, width=16, downsample=D)
-train_autoencoder(vae, train.images, steps=3000, batch_size=8, lr=2e-3, kl_weight=1e-3,
-                  device=device, desc="lecture 05's VAE", shipped="shapes_vae")
+with pretrained.reusing("lecture 05"):
+    train_autoencoder(vae, train.images, steps=3000, batch_size=8, lr=2e-3, kl_weight=1e-3,
+                      device=device, desc="lecture 05's VAE", shipped="shapes_vae")
 vae.eval()
 z_train = encode(vae, train.images.to(device))
 scale = latent_scale(z_train)

@@ -238,18 +238,20 @@ assert not any(p.requires_grad for p in clip.parameters())
 # %% [markdown]
 # ## 2. Text-to-image
 #
-# **The latents** are lecture 05's: the same autoencoder, trained by the same recipe on
-# the same images, so it loads from the cache when lecture 05 or 06 ran before on this
-# machine. It is the pipeline's pre-trained decoder, and like the real ones it was
-# trained on everything, held-out pairs included; it knows nothing about captions.
+# **The latents** are lecture 05's: the same autoencoder, the same recipe on the same
+# images, not trained again (your run of lecture 05 from the cache, or the course's
+# trained copy; `start_lecture(pretrained=False)` trains it here). It is the pipeline's
+# pre-trained decoder, and like the real ones it was trained on everything, held-out pairs
+# included; it knows nothing about captions.
 
 # %%
 SIDE, D, C = 32, 4, 4
 train = shapes(4096, generator=torch.Generator().manual_seed(0))
 seed_everything(0)
 vae = VAE(in_channels=3, latent_channels=C, width=16, downsample=D)
-train_autoencoder(vae, train.images, steps=3000, batch_size=8, lr=2e-3, kl_weight=1e-3,
-                  device=device, desc="lecture 05's VAE", shipped="shapes_vae")
+with pretrained.reusing("lecture 05"):
+    train_autoencoder(vae, train.images, steps=3000, batch_size=8, lr=2e-3, kl_weight=1e-3,
+                      device=device, desc="lecture 05's VAE", shipped="shapes_vae")
 vae.eval()
 scale = latent_scale(encode(vae, train.images.to(device)))
 latents = scale * encode(vae, pairs.images.to(device))  # the captioned images, held-out pairs excluded

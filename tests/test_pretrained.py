@@ -1,4 +1,5 @@
 """The course's shipped trained models: build, load, refuse a stale or damaged one."""
+import contextlib
 import json
 import math
 import re
@@ -26,6 +27,7 @@ def shipped_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(pretrained.BUILD_ID_ENV, "test-build")
     monkeypatch.setenv(pretrained.LECTURE_ENV, "02_rectified_flow")
     monkeypatch.setattr(pretrained, "_choice", None)
+    monkeypatch.setenv("CS231N_GEN_THREADS", str(torch.get_num_threads()))  # no load follower: no trial steps
     return tmp_path
 
 
@@ -213,3 +215,50 @@ def test_data_that_differ_only_in_their_last_bits_are_accepted(shipped_dir, monk
     with pytest.raises(pretrained.ShippedModelError, match="setting lr"):  # anything else still counts
         run("1", points * (1 + 1e-7), lr=0.5)
     assert pretrained._data_summary(DATA) is None  # a mixture is sampled, not stored: its bytes must match
+
+
+class CountedMLP(TimeMLP):
+    """A TimeMLP that counts its forward passes (not part of its state)."""
+
+    def forward(self, *args, **kwargs):
+        self.forwards = getattr(self, "forwards", 0) + 1
+        return super().forward(*args, **kwargs)
+
+
+def test_a_model_an_earlier_lecture_trains_is_reused_in_full_mode(shipped_dir, monkeypatch, capsys, tmp_path):
+    def run(cache=False, reusing=True):
+        seed_everything(0)
+        model = CountedMLP(hidden=32, depth=2)
+        with pretrained.reusing("lecture 02") if reusing else contextlib.nullcontext():
+            history = fit(model, rectified_flow_loss, DATA, steps=80, batch_size=64, lr=1e-3, cache=cache,
+                          shipped="toy_flow")
+        return model, history, torch.rand(1)
+
+    monkeypatch.setenv(pretrained.MODE_ENV, "build")
+    built, h_built, r_built = run(reusing=False)
+    monkeypatch.delenv(pretrained.MODE_ENV)
+    monkeypatch.setenv("CS231N_GEN_QUICK", "0")  # full mode: pretrained.mode() is "train"
+    monkeypatch.setenv("CS231N_GEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CS231N_GEN_CACHE_RUNS", "1")
+    capsys.readouterr()
+    # no run of lecture 02 in the cache: the shipped copy, without a training step
+    model, history, r = run()
+    assert getattr(model, "forwards", 0) == 0 and history.shipped and history.loss == h_built.loss
+    assert torch.equal(r, r_built)
+    assert all(torch.equal(a, b) for a, b in zip(built.state_dict().values(), model.state_dict().values()))
+    assert "lecture 02 trains this model; loaded the course's trained copy 'toy_flow'" in capsys.readouterr().out
+    # the student's own run of lecture 02 in the cache comes first
+    monkeypatch.setattr(pretrained, "_choice", False)
+    own, _, _ = run(cache=True, reusing=False)
+    monkeypatch.setattr(pretrained, "_choice", None)
+    model, history, _ = run(cache=True)
+    assert getattr(model, "forwards", 0) == 0 and history.cached and not history.shipped
+    assert all(torch.equal(a, b) for a, b in zip(own.state_dict().values(), model.state_dict().values()))
+    assert "lecture 02 trains this model; loaded your run of it from the cache" in capsys.readouterr().out
+    # asked to train everything: it trains
+    monkeypatch.setattr(pretrained, "_choice", False)
+    model, _, _ = run()
+    assert model.forwards == 80
+    with pytest.raises(ValueError, match="lecture must name the lecture"):
+        with pretrained.reusing(""):
+            pass

@@ -15,6 +15,13 @@ that call then does depends on the mode (:func:`mode`):
 - ``"build"`` (``python -m cs231n_gen.pretrained build``): train at the full budget
   and write the model next to its recipe into :func:`folder`.
 
+A lecture that uses a model an earlier lecture trained wraps that call in
+``with pretrained.reusing("lecture 05"):``. In full mode, unless the student asked to
+train everything (``start_lecture(pretrained=False)`` or ``CS231N_GEN_PRETRAINED=0``),
+the call then takes the student's own run of that lecture from the run cache when it is
+there, and the course's copy otherwise, without training a step: the earlier lecture
+already showed the training.
+
 **The recipe** is what determines the weights: the trainer, its settings (the full
 step count included), the model's class and initial weights, the data, the loss
 function (its code and the values it reads; library functions by name), and the CPU
@@ -30,6 +37,7 @@ about it, see :func:`record`).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -48,6 +56,7 @@ LECTURE_ENV = "CS231N_GEN_PRETRAINED_LECTURE"  # the lecture a build is executin
 EXERCISE_STEPS = 30
 
 _choice: bool | None = None  # start_lecture(pretrained=...)
+_reused_from: str | None = None  # inside ``with reusing(...)``: the lecture that trains the model
 
 
 class ShippedModelError(RuntimeError):
@@ -97,6 +106,37 @@ def mode() -> str:
     if env:
         raise ValueError(f"{MODE_ENV} must be 1 (load the shipped models), 0 (train them) or build, got {env!r}")
     return "load" if is_quick() else "train"
+
+
+def reusing(lecture: str):
+    """``with reusing("lecture 05"):`` a run with ``shipped=...`` inside the block is a model
+    that ``lecture`` already trained.
+
+    In full mode (:func:`mode` ``"train"``, not chosen by ``start_lecture(pretrained=False)``
+    or ``CS231N_GEN_PRETRAINED=0``) such a run trains nothing: it loads the same recipe's run
+    from the run cache (the student's own, when that lecture ran here), else the shipped
+    model. In every other case the run does what :func:`mode` says, as outside the block.
+    """
+    if not isinstance(lecture, str) or not lecture.strip():
+        raise ValueError(f"lecture must name the lecture that trains the model (like 'lecture 05'), got {lecture!r}")
+    return _reusing(lecture.strip())
+
+
+@contextlib.contextmanager
+def _reusing(lecture: str):
+    global _reused_from
+    outer, _reused_from = _reused_from, lecture
+    try:
+        yield
+    finally:
+        _reused_from = outer
+
+
+def reused_from() -> str | None:
+    """The lecture whose model a run with ``shipped=...`` reuses now (see :func:`reusing`), or None."""
+    if _reused_from is None or mode() != "train" or _choice is not None or os.environ.get(MODE_ENV, "").strip():
+        return None
+    return _reused_from
 
 
 # ----------------------------------------------------------------------------- recipes
