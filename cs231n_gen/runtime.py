@@ -142,7 +142,8 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
 
     Runs under ``torch.no_grad()``. On CUDA (``device``, default: the current
     :func:`get_device`) each run is closed by a synchronisation, so queued kernels count.
-    Medians, because a shared machine makes single timings noisy.
+    Medians, because a shared machine makes single timings noisy. The loops inside ``fn``
+    do not follow the load (:func:`cs231n_gen.threads.held`): every run at the same count.
     """
     check_callable("fn", fn, "a function of no arguments")
     repeats = check_int("repeats", repeats, minimum=1)
@@ -153,8 +154,10 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    from .threads import held
+
     times = []
-    with torch.no_grad():
+    with torch.no_grad(), held():  # (no load follower inside what is timed: the same count throughout)
         for i in range(warmup + repeats):
             sync()
             start = time.perf_counter()

@@ -35,6 +35,7 @@ count they started with, as does any other run the engine's check finds differen
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -314,8 +315,8 @@ class LoadFollower:
     @classmethod
     def for_this_process(cls, device=None) -> "LoadFollower | None":
         """A follower for a loop on ``device``, or None where there is nothing to follow:
-        CUDA, one usable CPU, or a count forced with ``CS231N_GEN_THREADS``."""
-        if device is not None and torch.device(device).type != "cpu":
+        CUDA, one usable CPU, a count forced with ``CS231N_GEN_THREADS``, or inside :func:`held`."""
+        if _held or (device is not None and torch.device(device).type != "cpu"):
             return None
         usable, forced = _limits()
         if forced is not None or usable < 2:
@@ -415,6 +416,20 @@ class LoadFollower:
 
 
 _trial_running = False
+_held = 0  # inside threads.held(): no loop follows the load
+
+
+@contextlib.contextmanager
+def held():
+    """Inside this block no loop follows the load: code being timed
+    (:func:`cs231n_gen.runtime.median_seconds`) runs at the count there is now, with no
+    trial runs and no switches, so two timings taken next to each other compare like with like."""
+    global _held
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
 
 
 def trial_running() -> bool:

@@ -102,6 +102,7 @@ EXEMPT = {
     "cs231n_gen.threads.LoadFollower.for_this_process": "takes the device; checked by torch.device",
     "cs231n_gen.threads.LoadFollower.start_at_policy": "takes no arguments",
     "cs231n_gen.threads.trial_running": "takes no arguments",
+    "cs231n_gen.threads.held": "takes no arguments",
     "cs231n_gen.threads.FollowedCalls.__call__": "hands its arguments to the wrapped function, which checks them",
     "cs231n_gen.pretrained.reused_from": "takes no arguments",
     "cs231n_gen.nn.layers.LayerNorm.forward": "a layer inside the models, whose forward checks the input",

@@ -319,3 +319,15 @@ def test_a_loop_starts_at_the_policy_count_whatever_the_last_loop_left(kind, mon
         assert torch.get_num_threads() == 2
         assert threads.switches()[notes:] == ["2 kept (this run's results depend on the count)"]
 
+
+
+def test_timed_code_does_not_follow_the_load(monkeypatch):
+    from cs231n_gen.runtime import median_seconds
+
+    monkeypatch.setattr(threads, "_policy_threads", 2)
+    torch.set_num_threads(1)  # what an earlier loop left
+    seen = []
+    median_seconds(lambda: seen.append((threads.LoadFollower.for_this_process("cpu"), torch.get_num_threads())),
+                   repeats=2, warmup=0)
+    assert seen == [(None, 1), (None, 1)]  # no follower, and the count was not reset to the policy's
+    assert threads.LoadFollower.for_this_process("cpu") is not None or threads.usable_cpus() < 2
