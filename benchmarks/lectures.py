@@ -176,15 +176,18 @@ def table(result: dict) -> str:
     for row in result["lectures"]:
         full, quick, busy = row["full"], row["quick"], row["full_busy"]
         failed = _failed(row)
-        if failed:
-            lines.append(f"| {row['lecture'][:2]} | failed in {', '.join(failed)}: see the JSON | | | |")
-            continue
-        peak = max(full.get("peak_host_mb") or 0, quick.get("peak_host_mb") or 0)
-        switches = busy.get("thread_switches") or []
-        moved = f"; threads {', '.join(switches)}" if switches else ""
-        lines.append(f"| {row['lecture'][:2]} | {full['wall_s']:.0f} s | {quick['wall_s']:.0f} s | "
-                     f"{peak / 1024:.2f} GB | {busy['wall_s'] / full['wall_s']:.2f}x idle "
-                     f"({busy['wall_s']:.0f} s{moved}) |")
+        cells = [f"{r['wall_s']:.0f} s" if key not in failed else "failed (see the JSON)"
+                 for key, r in (("full", full), ("quick", quick))]
+        peak = max(r.get("peak_host_mb") or 0 for r in (full, quick, busy))
+        if "full_busy" in failed:
+            loaded = "failed (see the JSON)"
+        elif "full" in failed:
+            loaded = f"{busy['wall_s']:.0f} s"
+        else:
+            switches = busy.get("thread_switches") or []
+            moved = f"; threads {', '.join(switches)}" if switches else ""
+            loaded = f"{busy['wall_s'] / full['wall_s']:.2f}x idle ({busy['wall_s']:.0f} s{moved})"
+        lines.append(f"| {row['lecture'][:2]} | {cells[0]} | {cells[1]} | {peak / 1024:.2f} GB | {loaded} |")
     return "\n".join(lines)
 
 
