@@ -33,10 +33,12 @@ def test_layer_norm_matches_torch_and_keeps_its_state_dict():
 
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(stride=1, padding=0, bias=False),
-                                dict(stride=1, padding=2, dilation=2), dict(stride=(2, 1), padding=(1, 0))])
+                                dict(stride=1, padding=2, dilation=2), dict(stride=(2, 1), padding=(1, 0)),
+                                dict(kernel_size=1), dict(kernel_size=1, bias=False)])
 def test_convolutions_match_torch_values_and_gradients(kw, transposed):
     torch.manual_seed(0)
-    k = 4 if kw.get("stride") == 2 else 3
+    kw = dict(kw)
+    k = kw.pop("kernel_size", 4 if kw.get("stride") == 2 else 3)
     ours = (ConvTranspose2d if transposed else Conv2d)(6, 8, k, **kw)
     theirs = (nn.ConvTranspose2d if transposed else nn.Conv2d)(6, 8, k, **kw)
     theirs.load_state_dict(ours.state_dict())
@@ -61,6 +63,8 @@ def test_bad_settings_are_refused_by_name():
 @pytest.mark.parametrize("make, shape", [(lambda: LayerNorm(64), (128, 16, 64)),
                                          (lambda: Conv2d(32, 64, 4, stride=2, padding=1), (128, 32, 16, 16)),
                                          (lambda: Conv2d(32, 1, 3, padding=1), (128, 32, 16, 16)),
+                                         (lambda: Conv2d(64, 1, 1), (8, 64, 4, 4)),  # torch's 1x1 kernel: not so
+                                         (lambda: Conv2d(64, 16, 1), (32, 64, 8, 8)),
                                          (lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1), (128, 32, 8, 8))])
 def test_the_same_bits_at_one_and_two_threads(make, shape):
     torch.manual_seed(0)

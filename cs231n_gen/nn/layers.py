@@ -14,8 +14,10 @@ through autograd's reductions, one output element per thread.
 :class:`Conv2d` and :class:`ConvTranspose2d` run torch's own kernels, except for the
 weight's gradient: the convolution kernel sums it over the batch in per-thread pieces,
 so here it is computed with one thread (the same kernel, called through
-``torch.nn.grad``), and the bias's gradient as a plain sum over batch and pixels. The
-input's gradient and the outputs have the same bits at any count already.
+``torch.nn.grad``), and the bias's gradient as a plain sum over batch and pixels. A
+pointwise (1 x 1) convolution's output is a matrix product here: torch's 1 x 1 kernel
+splits its sum over channels by thread. The input's gradient and the other
+convolutions' outputs have the same bits at any count already.
 
 All three keep the torch layer's parameters and state dict.
 """
@@ -74,6 +76,11 @@ def _one_thread(fn, *args, **kwargs):
         torch.set_num_threads(before)
 
 
+def _plain(size, value: int) -> bool:
+    """Whether a stride, padding or dilation (an int or a pair) is ``value`` along both axes."""
+    return all(v == value for v in (size if isinstance(size, (tuple, list)) else (size, size)))
+
+
 class _Convolution(torch.autograd.Function):
     """y = conv(x, W) + b (``transposed``: the transposed convolution), with W's gradient summed by one thread."""
 
@@ -83,6 +90,12 @@ class _Convolution(torch.autograd.Function):
         ctx.geometry, ctx.transposed, ctx.has_bias = (stride, padding, dilation), transposed, bias is not None
         if transposed:
             return F.conv_transpose2d(x, weight, bias, stride, padding, 0, 1, dilation)
+        if weight.shape[2:] == (1, 1) and _plain(stride, 1) and _plain(padding, 0) and _plain(dilation, 1):
+            # A pointwise convolution is a matrix product per image: torch's 1x1 kernel splits its
+            # sum over channels by thread, the product does not.
+            n, _, h, w = x.shape
+            y = torch.matmul(weight.flatten(1), x.flatten(2)).view(n, weight.shape[0], h, w)
+            return y if bias is None else y + bias[:, None, None]
         return F.conv2d(x, weight, bias, stride, padding, dilation)
 
     @staticmethod
