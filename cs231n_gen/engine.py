@@ -217,6 +217,22 @@ def _device_of(state: Trainable) -> torch.device:
     return torch.device("cpu")
 
 
+def _snapshot(state: Trainable, history_state) -> dict:
+    """Copies of everything a resume restores (modules, optimizers, generators, global
+    random state, history), to undo steps with :func:`_put_back`."""
+    return {"modules": {k: copy.deepcopy(m.state_dict()) for k, m in state.modules.items()},
+            "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in state.optimizers.items()},
+            "generators": {k: g.get_state() for k, g in state.generators.items()},
+            "global_rng": _global_rng(),
+            "history": copy.deepcopy(history_state[0]()) if history_state is not None else None}
+
+
+def _put_back(state: Trainable, snapshot: dict, history_state) -> None:
+    _restore(state, snapshot, Path("(the state before a trial step)"))
+    if history_state is not None:
+        history_state[1](copy.deepcopy(snapshot["history"]))
+
+
 def _trial_step(step, i: int, threads_to_try: int, state: Trainable, history_state) -> list[torch.Tensor]:
     """Step i run with ``threads_to_try`` threads, then undone: the state tensors it left.
 
@@ -224,15 +240,9 @@ def _trial_step(step, i: int, threads_to_try: int, state: Trainable, history_sta
     thread count only if that count computes the same numbers: some kernels split their
     sums by thread (a convolution's weight gradient sums over the batch), and a run that
     changed its count midway would then end with other parameters than one that did not.
-    The caller runs step i again at the current count and compares. Undoing restores
-    everything a resume restores (modules, optimizers, generators, global random state,
-    history), from copies taken here.
+    The caller runs step i again at the current count and compares.
     """
-    saved = {"modules": {k: copy.deepcopy(m.state_dict()) for k, m in state.modules.items()},
-             "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in state.optimizers.items()},
-             "generators": {k: g.get_state() for k, g in state.generators.items()},
-             "global_rng": _global_rng()}
-    history = copy.deepcopy(history_state[0]()) if history_state is not None else None
+    saved = _snapshot(state, history_state)
     before = torch.get_num_threads()
     torch.set_num_threads(threads_to_try)
     try:
@@ -240,9 +250,7 @@ def _trial_step(step, i: int, threads_to_try: int, state: Trainable, history_sta
     finally:
         torch.set_num_threads(before)
     after = [t.detach().clone() for t in _state_tensors(state)]
-    _restore(state, saved, Path("(the state before a trial step)"))
-    if history_state is not None:
-        history_state[1](history)
+    _put_back(state, saved, history_state)
     return after
 
 
@@ -451,31 +459,48 @@ def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record
             if shown:
                 bar.set_postfix(shown, refresh=False)
 
+    # A loop begun below the policy's count (an earlier loop found a load) computes the policy's
+    # numbers only if its steps come out the same at both counts: it checks at its second step
+    # (the first can be unlike the others, such as a GAN's discriminator warm-up) unless a
+    # checkpoint is saved before that, and if not, it starts over from here at the policy's count.
+    begun = None
+    check_at = None
+    if follower is not None and follower.check_against is not None:
+        begun = _snapshot(state, history_state)
+        save_first = loop.checkpoint_every is not None and (start + 1) % loop.checkpoint_every == 0
+        check_at = start + 1 if stop - start >= 2 and not save_first else start
     steps_run = 0
     t0 = time.perf_counter()
     try:
-        for i in range(start, stop):
+        i = start
+        while i < stop:
             began = time.perf_counter()
             try:
                 trial = None
-                if follower is not None and follower.proposal is not None:
-                    if follower.invariant is None:
-                        trial = _trial_step(step, i, follower.proposal, state, history_state)
-                    else:
-                        follower.switch()
+                if follower is not None and follower.trial_threads is not None and (
+                        follower.check_against is None or i == check_at):
+                    trial = _trial_step(step, i, follower.trial_threads, state, history_state)
+                elif follower is not None and follower.proposal is not None:
+                    follower.switch()
                 row = step(i)
             except TrainingDivergedError as err:
                 raise TrainingDivergedError(f"at step {i}: {err}{way_out()}") from None
-            if trial is not None:  # switch only where the other count computes the very same step
-                follower.invariant = all(torch.equal(a, b) for a, b in zip(trial, _state_tensors(state), strict=True))
-                if follower.invariant:
-                    follower.switch()
-                else:
-                    follower.keep("this run's results depend on the count")
+            if trial is not None:  # the other count must compute the very same step
+                same = all(torch.equal(a, b) for a, b in zip(trial, _state_tensors(state), strict=True))
+                if not follower.judge(same, "this run") and begun is not None:  # start over at the policy's count
+                    _put_back(state, begun, history_state)
+                    pending.clear()
+                    i, steps_run, begun = start, 0, None
+                    if bar is not None:
+                        bar.n = start
+                        bar.refresh()
+                    continue
+                begun = None
             elif follower is not None:
                 follower.step_done(time.perf_counter() - began)
             done = i + 1
             steps_run += 1
+            i += 1
             if row is not None:
                 pending.append((done, row.detach().reshape(-1)))
             if done % loop.log_every == 0 or done == stop:

@@ -29,9 +29,17 @@ and optimizer state bit for bit; only a run that computes the same numbers switc
 others keep their count and say so in their progress bar. With MKL's strict conditional
 numerical reproducibility (``MKL_CBWR=AUTO,STRICT``, which ``import cs231n_gen`` sets
 unless the user set it) matrix products and attention give the same bits at any thread
-count (a 2D MLP and a small DiT were checked); a convolution's weight gradient does not
-(oneDNN sums the batch by thread), so the convolutional autoencoders and GANs keep the
-count they started with, as does any other run the engine's check finds different.
+count (a 2D MLP and a small DiT were checked); a convolution's weight gradient, a pointwise
+convolution and a batch norm's statistics do not (they are summed in per-thread pieces).
+The transformers, CLIP and the VQ-VAE use :mod:`cs231n_gen.nn.layers`; lecture 05's
+autoencoder and the DCGAN keep torch's layers and compute at the policy's count, as does
+any other run the engine's check finds different.
+
+A loop begins at the count the loop before it left, and checks once, early, that it
+computes there what it would at the count :func:`apply_thread_policy` chose; if not, it
+starts over at that count. When to look for a load or for its end is the process's
+schedule, not each loop's, so a lecture of many short loops pays for a look as rarely as
+one long loop would.
 """
 from __future__ import annotations
 
@@ -41,11 +49,12 @@ import math
 import os
 import statistics
 import time
+import weakref
 from pathlib import Path
 
 import torch
 
-from ._validate import check_device, check_int, check_real, check_text
+from ._validate import check_bool, check_device, check_int, check_real, check_text
 
 THREADS_ENV = "CS231N_GEN_THREADS"
 TOLERANCE = 1.15  # a thread count this close to the best on every probe step counts as the best
@@ -246,6 +255,22 @@ def switches() -> list[str]:
     return list(_NOTES)
 
 
+class _Schedule:
+    """When this process's loops may next look for a load on no evidence (a loop's first
+    look) and last tried another count, shared by the loops one after another: a lecture of
+    many short loops (a sampler called per noise set) neither looks for a load at the start
+    of every loop nor rechecks a gone load more often than one long loop would. A try on
+    evidence (steps 1.6x slower) waits only for the loop's own back-off."""
+
+    def __init__(self, now: float):
+        self.last_try = self.next_look = check_real("now", now)
+        self.look_gap_s = LoadFollower.MIN_GAP_S
+        self.recheck_s = LoadFollower.RECHECK_S
+
+
+_shared_schedule: _Schedule | None = None
+
+
 class LoadFollower:
     """Follows the machine's load while a long loop runs, by the time its own steps take.
 
@@ -259,10 +284,11 @@ class LoadFollower:
     time (the first window after a start or a switch lets the machine settle), and it
     remembers the fastest window at each count: the speed with the machine to itself.
 
-    - After its first two settled windows at the top count, a loop *tries* the next
-      smaller count (:func:`_candidates`) once: the load may have come after the policy's
-      choice but before this loop, and the loop has no idle speed of its own to compare
-      with (idle, this costs two windows at a count about 1.25x slower).
+    - A loop begins at the count the last loop left (:meth:`begin`). After its first two
+      settled windows at the top count, it *tries* the next smaller count
+      (:func:`_candidates`): the load may have come after the policy's choice but before
+      this loop, and the loop has no idle speed of its own to compare with (idle, this
+      costs two windows at a count about 1.25x slower).
     - Two windows in a row ``CHANGE`` times slower than that mean the load arrived: it
       tries the next smaller count.
     - Below the largest count it tries the next larger one every ``RECHECK_S`` seconds
@@ -270,7 +296,9 @@ class LoadFollower:
     - A try lasts two windows and is kept when they are ``BETTER`` times faster than the
       two before it; otherwise the loop goes back, and the next try in that direction
       waits twice as long (slower: from ``MIN_GAP_S`` up to ``MAX_GAP_S``; recheck: up to
-      ``RECHECK_MAX_S``). The loop keeps training through a try.
+      ``RECHECK_MAX_S``). The loop keeps training through a try. The first look's and the
+      recheck's waits are the process's (:class:`_Schedule`), not the loop's: the next
+      loop goes on with them.
 
     The measurement is the training's own steps, not the policy's probe: the probe's
     steps are milliseconds long, a few of them in a row fit in the scheduler's time
@@ -279,7 +307,9 @@ class LoadFollower:
 
     A new count is only *proposed* (:attr:`proposal`): the loop moves with :meth:`switch`
     once it knows the move leaves its results alone (:attr:`invariant`, see
-    :func:`cs231n_gen.engine.run`), or stays with :meth:`keep`. :attr:`note` says what
+    :func:`cs231n_gen.engine.run`), or stays with :meth:`keep`. A loop begun below the
+    policy's count checks once, early, that it computes the policy's numbers
+    (:attr:`check_against`, :meth:`judge`), and otherwise starts over at the policy's count. :attr:`note` says what
     happened, in a few words for a progress bar's postfix.
     """
 
@@ -292,14 +322,15 @@ class LoadFollower:
     RECHECK_S = 20.0
     RECHECK_MAX_S = 160.0
 
-    def __init__(self, usable: int, clock=time.perf_counter):
+    def __init__(self, usable: int, clock=time.perf_counter, schedule: "_Schedule | None" = None):
         self.usable = check_int("usable", usable, minimum=2)
         self.counts = _candidates(self.usable)
         self.clock = clock
-        self.last_try = clock()
-        self.next_try_down = self.last_try
+        if schedule is not None and not isinstance(schedule, _Schedule):
+            raise ValueError(f"schedule must be a threads._Schedule or None, got {type(schedule).__name__}")
+        self.schedule = schedule if schedule is not None else _Schedule(clock())
+        self.next_try_down = clock()
         self.gap_s = self.MIN_GAP_S
-        self.recheck_s = self.RECHECK_S
         self.window: list[float] = []
         self.window_start = None
         self.settled = False
@@ -308,6 +339,7 @@ class LoadFollower:
         self.trying = None  # (the count a try came from, its two windows' mean)
         self.looked = False  # the first two settled windows: one try of the next smaller count
         self.proposal = None
+        self.check_against = None  # the policy's count, while a loop begun at another one has not yet checked
         self.invariant = None  # does the loop compute the same numbers at every count? (the loop finds out)
         self.fixed = None
         self.note = None
@@ -321,20 +353,51 @@ class LoadFollower:
         usable, forced = _limits()
         if forced is not None or usable < 2:
             return None
-        follower = cls(usable)
-        follower.start_at_policy()
+        global _shared_schedule
+        if _shared_schedule is None:
+            _shared_schedule = _Schedule(time.perf_counter())
+        follower = cls(usable, schedule=_shared_schedule)
+        follower.begin()
         return follower
 
-    def start_at_policy(self) -> None:
-        """Begin the loop at the policy's count, so that a loop whose results depend on the
-        count computes them there whatever earlier loops found; when an earlier loop left
-        another count (the load it found), propose that one at once: the loop moves to it
-        after its first step if that step comes out the same there."""
+    def begin(self) -> None:
+        """Begin the loop at the count the last loop left (the load it found). Where that is
+        not the policy's count, the loop's results must still be the policy's: the loop
+        checks once, early, that a step (or call) comes out the very same at the policy's
+        count (:attr:`check_against`), and if not it goes back and computes everything there
+        (:meth:`judge`)."""
         policy = _policy_threads if _policy_threads is not None else torch.get_num_threads()
-        found = torch.get_num_threads()
-        torch.set_num_threads(policy)
-        if found != policy:
-            self.proposal, self.looked = found, True
+        if torch.get_num_threads() != policy:
+            self.check_against, self.looked = policy, True
+
+    @property
+    def trial_threads(self) -> int | None:
+        """The count a trial step (or call) should run at now, or None: the policy's while the
+        start check is pending, else a proposed count whose effect on the results is unknown."""
+        if self.check_against is not None:
+            return self.check_against
+        if self.proposal is not None and self.invariant is None:
+            return self.proposal
+        return None
+
+    def judge(self, same: bool, what: str = "this loop") -> bool:
+        """The verdict of a trial at :attr:`trial_threads`: ``same`` when it gave the very same
+        numbers as the current count. The start check passes (stay) or fails: back to the
+        policy's count, kept there, and the caller redoes the work done at the other count
+        (returns False). A proposal moves when ``same``, else the loop keeps its count."""
+        same, what = check_bool("same", same), check_text("what", what)
+        self.invariant = same
+        if self.check_against is not None:
+            policy, self.check_against = self.check_against, None
+            if not same:
+                torch.set_num_threads(policy)
+                self.keep(f"{what}'s results depend on the count")
+            return same
+        if same:
+            self.switch()
+        else:
+            self.keep(f"{what}'s results depend on the count")
+        return same
 
     @property
     def threads(self) -> int:
@@ -346,6 +409,8 @@ class LoadFollower:
         now = self.clock()
         if self.window_start is None:
             self.window_start = now
+        if self.check_against is not None:  # no proposals before the start check
+            return
         self.window.append(seconds)
         if len(self.window) < self.WINDOW_STEPS or now - self.window_start < self.WINDOW_S:
             return
@@ -363,34 +428,38 @@ class LoadFollower:
         if self.trying is not None:
             self._judge_try(n, pair, now)
             return
-        at = self.counts.index(n)
+        at, plan = self.counts.index(n), self.schedule
         first_look = not self.looked  # (the load may have come before this run started)
         self.looked = True
-        if at > 0 and ((first_look and n == self.usable)
-                       or (now >= self.next_try_down and min(self.recent) > self.CHANGE * self.fastest[n])):
-            self.trying, self.proposal = (n, pair), self.counts[at - 1]
-        elif at < len(self.counts) - 1 and now - self.last_try > self.recheck_s:
-            self.trying, self.proposal = (n, pair), self.counts[at + 1]
+        looking = first_look and n == self.usable and now >= plan.next_look
+        if at > 0 and (looking or (now >= self.next_try_down and min(self.recent) > self.CHANGE * self.fastest[n])):
+            self.trying, self.proposal = (n, pair, looking), self.counts[at - 1]
+        elif at < len(self.counts) - 1 and now - plan.last_try > plan.recheck_s:
+            self.trying, self.proposal = (n, pair, False), self.counts[at + 1]
         else:
             return
-        self.last_try = now
+        plan.last_try = now
 
     def _judge_try(self, n: int, pair: float, now: float) -> None:
-        came_from, before = self.trying
-        self.trying = None
+        came_from, before, looking = self.trying
+        self.trying, plan = None, self.schedule
         went_down = n < came_from
         if pair * self.BETTER < before:  # faster: stay
             self.note = f"{n} (was {came_from}: {'load' if went_down else 'load gone'})"
             _NOTES.append(self.note)
-            self.gap_s, self.recheck_s = self.MIN_GAP_S, self.RECHECK_S
+            self.gap_s, plan.look_gap_s, plan.recheck_s = self.MIN_GAP_S, self.MIN_GAP_S, self.RECHECK_S
         else:  # no faster: go back, and wait longer before the next try this way
             self.proposal = came_from
             if went_down:
-                self.next_try_down = now + self.gap_s
-                self.gap_s = min(2 * self.gap_s, self.MAX_GAP_S)
+                if looking:  # (a look on no evidence: the process's next one waits longer)
+                    plan.next_look = now + plan.look_gap_s
+                    plan.look_gap_s = min(2 * plan.look_gap_s, self.MAX_GAP_S)
+                else:
+                    self.next_try_down = now + self.gap_s
+                    self.gap_s = min(2 * self.gap_s, self.MAX_GAP_S)
             else:
-                self.recheck_s = min(2 * self.recheck_s, self.RECHECK_MAX_S)
-        self.last_try = now
+                plan.recheck_s = min(2 * plan.recheck_s, self.RECHECK_MAX_S)
+        plan.last_try = now
 
     def switch(self) -> None:
         """Move to the proposed count."""
@@ -410,7 +479,7 @@ class LoadFollower:
         """Stay at the current count for the rest of the loop, for ``reason``."""
         if not check_text("reason", reason).strip():
             raise ValueError("reason must say why the count stays, got an empty string")
-        self.proposal, self.trying, self.fixed = None, None, reason
+        self.proposal, self.trying, self.check_against, self.fixed = None, None, None, reason
         self.note = f"{self.threads} kept ({reason})"
         _NOTES.append(self.note)
 
@@ -450,13 +519,18 @@ def _same(a, b) -> bool:
 class FollowedCalls:
     """A function called once per step of a long loop (a sampler's model), following the load.
 
-    Each call is timed for a :class:`LoadFollower`. When the follower proposes another thread
-    count, the first such call runs twice: at the proposed count, then at the current one
-    with the random state put back in between, so the loop consumes the same random numbers
-    and gets the current count's result either way. The loop moves only when both runs
-    gave the very same numbers (else it keeps its count): results never depend on the load.
-    A function with side effects sees that one extra call; :func:`trial_running` tells it
-    apart (a :class:`~cs231n_gen.sampling.CountCalls` counter does not count it).
+    Each call is timed for a :class:`LoadFollower`. When the follower wants a trial
+    (:attr:`LoadFollower.trial_threads`: the policy's count at the first call of a loop begun
+    at another count, or a proposed count), that call runs twice, at the current count and at
+    the trial's, with the random state put back in between, so the loop consumes the same
+    random numbers either way; the result is the policy's (at the start check) or the current
+    count's (at a proposal). The loop moves (or stays at the count it began with) only when
+    both runs gave the very same numbers: results never depend on the load.
+
+    The verdict is remembered per function and argument shapes (:func:`_verdict_key`), so a
+    sweep that calls a sampler many times with the same model checks once.
+    A function with side effects sees one extra call per check; :func:`trial_running`
+    tells it apart (a :class:`~cs231n_gen.sampling.CountCalls` counter does not count it).
     """
 
     def __init__(self, fn, follower: LoadFollower):
@@ -468,30 +542,75 @@ class FollowedCalls:
 
     def __call__(self, *args, **kwargs):
         f = self.follower
-        if f.proposal is not None and f.invariant is None:
-            global _trial_running
-            rng, before = torch.get_rng_state(), torch.get_num_threads()
-            torch.set_num_threads(f.proposal)
-            _trial_running = True
-            try:
-                trial = self.fn(*args, **kwargs)
-            finally:
-                _trial_running = False
-                torch.set_num_threads(before)
-                torch.set_rng_state(rng)
-            out = self.fn(*args, **kwargs)
-            f.invariant = _same(trial, out)
-            if f.invariant:
-                f.switch()
+        other = f.trial_threads
+        if other is not None:
+            key = _verdict_key(self.fn, torch.get_num_threads(), other, args, kwargs)
+            known = _verdicts_of(self.fn).get(key) if key is not None else None
+            if known is not None:  # checked before: no trial
+                f.judge(known)
             else:
-                f.keep("this loop's results depend on the count")
-            return out
+                return self._trial_call(other, key, args, kwargs)
         if f.proposal is not None:
             f.switch()
         began = time.perf_counter()
         out = self.fn(*args, **kwargs)
         f.step_done(time.perf_counter() - began)
         return out
+
+    def _trial_call(self, other: int, key, args, kwargs):
+        global _trial_running
+        f, current = self.follower, torch.get_num_threads()
+        checking = f.check_against is not None  # the trial's count (the policy's) gives the result
+        rng = torch.get_rng_state()
+        torch.set_num_threads(other)
+        _trial_running = not checking
+        try:
+            at_other = self.fn(*args, **kwargs)
+        finally:
+            _trial_running = False
+            torch.set_num_threads(current)
+        rng_after = torch.get_rng_state()
+        torch.set_rng_state(rng)
+        _trial_running = checking
+        try:
+            out = self.fn(*args, **kwargs)
+        finally:
+            _trial_running = False
+        same = _same(at_other, out)
+        if key is not None:
+            _verdicts_of(self.fn)[key] = same
+        f.judge(same)
+        if checking and not same:  # the policy's result, and the random state it left
+            torch.set_rng_state(rng_after)
+            return at_other
+        return out
+
+
+_verdicts = weakref.WeakKeyDictionary()  # function -> {_verdict_key: same numbers at both counts}
+
+
+def _verdicts_of(fn) -> dict:
+    try:
+        return _verdicts.setdefault(fn, {})
+    except TypeError:  # (not weakly referable: nothing remembered)
+        return {}
+
+
+def _verdict_key(fn, a: int, b: int, args, kwargs):
+    """What a verdict about ``fn`` holds for: the two counts and the shapes and types of the
+    arguments (kernels choose how to split work by shape, not by value); None when an
+    argument is neither a tensor nor a plain number, string or None."""
+    def shape(v):
+        if isinstance(v, torch.Tensor):
+            return ("tensor", tuple(v.shape), str(v.dtype), v.device.type)
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return (type(v).__name__,)
+        raise TypeError
+    try:
+        return (min(a, b), max(a, b), tuple(shape(v) for v in args),
+                tuple(sorted((k, shape(v)) for k, v in kwargs.items())))
+    except TypeError:
+        return None
 
 
 class following:  # noqa: N801 (used as a context manager, like torch.no_grad)

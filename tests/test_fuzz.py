@@ -100,7 +100,7 @@ EXEMPT = {
     "cs231n_gen.threads.LoadFollower.switch": "takes no arguments; without a proposal it raises ValueError "
                                              "(tests/test_threads.py)",
     "cs231n_gen.threads.LoadFollower.for_this_process": "takes the device; checked by torch.device",
-    "cs231n_gen.threads.LoadFollower.start_at_policy": "takes no arguments",
+    "cs231n_gen.threads.LoadFollower.begin": "takes no arguments",
     "cs231n_gen.threads.trial_running": "takes no arguments",
     "cs231n_gen.threads.held": "takes no arguments",
     "cs231n_gen.threads.FollowedCalls.__call__": "hands its arguments to the wrapped function, which checks them",
@@ -732,6 +732,7 @@ def specs(judge):
            for name in ("Conv2d", "ConvTranspose2d")},
         "threads.LoadFollower.step_done": (threads.LoadFollower(2).step_done, dict(seconds=0.01)),
         "threads.LoadFollower.keep": (threads.LoadFollower(2).keep, dict(reason="a reason")),
+        "threads.LoadFollower.judge": (_proposing_follower().judge, dict(same=True, what="this loop")),
     }
     release_dir = _release_dir()
     s |= {
@@ -907,6 +908,13 @@ def _cases(judge):
             values = _device_bad() if arg == "device" or arg == "prefer" else bad_values(valid)
             for bad in values:
                 yield name, fn, kwargs, arg, bad
+
+
+def _proposing_follower():
+    """A follower proposing the count there is now (its switch changes nothing)."""
+    follower = threads.LoadFollower(2)
+    follower.proposal = torch.get_num_threads()
+    return follower
 
 
 def test_every_public_callable_has_a_spec(judge):

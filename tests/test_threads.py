@@ -118,9 +118,9 @@ def test_the_follower_moves_down_when_the_load_comes_and_up_when_it_goes(followe
     drive(f, clock, 100, 0.006, under_load)
     clock.now += f.RECHECK_S
     drive(f, clock, 200, 0.006, under_load)
-    assert torch.get_num_threads() == 1 and f.recheck_s == 2 * f.RECHECK_S
+    assert torch.get_num_threads() == 1 and f.schedule.recheck_s == 2 * f.RECHECK_S
     # The load leaves: the next recheck finds 2 threads faster and keeps them.
-    clock.now += f.recheck_s
+    clock.now += f.schedule.recheck_s
     drive(f, clock, 400, 0.004, {2: 0.003, 1: 0.004})
     assert torch.get_num_threads() == 2 and f.note == "2 (was 1: load gone)"
 
@@ -138,6 +138,22 @@ def test_a_loop_that_starts_under_load_finds_it_at_its_first_look(follower_at_2)
     f, clock = follower_at_2
     drive(f, clock, 100, 0.05, {2: 0.05, 1: 0.006})
     assert torch.get_num_threads() == 1 and f.note == "1 (was 2: load)"
+
+
+def test_loops_share_when_to_look_but_not_when_the_load_shows(follower_at_2):
+    """A lecture of many short loops looks for a load on no evidence only as often as one long
+    loop would; a loop whose steps slow down sharply still tries fewer threads at once."""
+    first, clock = follower_at_2
+    idle = {2: 0.003, 1: 0.004}
+    drive(first, clock, 1000, 0.003, idle)  # its first look: 1 thread no faster, back to 2
+    assert first.fastest.get(1) == pytest.approx(0.004) and torch.get_num_threads() == 2
+    second = threads.LoadFollower(2, clock=clock, schedule=first.schedule)
+    drive(second, clock, 1000, 0.003, idle)
+    assert 1 not in second.fastest, "the next loop looked again right away"
+    third = threads.LoadFollower(2, clock=clock, schedule=first.schedule)
+    drive(third, clock, 60, 0.003, idle)  # a baseline of its own, then the load
+    drive(third, clock, 80, 0.05, {2: 0.05, 1: 0.006})
+    assert torch.get_num_threads() == 1 and third.note == "1 (was 2: load)"
 
 
 def test_a_try_still_running_when_the_loop_ends_goes_back(follower_at_2):
@@ -303,8 +319,8 @@ def test_a_sampler_follows_the_load_without_changing_its_samples(which, monkeypa
         assert follower.invariant is True and torch.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("kind", ["rf", "threads in the loss"])
-def test_a_loop_starts_at_the_policy_count_whatever_the_last_loop_left(kind, monkeypatch):
+@pytest.mark.parametrize("kind", ["rf", "gan", "threads in the loss"])
+def test_a_loop_begun_at_another_count_computes_the_policy_count_numbers(kind, monkeypatch):
     if threads.LoadFollower.for_this_process("cpu") is None:
         pytest.skip("one usable CPU or a forced count: no follower")
     monkeypatch.setattr(threads, "_policy_threads", 2)
@@ -313,12 +329,50 @@ def test_a_loop_starts_at_the_policy_count_whatever_the_last_loop_left(kind, mon
     notes = len(threads.switches())
     (params_l, history_l), _ = _train(kind, start=None)
     assert _same(params, params_l) and _same(history, history_l), "the last loop's count changed this run's numbers"
-    if kind == "rf":  # the same bits at 1 thread: it moved back to the count the load called for
-        assert torch.get_num_threads() == 1
-    else:  # results depend on the count: computed at the policy's, and said so
+    if kind == "threads in the loss":  # results depend on the count: started over at the policy's, and said so
         assert torch.get_num_threads() == 2
         assert threads.switches()[notes:] == ["2 kept (this run's results depend on the count)"]
+    elif kind == "rf":  # the same bits at 1 thread: the whole run stayed at the count the load called for
+        assert torch.get_num_threads() == 1 and threads.switches()[notes:] == []
 
+
+def _sampled_with(model, x, start_threads):
+    from cs231n_gen import sampling
+
+    torch.set_num_threads(start_threads)
+    return sampling.euler(model, x, 12)
+
+
+@pytest.mark.parametrize("which", ["euler", "threads in the model"])
+def test_a_sampler_begun_at_another_count_gives_the_policy_count_samples_and_checks_once(which, monkeypatch):
+    if threads.LoadFollower.for_this_process("cpu") is None:
+        pytest.skip("one usable CPU or a forced count: no follower")
+    from cs231n_gen import sampling
+
+    monkeypatch.setattr(threads, "_policy_threads", 2)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.SiLU(), torch.nn.Linear(64, 2))
+    runs = []  # every run of the model, trials included
+
+    def model(x, t):
+        runs.append(torch.get_num_threads())
+        out = net(torch.cat([x, t[:, None]], 1))
+        return out * (1 + torch.get_num_threads()) if which == "threads in the model" else out
+
+    counted = sampling.CountCalls(model)
+    x = torch.randn(256, 2, generator=torch.Generator().manual_seed(1))
+    want = _sampled_with(counted, x, 2)
+    runs.clear()
+    counted.reset()
+    got = _sampled_with(counted, x, 1)
+    assert torch.equal(want, got), "the last loop's count changed the samples"
+    assert counted.calls == 12 and len(runs) == 13, "one extra run checks, and the counter leaves it out"
+    if which == "threads in the model":
+        assert torch.get_num_threads() == 2 and runs == [2, 1] + [2] * 11  # the policy's, the check, the policy's
+    else:
+        assert runs == [2] + [1] * 12  # the policy's, the check, and on at 1
+        runs.clear()
+        assert torch.equal(_sampled_with(counted, x, 1), want) and runs == [1] * 12, "a second call checked again"
 
 
 def test_timed_code_does_not_follow_the_load(monkeypatch):
