@@ -296,7 +296,8 @@ class LoadFollower:
     - A try lasts two windows and is kept when they are ``BETTER`` times faster than the
       two before it; otherwise the loop goes back, and the next try in that direction
       waits twice as long (slower: from ``MIN_GAP_S`` up to ``MAX_GAP_S``; recheck: up to
-      ``RECHECK_MAX_S``). The loop keeps training through a try. The first look's and the
+      ``RECHECK_MAX_S``). The loop keeps training through a try; a loop that ends first
+      judges it on the steps it ran (:meth:`finish`). The first look's and the
       recheck's waits are the process's (:class:`_Schedule`), not the loop's: the next
       loop goes on with them.
 
@@ -317,6 +318,7 @@ class LoadFollower:
     WINDOW_STEPS = 5
     CHANGE = 1.6
     BETTER = 1.1
+    MIN_EVIDENCE = 3
     MIN_GAP_S = 3.0
     MAX_GAP_S = 60.0
     RECHECK_S = 20.0
@@ -332,6 +334,7 @@ class LoadFollower:
         self.next_try_down = clock()
         self.gap_s = self.MIN_GAP_S
         self.window: list[float] = []
+        self.since_switch: list[float] = []  # every step time since the last switch
         self.window_start = None
         self.settled = False
         self.recent: list[float] = []  # the window medians at the current count, oldest first
@@ -412,6 +415,8 @@ class LoadFollower:
         if self.check_against is not None:  # no proposals before the start check
             return
         self.window.append(seconds)
+        if self.trying is not None:
+            self.since_switch.append(seconds)
         if len(self.window) < self.WINDOW_STEPS or now - self.window_start < self.WINDOW_S:
             return
         typical = statistics.median(self.window)
@@ -434,6 +439,9 @@ class LoadFollower:
         looking = first_look and n == self.usable and now >= plan.next_look
         if at > 0 and (looking or (now >= self.next_try_down and min(self.recent) > self.CHANGE * self.fastest[n])):
             self.trying, self.proposal = (n, pair, looking), self.counts[at - 1]
+            if looking:  # the process's next look on no evidence waits, longer each time it does not pay
+                plan.next_look = now + plan.look_gap_s
+                plan.look_gap_s = min(2 * plan.look_gap_s, self.MAX_GAP_S)
         elif at < len(self.counts) - 1 and now - plan.last_try > plan.recheck_s:
             self.trying, self.proposal = (n, pair, False), self.counts[at + 1]
         else:
@@ -451,10 +459,7 @@ class LoadFollower:
         else:  # no faster: go back, and wait longer before the next try this way
             self.proposal = came_from
             if went_down:
-                if looking:  # (a look on no evidence: the process's next one waits longer)
-                    plan.next_look = now + plan.look_gap_s
-                    plan.look_gap_s = min(2 * plan.look_gap_s, self.MAX_GAP_S)
-                else:
+                if not looking:  # (a look on no evidence backed off when it began)
                     self.next_try_down = now + self.gap_s
                     self.gap_s = min(2 * self.gap_s, self.MAX_GAP_S)
             else:
@@ -467,12 +472,20 @@ class LoadFollower:
             raise ValueError("switch() needs a proposal: step_done proposes a count when the steps call for one")
         torch.set_num_threads(self.proposal)
         self.proposal, self.settled, self.recent, self.window, self.window_start = None, False, [], [], None
+        self.since_switch = []
 
     def finish(self) -> None:
-        """The loop ended: a try still running goes back to the count it came from (the code
-        after the loop runs at the count the follower found, not at a guess)."""
-        if self.trying is not None:
-            torch.set_num_threads(self.trying[0])
+        """The loop ended. A try still running is judged on the steps it ran (their median
+        against the two windows before it), so that the next loop begins at what this one
+        found; with fewer than ``MIN_EVIDENCE`` steps at the new count it goes back to the
+        count it came from (the code after the loop runs at a count measured, not a guess)."""
+        if self.trying is not None and self.threads != self.trying[0]:
+            if len(self.since_switch) >= self.MIN_EVIDENCE:
+                self._judge_try(self.threads, statistics.median(self.since_switch), self.clock())
+                if self.proposal is not None:  # no faster: back
+                    torch.set_num_threads(self.proposal)
+            else:
+                torch.set_num_threads(self.trying[0])
         self.trying = self.proposal = None
 
     def keep(self, reason: str) -> None:

@@ -145,10 +145,10 @@ def test_loops_share_when_to_look_but_not_when_the_load_shows(follower_at_2):
     loop would; a loop whose steps slow down sharply still tries fewer threads at once."""
     first, clock = follower_at_2
     idle = {2: 0.003, 1: 0.004}
-    drive(first, clock, 1000, 0.003, idle)  # its first look: 1 thread no faster, back to 2
+    drive(first, clock, 700, 0.003, idle)  # its first look: 1 thread no faster, back to 2
     assert first.fastest.get(1) == pytest.approx(0.004) and torch.get_num_threads() == 2
     second = threads.LoadFollower(2, clock=clock, schedule=first.schedule)
-    drive(second, clock, 1000, 0.003, idle)
+    drive(second, clock, 700, 0.003, idle)
     assert 1 not in second.fastest, "the next loop looked again right away"
     third = threads.LoadFollower(2, clock=clock, schedule=first.schedule)
     drive(third, clock, 60, 0.003, idle)  # a baseline of its own, then the load
@@ -156,13 +156,24 @@ def test_loops_share_when_to_look_but_not_when_the_load_shows(follower_at_2):
     assert torch.get_num_threads() == 1 and third.note == "1 (was 2: load)"
 
 
-def test_a_try_still_running_when_the_loop_ends_goes_back(follower_at_2):
+def test_a_try_still_running_when_the_loop_ends_is_judged_on_the_steps_it_ran(follower_at_2):
     f, clock = follower_at_2
     drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})
     drive(f, clock, 28, 0.05, {2: 0.05, 1: 0.006})  # two slow windows: trying 1 thread
     assert f.trying is not None and torch.get_num_threads() == 1
-    f.finish()
+    f.since_switch.clear()  # (as if the loop ended right at the switch)
+    f.finish()  # nothing ran at 1 thread: back to the count it came from
     assert torch.get_num_threads() == 2 and f.trying is None and f.proposal is None
+    for at_one, stays in ((0.006, 1), (0.06, 2)):  # the load is there / it was a slow phase, not load
+        torch.set_num_threads(2)
+        g = threads.LoadFollower(2, clock=clock)
+        drive(g, clock, 2000, 0.003, {2: 0.003, 1: 0.004})
+        drive(g, clock, 28, 0.05, {2: 0.05, 1: 0.006})
+        assert g.trying is not None and torch.get_num_threads() == 1
+        g.since_switch[:] = [at_one] * 3  # three steps at 1 thread, then the loop ends
+        g.finish()
+        assert torch.get_num_threads() == stays and g.trying is None and g.proposal is None
+        assert (g.note == "1 (was 2: load)") == (stays == 1)
 
 
 def test_the_policy_gives_numpy_one_blas_thread():
