@@ -310,8 +310,8 @@ class LoadFollower:
     once it knows the move leaves its results alone (:attr:`invariant`, see
     :func:`cs231n_gen.engine.run`), or stays with :meth:`keep`. A loop begun below the
     policy's count checks once, early, that it computes the policy's numbers
-    (:attr:`check_against`, :meth:`judge`), and otherwise starts over at the policy's count. :attr:`note` says what
-    happened, in a few words for a progress bar's postfix.
+    (:attr:`check_against`, :meth:`judge`), and otherwise starts over at the policy's count.
+    :attr:`note` says what happened, in a few words for a progress bar's postfix.
     """
 
     WINDOW_S = 0.3
@@ -334,7 +334,7 @@ class LoadFollower:
         self.next_try_down = clock()
         self.gap_s = self.MIN_GAP_S
         self.window: list[float] = []
-        self.since_switch: list[float] = []  # every step time since the last switch
+        self.since_switch: list[float] = []  # the step times of a try, since its switch
         self.window_start = None
         self.settled = False
         self.recent: list[float] = []  # the window medians at the current count, oldest first
@@ -557,7 +557,7 @@ class FollowedCalls:
         f = self.follower
         other = f.trial_threads
         if other is not None:
-            key = _verdict_key(self.fn, torch.get_num_threads(), other, args, kwargs)
+            key = _verdict_key(torch.get_num_threads(), other, args, kwargs)
             known = _verdicts_of(self.fn).get(key) if key is not None else None
             if known is not None:  # checked before: no trial
                 f.judge(known)
@@ -609,8 +609,8 @@ def _verdicts_of(fn) -> dict:
         return {}
 
 
-def _verdict_key(fn, a: int, b: int, args, kwargs):
-    """What a verdict about ``fn`` holds for: the two counts and the shapes and types of the
+def _verdict_key(a: int, b: int, args, kwargs):
+    """What a verdict about a function holds for: the two counts and the shapes and types of the
     arguments (kernels choose how to split work by shape, not by value); None when an
     argument is neither a tensor nor a plain number, string or None."""
     def shape(v):
