@@ -11,6 +11,7 @@ Usage::
     python benchmarks/lectures.py --busy 2 --load-after-first-cell 01
     python benchmarks/lectures.py --repeats 3 01     # median of three runs
     python benchmarks/lectures.py --sitting          # the README's table: see below
+    python benchmarks/lectures.py --gpu-sitting --minutes 8   # on a GPU: see gpu_sitting
 
 Runs with the run cache off (``CS231N_GEN_CACHE_RUNS=0``), so every model trains.
 ``--busy N`` starts N processes that keep a core busy each (pure-Python loops, like a
@@ -23,7 +24,8 @@ the threads must follow it.
 lecture full mode, quick mode, and full mode with two busy processes arriving after the
 first cell. It writes the JSON to ``--out`` (default
 ``benchmarks/results/lectures.json``); ``--table FILE`` prints that file's table, and
-``--readme FILE`` puts it into the README between its two timing-table markers.
+``--readme FILE`` puts it into the README between its two timing-table markers (with
+``--gpu FILE``, a ``--gpu-sitting`` JSON, as one more column).
 """
 from __future__ import annotations
 
@@ -70,8 +72,7 @@ def run_lecture(path: Path, quick: bool, timeout: int, load_after_first_cell: in
     """One run; ``load_after_first_cell``: busy processes to start once the first code cell ran."""
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
-    env_before = dict(os.environ)
-    os.environ.update(CS231N_GEN_QUICK="1" if quick else "0", CS231N_GEN_CACHE_RUNS="0", MPLBACKEND="Agg")
+    env = {**os.environ, "CS231N_GEN_QUICK": "1" if quick else "0", "CS231N_GEN_CACHE_RUNS": "0", "MPLBACKEND": "Agg"}
     hogs = []
 
     def after_cell(cell, cell_index, **_):
@@ -81,13 +82,11 @@ def run_lecture(path: Path, quick: bool, timeout: int, load_after_first_cell: in
     try:
         start = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True, on_cell_executed=after_cell,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+                       resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
         wall = time.perf_counter() - start
     finally:
         for hog in hogs:
             hog.kill()
-        os.environ.clear()
-        os.environ.update(env_before)
     sections, heading = {}, "(before the first section)"
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -154,6 +153,65 @@ def sitting(paths: list[Path], timeout: int, out: Path) -> dict:
     return result
 
 
+def _guarded_run(path: Path, quick: bool, timeout: int) -> dict:
+    try:
+        return run_lecture(path, quick, timeout)
+    except Exception as err:  # a failing cell: recorded
+        return {"lecture": path.stem, "error": f"{type(err).__name__}: {str(err)[-2000:]}"}
+
+
+def _report(path: Path, key: str, run: dict) -> None:
+    said = (f"{run['wall_s']} s, sections {run['sections_s']}" if "error" not in run
+            else f"failed: {run['error'][-600:]}")
+    print(f"{path.stem}: {key} {said}", file=sys.stderr, flush=True)
+
+
+def gpu_sitting(paths: list[Path], timeout: int, out: Path, minutes: float) -> dict:
+    """The GPU column. First every lecture in quick mode, all at once (a check that each runs
+    and its asserts hold on the device; the times overlap, so they are no timings). Then full
+    mode, one lecture after another, each timed alone, the slowest on the CPU first (from the
+    CPU sitting's JSON, where there is one); once ``minutes`` have passed, the full runs left
+    run all at once (``"together"``: a correctness check whose times are upper bounds). Saved
+    as it goes, so a run cut short keeps what it measured."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+
+    begun = time.perf_counter()
+    result = {"date": datetime.date.today().isoformat(), "machine": machine(),
+              "quick": "all lectures at once (a correctness check; the times overlap)", "lectures": []}
+    rows = {path: {"lecture": path.stem} for path in paths}
+    result["lectures"] = list(rows.values())
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        tmp.replace(out)
+
+    def all_at_once(todo: list[Path], quick: bool, key: str) -> None:
+        with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:
+            running = {pool.submit(_guarded_run, path, quick, timeout): path for path in todo}
+            for done in as_completed(running):
+                rows[running[done]][key] = done.result()
+                _report(running[done], key, rows[running[done]][key])
+                save()
+
+    all_at_once(paths, True, "quick")
+    cpu = ROOT / "benchmarks" / "results" / "lectures.json"
+    cpu_full = {}
+    if cpu.exists():
+        cpu_full = {r["lecture"]: r.get("full", {}).get("wall_s", 0) for r in json.loads(cpu.read_text())["lectures"]}
+    left = sorted(paths, key=lambda p: -cpu_full.get(p.stem, 0))
+    while left and time.perf_counter() - begun < 60 * minutes:
+        path = left.pop(0)
+        rows[path]["full"] = _guarded_run(path, False, timeout)
+        _report(path, "full", rows[path]["full"])
+        save()
+    if left:
+        all_at_once(left, False, "full_together")
+    return result
+
+
 BUDGET = {"full_s": 300, "quick_s": 90, "peak_mb": 1536, "busy_ratio": 2.5}
 TABLE_BEGIN, TABLE_END = "<!-- lecture timings: begin (benchmarks/lectures.py --readme) -->", \
     "<!-- lecture timings: end -->"
@@ -164,15 +222,40 @@ def _failed(row: dict) -> list[str]:
     return [key for key in ("full", "quick", "full_busy") if "error" in row[key]]
 
 
-def table(result: dict) -> str:
-    """The README's timing table for one sitting (its JSON)."""
+def _gpu_cell(row: dict | None, cpu_full: dict) -> str:
+    """A lecture's GPU column: the full mode's time and speed-up over the CPU, and whether quick mode ran."""
+    if row is None:
+        return "not run"
+    quick = "quick mode ran" if "wall_s" in row.get("quick", {}) else "quick mode failed" if "quick" in row else ""
+    if "wall_s" in row.get("full", {}):
+        full = f"{row['full']['wall_s']:.0f} s"
+        if "wall_s" in cpu_full:
+            full += f" ({cpu_full['wall_s'] / row['full']['wall_s']:.1f}x the CPU)"
+    elif "wall_s" in row.get("full_together", {}):
+        full = f"under {row['full_together']['wall_s']:.0f} s (run next to others)"
+    elif "full" in row or "full_together" in row:
+        full = "full mode failed"
+    else:
+        full = "full mode not run"
+    return f"{full}; {quick}" if quick else full
+
+
+def table(result: dict, gpu: dict | None = None) -> str:
+    """The README's timing table for one sitting (its JSON), with a GPU column from a
+    :func:`gpu_sitting`'s JSON where ``gpu`` is given."""
     m = result["machine"]
     lines = [f"Measured {result['date']} in one sitting (`python benchmarks/lectures.py --sitting`, "
              f"[JSON](benchmarks/results/lectures.json)): {m['cpus']} cores ({m['cpu']}), torch {m['torch']}, "
              "the run cache off, the digit judge already cached. Budgets: full mode 5 minutes, quick mode "
              "90 s, memory 1.5 GB, next to busy programs 2.5x idle.", "",
-             "| # | full mode | quick mode | peak memory | full mode, two busy processes from the first cell on |",
-             "|---|---|---|---|---|"]
+             "| # | full mode | quick mode | peak memory | full mode, two busy processes from the first cell on |"
+             + (" GPU |" if gpu else ""),
+             "|---|---|---|---|---|" + ("---|" if gpu else "")]
+    gpu_rows = {r["lecture"]: r for r in (gpu or {}).get("lectures", [])}
+    if gpu:
+        g = gpu["machine"]
+        lines[0] += (f" GPU column: {g['device']} with {g['cpus']} cores, torch {g['torch']}, on {gpu['date']} "
+                     "([JSON](benchmarks/results/lectures_gpu.json), `--gpu-sitting`).")
     for row in result["lectures"]:
         full, quick, busy = row["full"], row["quick"], row["full_busy"]
         failed = _failed(row)
@@ -187,7 +270,10 @@ def table(result: dict) -> str:
             switches = busy.get("thread_switches") or []
             moved = f"; threads {', '.join(switches)}" if switches else ""
             loaded = f"{busy['wall_s'] / full['wall_s']:.2f}x idle ({busy['wall_s']:.0f} s{moved})"
-        lines.append(f"| {row['lecture'][:2]} | {cells[0]} | {cells[1]} | {peak / 1024:.2f} GB | {loaded} |")
+        line = f"| {row['lecture'][:2]} | {cells[0]} | {cells[1]} | {peak / 1024:.2f} GB | {loaded} |"
+        if gpu:
+            line += f" {_gpu_cell(gpu_rows.get(row['lecture']), full)} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -229,15 +315,19 @@ def main() -> None:
                         help="start the busy processes once the first code cell has run")
     parser.add_argument("--repeats", type=int, default=1, help="runs per lecture (the median is reported)")
     parser.add_argument("--sitting", action="store_true", help="full, quick and loaded runs: the README's table")
+    parser.add_argument("--gpu-sitting", action="store_true",
+                        help="the table's GPU column: every lecture in quick mode at once, then full mode one by one")
+    parser.add_argument("--minutes", type=float, default=60.0, help="with --gpu-sitting: no full run starts after this")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "lectures.json")
     parser.add_argument("--table", type=Path, help="print the table of a sitting's JSON")
+    parser.add_argument("--gpu", type=Path, help="with --table: a --gpu-sitting JSON for the GPU column")
     parser.add_argument("--readme", type=Path, help="with --table: write the table into this README")
     args = parser.parse_args()
     if args.busy < 0 or args.repeats < 1:
         parser.error(f"--busy must be at least 0 and --repeats at least 1, got {args.busy} and {args.repeats}")
     if args.table is not None:
         result = json.loads(args.table.read_text())
-        text = table(result)
+        text = table(result, json.loads(args.gpu.read_text()) if args.gpu else None)
         if args.readme is not None:
             put_in_readme(args.readme, text)
         print(text)
@@ -249,6 +339,9 @@ def main() -> None:
         paths = [p for p in paths if p.name[:2] in args.lectures]
         if not paths:
             parser.error(f"no lecture numbered {args.lectures}")
+    if args.gpu_sitting:
+        gpu_sitting(paths, args.timeout, args.out, args.minutes)
+        return
     if args.sitting:
         result = sitting(paths, args.timeout, args.out)
         print(table(result))
