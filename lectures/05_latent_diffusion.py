@@ -76,7 +76,7 @@ from cs231n_gen.image_metrics import frechet_distance, shape_attributes, shape_f
 from cs231n_gen.nn import DiT
 from cs231n_gen.nn.autoencoder import VAE, PatchDiscriminator, ResBlock
 from cs231n_gen.nn.linear_vae import LinearVAE, ppca_log_likelihood
-from cs231n_gen.runtime import median_seconds
+from cs231n_gen.runtime import median_seconds, timing_claims_apply
 from cs231n_gen.sampling import euler
 from cs231n_gen.train import fit
 
@@ -119,7 +119,8 @@ pixel_step = median_seconds(lambda: on_pixels(x_pixels), repeats=9, device=devic
 latent_step = median_seconds(lambda: on_latents(x_latents), repeats=9, device=device)
 print(f"convolutional trunk: {1e3 * pixel_step:6.1f} ms per step on pixels, {1e3 * latent_step:5.1f} ms on latents: "
       f"{pixel_step / latent_step:.0f}x cheaper ({D * D}x fewer positions)")
-assert pixel_step / latent_step >= 4
+if timing_claims_apply(device):
+    assert pixel_step / latent_step >= 4
 
 # %% [markdown]
 # Our own denoiser in section 5 is a small **diffusion transformer** (DiT, lecture 06
@@ -138,7 +139,8 @@ latent_dit_step = median_seconds(lambda: latent_dit(x_latents, t_probe, y_probe)
 print(f"DiT: {1e3 * pixel_dit_step:.1f} ms per step on pixels ({pixel_dit.sequence_length} tokens), "
       f"{1e3 * latent_dit_step:.1f} ms on latents ({latent_dit.sequence_length} tokens): "
       f"{pixel_dit_step / latent_dit_step:.0f}x cheaper")
-assert pixel_dit_step / latent_dit_step >= 4
+if timing_claims_apply(device):
+    assert pixel_dit_step / latent_dit_step >= 4
 del on_pixels, on_latents, pixel_dit, x_pixels
 
 # %% [markdown]

@@ -76,7 +76,7 @@ from cs231n_gen.guidance import Guided, conditional_rf_loss
 from cs231n_gen.image_metrics import frechet_distance, shape_attributes, shape_features
 from cs231n_gen.nn import DiT, patchify, unpatchify
 from cs231n_gen.nn.autoencoder import VAE
-from cs231n_gen.runtime import median_seconds
+from cs231n_gen.runtime import median_seconds, timing_claims_apply
 from cs231n_gen.sampling import euler
 from cs231n_gen.train import fit
 
@@ -225,7 +225,7 @@ optimizer = torch.optim.Adam(probe_copy.parameters(), lr=1e-3)
 opened = []
 for step in (1, 2):
     optimizer.zero_grad()
-    conditional_rf_loss(probe_copy, latents[:64], shape_labels[:64], 0.1, torch.Generator().manual_seed(step)).backward()
+    conditional_rf_loss(probe_copy, latents[:64], shape_labels[:64], 0.1, torch.Generator(device=device).manual_seed(step)).backward()
     optimizer.step()
     with torch.no_grad():
         moved = float(probe_copy(x_probe, t_probe, shape_labels[:8]).abs().mean())
@@ -497,7 +497,7 @@ def train_step_seconds(patch, repeats=5):
     def step():  # median_seconds times under no_grad: a training step turns gradients back on
         net.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            conditional_rf_loss(net, x, y, 0.1, torch.Generator().manual_seed(0)).backward()
+            conditional_rf_loss(net, x, y, 0.1, torch.Generator(device=device).manual_seed(0)).backward()
 
     q = torch.randn(128, HEADS, net.sequence_length, WIDTH // HEADS, device=device, requires_grad=True)
 
@@ -515,7 +515,8 @@ print(f"{'patch':>5s} {'tokens':>6s} {'ms / step':>9s} {'attention core (share)'
 for p, (n, whole, core) in costs.items():
     print(f"{p:5d} {n:6d} {1e3 * whole:9.1f} {1e3 * core:15.1f} ({100 * core / whole:3.0f}%) "
           f"{100 * n / (6 * WIDTH + n):12.0f}%")
-assert costs[1][1] > 2 * costs[4][1]  # 16x the tokens costs several times more
+if timing_claims_apply(device):
+    assert costs[1][1] > 2 * costs[4][1]  # 16x the tokens costs several times more
 
 fig, ax = plt.subplots(figsize=(5.2, 3.4))
 ns = [costs[p][0] for p in costs]

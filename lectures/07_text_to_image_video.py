@@ -83,7 +83,7 @@ from cs231n_gen.guidance import GuidedByText, caption_rf_loss
 from cs231n_gen.image_metrics import clip_attributes, shape_attributes
 from cs231n_gen.nn import CLIP, DiT, ImageEncoder, TextEncoder, VideoDiT, inflate
 from cs231n_gen.nn.autoencoder import VAE
-from cs231n_gen.runtime import median_seconds
+from cs231n_gen.runtime import median_seconds, timing_claims_apply
 from cs231n_gen.sampling import euler
 from cs231n_gen.tokenizer import Tokenizer
 from cs231n_gen.train import fit
@@ -520,8 +520,9 @@ longest, shortest = FRAME_COUNTS[-1], FRAME_COUNTS[0]
 growth = {a: cost[longest, a][1] / cost[shortest, a][1] for a in ("full", "factorised")}
 print(f"from T = {shortest} to T = {longest} ({longest // shortest}x the tokens): full attention "
       f"{growth['full']:.1f}x slower, factorised {growth['factorised']:.1f}x")
-assert cost[longest, "full"][1] > cost[longest, "factorised"][1]
-assert growth["full"] > growth["factorised"]
+if timing_claims_apply(device):
+    assert cost[longest, "full"][1] > cost[longest, "factorised"][1]
+    assert growth["full"] > growth["factorised"]
 
 # %% [markdown]
 # The linear layers (projections, MLP) cost the same per token, so both curves grow in
