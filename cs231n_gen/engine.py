@@ -27,6 +27,7 @@ import hashlib
 import math
 import os
 import time
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import torch
 
 from . import _io, cache, threads
 from ._validate import check_device, check_int, check_module
-from .fingerprint import NotFingerprintable, code_version, fingerprint
+from .fingerprint import NotFingerprintable, code_digest, code_version, fingerprint
 from . import pretrained
 
 
@@ -142,32 +143,21 @@ def model_signature(module: torch.nn.Module) -> dict:
     return {"class": type(module).__qualname__, "shapes": shapes}
 
 
-def _code_digest(code, h) -> None:
-    h.update(code.co_code)
-    h.update(repr(code.co_names).encode())
-    for const in code.co_consts:
-        if hasattr(const, "co_code"):
-            _code_digest(const, h)
-        else:
-            h.update(repr(const).encode())
-
-
 def callable_signature(fn) -> str:
-    """A name for a function that changes when its code does (module, name and bytecode).
+    """A name for a function that changes when its code does (module, name and a digest of
+    its source, :func:`cs231n_gen.fingerprint.code_digest`: the same under every Python version).
 
-    Two lambdas differ when their bodies or constants differ; a function's closure
-    values are not part of it.
+    Two lambdas differ when their statements differ; a function's closure values are not part of it.
     """
     inner = getattr(fn, "func", None)  # functools.partial
     if inner is not None and callable(inner):
         extra = {k: v for k, v in getattr(fn, "keywords", {}).items() if isinstance(v, (int, float, str, bool))}
         return f"partial({callable_signature(inner)}, {sorted(extra.items())})"
-    code = getattr(fn, "__code__", None)
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
-    if code is None:
+    if not isinstance(getattr(fn, "__code__", None), types.CodeType):
         return name
     h = hashlib.sha256()
-    _code_digest(code, h)
+    code_digest(fn, h)
     return f"{name}#{h.hexdigest()[:12]}"
 
 
@@ -536,7 +526,7 @@ class _Shipped:
             raise ValueError(f"shipped={self.name!r}: this run's inputs cannot be fingerprinted (see the line "
                              "above), so no shipped model can be checked against them")
         self.recipe = pretrained._recipe(kind, settings, inputs)
-        self.summaries = inputs.get("summaries")
+        self.summaries, self.device = inputs.get("summaries"), inputs.get("device")
         self.reused_from = pretrained.reused_from()
         self.mode = "reuse" if self.reused_from is not None else pretrained.mode()
         self.payload = self.manifest = None
@@ -548,7 +538,7 @@ class _Shipped:
 
     def fetch(self) -> None:
         """Read the shipped model, after checking it was made by this run's recipe."""
-        self.payload, self.manifest = pretrained._fetch(self.name, self.recipe, self.summaries)
+        self.payload, self.manifest = pretrained._fetch(self.name, self.recipe, self.summaries, self.device)
 
     def announce(self, loop: Loop) -> None:
         """In full mode, one line where the model is trained: what it is, and the way to skip it."""

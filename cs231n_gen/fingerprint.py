@@ -6,9 +6,10 @@ code. :func:`fingerprint` hashes a value by its *content*:
 
 - plain values, tensors and arrays by their bytes (dtype and shape included);
 - lists, tuples, dicts, dataclasses and ordinary objects by their parts;
-- a function by its bytecode, constants, default arguments, closure values, and the
-  values of the globals it reads (a notebook's ``lambda m, b, g: loss(m, b, P, g)``
-  changes when ``P`` does), recursively;
+- a function by its code (:func:`code_digest`: a def's syntax tree, a lambda's source
+  text, the same under every Python version), default arguments, closure values, and the values of the globals it
+  reads (a notebook's ``lambda m, b, g: loss(m, b, P, g)`` changes when ``P`` does),
+  recursively;
 - a module (``nn.Module``) by its class code and its state;
 - code from this library, torch or NumPy by name only: :func:`code_version` covers it.
 
@@ -17,10 +18,14 @@ Anything it cannot read by content (an open file, a socket) raises
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import dis
 import functools
 import hashlib
+import inspect
 import sys
+import textwrap
 import types
 from pathlib import Path
 
@@ -42,21 +47,127 @@ def _from_named_package(obj) -> bool:
 
 
 def _globals_read(code) -> set[str]:
-    names = set(code.co_names)
+    """The global names the code loads (not attribute names: ``x.device`` does not read a
+    notebook's global ``device``), its nested functions' and comprehensions' included."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _globals_read(const)
     return names
 
 
-def _code(code, h) -> None:
+def _bytecode(code, h) -> None:
     h.update(code.co_code)
     h.update(repr(code.co_names).encode())
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            _code(const, h)
+            _bytecode(const, h)
         else:
             h.update(repr(const).encode())
+
+
+def _check_function(fn):
+    if not isinstance(getattr(fn, "__code__", None), types.CodeType):
+        raise ValueError(f"fn must be a Python function or method, got {type(fn).__name__}")
+    return fn
+
+
+def _source(fn) -> tuple[str, int] | None:
+    """The lines of ``fn``'s source, dedented, and the indentation taken off; None where Python keeps none."""
+    try:
+        lines, _ = inspect.getsourcelines(fn)
+    except Exception:  # no file, a stale line cache, a tokenizer error: the caller falls back to bytecode
+        return None
+    raw = "".join(lines)
+    text = textwrap.dedent(raw)
+    return text, len(raw) - len(raw.lstrip()) - (len(text) - len(text.lstrip()))
+
+
+def source_text(fn) -> str | None:
+    """The source of function ``fn`` as written (for a lambda: the lines from its own to its
+    end), without blank lines, comment-only lines, trailing spaces or the block's
+    indentation; None where Python keeps no source (code run from a string)."""
+    found = _source(_check_function(fn))
+    if found is None:
+        return None
+    return "\n".join(line.rstrip() for line in found[0].splitlines()
+                     if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _arguments(code) -> tuple[str, ...]:
+    return code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+
+
+def _lambda_place(fn) -> int | None:
+    """Which of the lambdas that begin on ``fn``'s first line with its argument names ``fn``
+    is (0, 1, ...), found by where its body begins; None when it is the only one (or Python
+    keeps no columns), so the common case hashes alike under every Python version."""
+    found = _source(fn)
+    code = fn.__code__
+    try:
+        tree = ast.parse(found[0])
+    except SyntaxError:  # a lambda inside a longer expression: its lines alone do not parse
+        return None
+    same = sorted((node for node in ast.walk(tree) if isinstance(node, ast.Lambda) and node.lineno == 1
+                   and tuple(a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs])
+                   == _arguments(code)), key=lambda node: node.col_offset)
+    positions = getattr(code, "co_positions", None)
+    if len(same) < 2 or positions is None:
+        return None
+    columns = [col for line, _, col, _ in positions() if line == code.co_firstlineno and col]
+    body = min(columns, default=None)
+    for place, node in enumerate(same):
+        if body is not None and node.body.col_offset + found[1] == body:
+            return place
+    return None
+
+
+def _syntax(node) -> str:
+    """A syntax tree as text that is the same under every Python version since 3.10: node
+    names and their non-empty fields (newer versions add fields that are empty in older
+    code), no positions, no load/store contexts, no docstrings."""
+    if isinstance(node, ast.AST):
+        fields = []
+        for name, value in ast.iter_fields(node):
+            if name in ("ctx", "type_comment") or value is None or value == []:
+                continue
+            if name == "body" and isinstance(value, list) and _is_docstring(value[0]):
+                value = value[1:]
+            fields.append(f"{name}={_syntax(value)}")
+        return f"{type(node).__name__}({','.join(fields)})"
+    if isinstance(node, list):
+        return f"[{','.join(_syntax(v) for v in node)}]"
+    return repr(node)
+
+
+def _is_docstring(node) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def code_digest(fn, h) -> None:
+    """Feed what function ``fn`` computes into hash ``h``, the same under every Python
+    version (Colab's is not the course machine's, and a model trained under one must be
+    recognised under the other): a ``def``'s syntax tree (comments, layout and docstring do
+    not count), a lambda's source text with its place among lambdas on its line, and the
+    bytecode (which differs between versions) only where Python keeps no source."""
+    code = _check_function(fn).__code__
+    if not callable(getattr(h, "update", None)):
+        raise ValueError(f"h must be a hashlib hash (with an update method), got {type(h).__name__}")
+    found = _source(fn)
+    if found is None:
+        h.update(b"bytecode:")
+        _bytecode(code, h)
+        return
+    if fn.__name__ != "<lambda>":
+        try:
+            h.update(b"syntax:" + _syntax(ast.parse(found[0])).encode())
+            return
+        except SyntaxError:
+            pass
+    h.update(b"source:" + source_text(fn).encode() + repr(_arguments(code)).encode())
+    place = _lambda_place(fn) if fn.__name__ == "<lambda>" else None
+    if place is not None:
+        h.update(f"lambda {place}".encode())
 
 
 class _Hasher:
@@ -162,14 +273,14 @@ class _Hasher:
                     fn = getattr(member, "__func__", None) or getattr(member, "fget", None) or member
                     if isinstance(fn, types.FunctionType):
                         self.tag(f"def {name}")
-                        _code(fn.__code__, self.h)
+                        code_digest(fn, self.h)
 
     def _function(self, fn, depth, where) -> None:
         name = f"{fn.__module__}.{fn.__qualname__}"
         self.tag(f"function:{name}")
         if _from_named_package(fn):
             return
-        _code(fn.__code__, self.h)
+        code_digest(fn, self.h)
         self.feed(fn.__defaults__, depth, f"the defaults of {name}")
         self.feed(fn.__kwdefaults__, depth, f"the keyword defaults of {name}")
         cells = [c.cell_contents for c in (fn.__closure__ or ()) if _filled(c)]

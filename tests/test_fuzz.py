@@ -17,6 +17,7 @@ keeps the list complete as the library grows.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import math
@@ -35,6 +36,7 @@ import cs231n_gen  # noqa: E402
 from cs231n_gen import (  # noqa: E402
     cache,
     engine,
+    fingerprint,
     exercises,
     gan,
     guidance,
@@ -481,6 +483,9 @@ def specs(judge):
                                                                    title="t", panel_size=(1.0, 1.0), rows=1)),
         "runtime.start_lecture": (runtime.start_lecture, dict(seed=0, device="cpu")),
         "runtime.median_seconds": (runtime.median_seconds, dict(fn=lambda: None, repeats=2, warmup=0, device="cpu")),
+        "runtime.timing_claims_apply": (runtime.timing_claims_apply, dict(device="cpu")),
+        "fingerprint.code_digest": (fingerprint.code_digest, dict(fn=lambda x: x + 1, h=hashlib.sha256())),
+        "fingerprint.source_text": (fingerprint.source_text, dict(fn=lambda x: x + 1)),
     }
     for name, check in exercises.CHECKS.items():  # only bad values are tried (a valid call needs a solution)
         s[f"{check.__module__.removeprefix('cs231n_gen.')}.{name}"] = (check, dict(student_fn=None))

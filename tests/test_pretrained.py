@@ -217,6 +217,33 @@ def test_data_that_differ_only_in_their_last_bits_are_accepted(shipped_dir, monk
     assert pretrained._data_summary(DATA) is None  # a mixture is sampled, not stored: its bytes must match
 
 
+def test_on_another_device_the_random_state_and_computed_data_may_differ(shipped_dir, monkeypatch, capsys):
+    """Built on the CPU, loaded on a GPU: the cells before drew from the GPU's generator and
+    earlier models computed the data with its kernels; the rest of the recipe must still hold."""
+    monkeypatch.setenv(pretrained.MODE_ENV, "build")
+    seed_everything(0)
+    points = DATA.sample(256, generator=torch.Generator().manual_seed(0))
+    fit(TimeMLP(hidden=16, depth=1), rectified_flow_loss, points, steps=20, batch_size=32, progress=False,
+        cache=False, shipped="toy_device")
+    built = pretrained.manifest("toy_device")
+    rec = json.loads(json.dumps(built["recipe"]))
+    rec["inputs"]["global_rng"] = "another random state"
+    rec["inputs"]["modules"] = "initial weights drawn from it"
+    rec["inputs"]["data"] = "other bits"
+    summaries = {"data": pretrained._data_summary(points * (1 + 1e-3))}  # a GPU's rounding, compounded
+    pretrained._fetch("toy_device", rec, summaries, device="cuda")
+    assert "was built on the cpu; here on cuda" in capsys.readouterr().out
+    with pytest.raises(pretrained.ShippedModelError, match="the random state at the start"):
+        pretrained._fetch("toy_device", rec, summaries, device="cpu")  # on the build's device: refused
+    far = {"data": pretrained._data_summary(points * 1.05)}
+    with pytest.raises(pretrained.ShippedModelError, match="the data"):
+        pretrained._fetch("toy_device", rec, far, device="cuda")  # other data, not other rounding
+    changed = json.loads(json.dumps(rec))
+    changed["settings"]["lr"] = 0.5
+    with pytest.raises(pretrained.ShippedModelError, match="setting lr"):
+        pretrained._fetch("toy_device", changed, summaries, device="cuda")
+
+
 class CountedMLP(TimeMLP):
     """A TimeMLP that counts its forward passes (not part of its state)."""
 
