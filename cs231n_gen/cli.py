@@ -37,8 +37,20 @@ def _release(args) -> int:
     return 0
 
 
+def _grading_tools() -> None:
+    """Grading runs notebooks under pytest and nbval: the ``grade`` extra installs them."""
+    import importlib.util
+
+    missing = [name for name in ("pytest", "nbval") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"grading needs {' and '.join(missing)}, which are not installed; install them with: "
+                         'pip install "cs231n-gen[grade]"')
+
+
 def _grade(args) -> int:
     from .grading.grade import grade, summary_path
+
+    _grading_tools()
 
     records = grade(args.submissions, args.release, args.out, jobs=args.jobs, timeout=_timeout(args),
                     memory_mb=args.memory_mb, full=args.full, sandbox="none" if args.no_sandbox else args.sandbox)
@@ -54,6 +66,7 @@ def _check(args) -> int:
     from .grading.release import load_release, release
     import secrets
 
+    _grading_tools()
     notebook = Path(args.notebook)
     with tempfile.TemporaryDirectory(prefix="cs231n-gen-check-") as tmp:
         if args.release:
@@ -85,6 +98,7 @@ def _gradescope(args) -> int:
     from .grading import gradescope
 
     if args.try_:
+        _grading_tools()
         if args.release or args.out:
             raise ValueError("--try takes the zip and a notebook only (no release folder, no --out)")
         results = gradescope.try_zip(*args.try_)

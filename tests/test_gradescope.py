@@ -118,6 +118,7 @@ def test_the_zip_holds_what_gradescope_needs_and_no_solution(built):
     assert "ln -s" not in setup
     pins = texts["requirements.txt"].decode().split()
     assert pins and all("==" in p for p in pins)
+    assert {p.split("==")[0].lower() for p in pins} >= {"torch", "pytest", "nbval"}  # the grade extra too
     assert zip_path.stat().st_size < 5 * 2**20
 
 

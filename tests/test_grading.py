@@ -80,6 +80,15 @@ def test_bad_inputs_name_the_problem(tmp_path, capsys):
         grade(tmp_path, tmp_path / "rel", tmp_path / "g.txt")
 
 
+def test_grading_without_its_extra_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nbval" else real(name, *a))
+    assert main(["grade", str(tmp_path), "--release", str(tmp_path), "--out", str(tmp_path / "g.csv")]) == 2
+    assert 'grading needs nbval' in (err := capsys.readouterr().err) and 'pip install "cs231n-gen[grade]"' in err
+
+
 def test_submissions_are_named_by_file_or_folder(tmp_path):
     manifest = release(LECTURES[:2], tmp_path / "rel")
     subs = tmp_path / "subs"
