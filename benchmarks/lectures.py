@@ -130,6 +130,14 @@ def machine() -> dict:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
 
+def _guarded_run(path: Path, quick: bool, timeout: int, load_after_first_cell: int = 0) -> dict:
+    """:func:`run_lecture`, or a record of its error (a failing cell)."""
+    try:
+        return run_lecture(path, quick, timeout, load_after_first_cell)
+    except Exception as err:  # a failing cell: recorded
+        return {"lecture": path.stem, "error": f"{type(err).__name__}: {str(err)[-2000:]}"}
+
+
 def sitting(paths: list[Path], timeout: int, out: Path) -> dict:
     """Full, quick and loaded-full runs of every lecture, one lecture after another; saved as it goes."""
     result = {"date": datetime.date.today().isoformat(), "machine": machine(),
@@ -139,10 +147,8 @@ def sitting(paths: list[Path], timeout: int, out: Path) -> dict:
         row = {"lecture": path.stem}
         for key, quick, load in (("full", False, 0), ("quick", True, 0), ("full_busy", False, 2)):
             print(f"{path.stem}: {key} ...", file=sys.stderr, flush=True)
-            try:
-                row[key] = run_lecture(path, quick, timeout, load_after_first_cell=load)
-            except Exception as err:  # a failing cell: recorded, and the sitting goes on
-                row[key] = {"lecture": path.stem, "error": f"{type(err).__name__}: {str(err)[-2000:]}"}
+            row[key] = _guarded_run(path, quick, timeout, load)
+            if "error" in row[key]:  # a failing cell: recorded, and the sitting goes on
                 print(f"  failed: {row[key]['error'][-300:]}", file=sys.stderr, flush=True)
                 continue
             print(f"  {row[key]['wall_s']} s, {row[key].get('peak_host_mb')} MB", file=sys.stderr, flush=True)
@@ -151,13 +157,6 @@ def sitting(paths: list[Path], timeout: int, out: Path) -> dict:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
         tmp.replace(out)
     return result
-
-
-def _guarded_run(path: Path, quick: bool, timeout: int) -> dict:
-    try:
-        return run_lecture(path, quick, timeout)
-    except Exception as err:  # a failing cell: recorded
-        return {"lecture": path.stem, "error": f"{type(err).__name__}: {str(err)[-2000:]}"}
 
 
 def _report(path: Path, key: str, run: dict) -> None:
@@ -177,10 +176,9 @@ def gpu_sitting(paths: list[Path], timeout: int, out: Path, minutes: float) -> d
     import multiprocessing
 
     begun = time.perf_counter()
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(),
-              "quick": "all lectures at once (a correctness check; the times overlap)", "lectures": []}
     rows = {path: {"lecture": path.stem} for path in paths}
-    result["lectures"] = list(rows.values())
+    result = {"date": datetime.date.today().isoformat(), "machine": machine(),
+              "quick": "all lectures at once (a correctness check; the times overlap)", "lectures": list(rows.values())}
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save():

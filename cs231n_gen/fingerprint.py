@@ -88,22 +88,22 @@ def source_text(fn) -> str | None:
     end), without blank lines, comment-only lines, trailing spaces or the block's
     indentation; None where Python keeps no source (code run from a string)."""
     found = _source(_check_function(fn))
-    if found is None:
-        return None
-    return "\n".join(line.rstrip() for line in found[0].splitlines()
-                     if line.strip() and not line.lstrip().startswith("#"))
+    return None if found is None else _without_layout(found[0])
+
+
+def _without_layout(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
 
 
 def _arguments(code) -> tuple[str, ...]:
     return code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
 
 
-def _lambda_place(fn) -> int | None:
-    """Which of the lambdas that begin on ``fn``'s first line with its argument names ``fn``
-    is (0, 1, ...), found by where its body begins; None when it is the only one (or Python
-    keeps no columns), so the common case hashes alike under every Python version."""
-    found = _source(fn)
-    code = fn.__code__
+def _lambda_place(code, found: tuple[str, int]) -> int | None:
+    """Which of the lambdas that begin on the first line of its source ``found`` (:func:`_source`)
+    with its argument names the lambda of ``code`` is (0, 1, ...), found by where its body
+    begins; None when it is the only one (or Python keeps no columns), so the common case
+    hashes alike under every Python version."""
     try:
         tree = ast.parse(found[0])
     except SyntaxError:  # a lambda inside a longer expression: its lines alone do not parse
@@ -164,8 +164,8 @@ def code_digest(fn, h) -> None:
             return
         except SyntaxError:
             pass
-    h.update(b"source:" + source_text(fn).encode() + repr(_arguments(code)).encode())
-    place = _lambda_place(fn) if fn.__name__ == "<lambda>" else None
+    h.update(b"source:" + _without_layout(found[0]).encode() + repr(_arguments(code)).encode())
+    place = _lambda_place(code, found) if fn.__name__ == "<lambda>" else None
     if place is not None:
         h.update(f"lambda {place}".encode())
 
