@@ -26,11 +26,17 @@ first cell. It writes the JSON to ``--out`` (default
 ``benchmarks/results/lectures.json``); ``--table FILE`` prints that file's table, and
 ``--readme FILE`` puts it into the README between its two timing-table markers (with
 ``--gpu FILE``, a ``--gpu-sitting`` JSON, as one more column).
+
+``--printed FILE`` also writes what each quick-mode run printed (its code cells' output
+text, line by line) to FILE; ``--compare-printed A B`` lists the lines that differ between
+two such files: a change that should leave every number alone is checked this way (lines
+that report a measured time differ from run to run by nature).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import difflib
 import json
 import os
 import platform
@@ -95,13 +101,16 @@ def run_lecture(path: Path, quick: bool, timeout: int, load_after_first_cell: in
                     heading = line[3:].strip()
         elif cell.cell_type == "code":
             sections[heading] = sections.get(heading, 0.0) + _seconds(cell)
+    printed = [line for cell in nb.cells[:-1] if cell.cell_type == "code" for out in cell.get("outputs", [])
+               if out.get("output_type") == "stream" and out.get("name") == "stdout"
+               for line in out.get("text", "").splitlines()]
     peaks = {}
     for out in nb.cells[-1].get("outputs", []):
         for line in out.get("text", "").splitlines():
             if line.startswith("CS231N_GEN_PEAKS "):
                 peaks = json.loads(line.split(" ", 1)[1])
     return {"lecture": path.stem, "wall_s": round(wall, 1),
-            "sections_s": {k: round(v, 1) for k, v in sections.items() if v >= 0.05}, **peaks}
+            "sections_s": {k: round(v, 1) for k, v in sections.items() if v >= 0.05}, **peaks, "printed": printed}
 
 
 def median_run(path: Path, quick: bool, timeout: int, repeats: int, load_after_first_cell: int = 0) -> dict:
@@ -130,32 +139,58 @@ def machine() -> dict:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
 
-def _guarded_run(path: Path, quick: bool, timeout: int, load_after_first_cell: int = 0) -> dict:
-    """:func:`run_lecture`, or a record of its error (a failing cell)."""
+def _guarded_run(path: Path, quick: bool, timeout: int, load_after_first_cell: int = 0,
+                 printed: bool = False) -> dict:
+    """:func:`run_lecture`, or a record of its error (a failing cell); its printed lines only if ``printed``."""
     try:
-        return run_lecture(path, quick, timeout, load_after_first_cell)
+        run = run_lecture(path, quick, timeout, load_after_first_cell)
+        if not printed:
+            del run["printed"]
+        return run
     except Exception as err:  # a failing cell: recorded
         return {"lecture": path.stem, "error": f"{type(err).__name__}: {str(err)[-2000:]}"}
 
 
-def sitting(paths: list[Path], timeout: int, out: Path) -> dict:
+def write_json(path: Path, value) -> None:
+    """``value`` as JSON at ``path``, written atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def compare_printed(a: Path, b: Path) -> int:
+    """Print the lines that differ between two ``--printed`` files; the number of lectures that differ."""
+    before, after = json.loads(a.read_text()), json.loads(b.read_text())
+    differ = 0
+    for lecture in sorted(set(before) | set(after)):
+        diff = list(difflib.unified_diff(before.get(lecture, []), after.get(lecture, []), lineterm="", n=0))
+        print(f"{lecture}: {'the same' if not diff else f'{len(diff) - 2} lines differ'}")
+        for line in diff[2:]:
+            print(f"  {line}")
+        differ += bool(diff)
+    return differ
+
+
+def sitting(paths: list[Path], timeout: int, out: Path, printed: Path | None = None) -> dict:
     """Full, quick and loaded-full runs of every lecture, one lecture after another; saved as it goes."""
     result = {"date": datetime.date.today().isoformat(), "machine": machine(),
               "busy": "two busy processes, started once the lecture's first code cell has run", "lectures": []}
     out.parent.mkdir(parents=True, exist_ok=True)
+    quick_printed = {}
     for path in paths:
         row = {"lecture": path.stem}
         for key, quick, load in (("full", False, 0), ("quick", True, 0), ("full_busy", False, 2)):
             print(f"{path.stem}: {key} ...", file=sys.stderr, flush=True)
-            row[key] = _guarded_run(path, quick, timeout, load)
+            row[key] = _guarded_run(path, quick, timeout, load, printed=quick)
             if "error" in row[key]:  # a failing cell: recorded, and the sitting goes on
                 print(f"  failed: {row[key]['error'][-300:]}", file=sys.stderr, flush=True)
                 continue
             print(f"  {row[key]['wall_s']} s, {row[key].get('peak_host_mb')} MB", file=sys.stderr, flush=True)
+        quick_printed[path.stem] = row["quick"].pop("printed", None)
         result["lectures"].append(row)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out)
+        write_json(out, result)
+        if printed is not None:
+            write_json(printed, quick_printed)
     return result
 
 
@@ -320,7 +355,12 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="print the table of a sitting's JSON")
     parser.add_argument("--gpu", type=Path, help="with --table: a --gpu-sitting JSON for the GPU column")
     parser.add_argument("--readme", type=Path, help="with --table: write the table into this README")
+    parser.add_argument("--printed", type=Path, help="write what each quick-mode run printed to this JSON file")
+    parser.add_argument("--compare-printed", type=Path, nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="list the printed lines that differ between two --printed files")
     args = parser.parse_args()
+    if args.compare_printed:
+        sys.exit(1 if compare_printed(*args.compare_printed) else 0)
     if args.busy < 0 or args.repeats < 1:
         parser.error(f"--busy must be at least 0 and --repeats at least 1, got {args.busy} and {args.repeats}")
     if args.table is not None:
@@ -341,7 +381,7 @@ def main() -> None:
         gpu_sitting(paths, args.timeout, args.out, args.minutes)
         return
     if args.sitting:
-        result = sitting(paths, args.timeout, args.out)
+        result = sitting(paths, args.timeout, args.out, args.printed)
         print(table(result))
         for miss in over_budget(result):
             print(f"over budget: {miss}", file=sys.stderr)
@@ -353,6 +393,9 @@ def main() -> None:
     finally:
         for hog in hogs:
             hog.kill()
+    printed = {r["lecture"]: r.pop("printed") for r in results}
+    if args.printed is not None and args.quick:
+        write_json(args.printed, printed)
     print(json.dumps({"mode": "quick" if args.quick else "full", "busy_processes": args.busy,
                       "load_after_first_cell": args.load_after_first_cell,
                       "cpus": os.cpu_count(), "lectures": results}, indent=1))

@@ -202,7 +202,8 @@ def check_dtype(name: str, value) -> torch.dtype:
 
 def check_times(name: str, value, *, low: float = 0.0, high: float = 1.0, open_low: bool = False,
                 dtype=None, device=None) -> torch.Tensor:
-    """A number, a list of numbers or a non-empty 1-D tensor of times in [low, high] (``open_low``: > low), as a 1-D tensor.
+    """A number, a list of numbers or a non-empty 1-D tensor of times in [low, high] (``open_low``: > low),
+    as a 1-D tensor.
 
     For functions that loop over a list of times (irreducible loss per t, plots); hot
     paths use :func:`as_time` instead.
@@ -300,7 +301,8 @@ def check_points_sequence(name: str, value, flatten: bool = False) -> torch.Tens
     if flatten and value.ndim >= 3 and value.numel() > 0:
         value = value.reshape(value.shape[0], value.shape[1], -1)
     if value.ndim != 3 or value.shape[0] < 2 or value.shape[1] < 1 or value.shape[2] < 1:
-        want = "(T, n, ...) with T >= 2 frames of n >= 1 items" if flatten else "(T, n, d) with T >= 2 steps of n >= 1 points"
+        want = ("(T, n, ...) with T >= 2 frames of n >= 1 items" if flatten
+                else "(T, n, d) with T >= 2 steps of n >= 1 points")
         raise ValueError(f"{name} must be shaped {want}, got {tuple(value.shape)}")
     return value.detach().float()
 

@@ -160,7 +160,8 @@ class MarginalCodes:
         else:
             if num_classes is None:
                 if not isinstance(labels, torch.Tensor) or labels.numel() == 0:
-                    raise ValueError(f"labels must be an integer tensor of {tokens.shape[0]} labels, got {labels!r:.80}")
+                    raise ValueError(f"labels must be an integer tensor of {tokens.shape[0]} labels, "
+                                     f"got {labels!r:.80}")
                 num_classes = int(labels.max()) + 1
             self.num_classes = check_int("num_classes", num_classes, minimum=1)
             labels = check_labels("labels", labels, tokens.shape[0], self.num_classes, "cpu", rows_of="tokens")

@@ -107,7 +107,8 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> to
 def _patch_logits(name: str, value) -> torch.Tensor:
     value = check_tensor(name, value)
     if value.ndim < 1 or value.shape[0] == 0:
-        raise ValueError(f"{name} must be logits shaped (n,) or (n, ...) per patch with n >= 1, got {tuple(value.shape)}")
+        raise ValueError(f"{name} must be logits shaped (n,) or (n, ...) per patch with n >= 1, "
+                         f"got {tuple(value.shape)}")
     return value
 
 

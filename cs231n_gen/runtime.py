@@ -95,8 +95,9 @@ def start_lecture(seed: int = 0, device: str | None = None, cache: bool = True,
 
     Picks the device (:func:`get_device`, ``device`` forces one), on the CPU the number of
     torch threads (:func:`cs231n_gen.threads.apply_thread_policy`: what the process may use,
-    measured), seeds Python, NumPy and PyTorch (:func:`seed_everything`), reads quick mode (``CS231N_GEN_QUICK``) and prints
-    one line saying what it chose, so a rerun of the notebook starts from the same state.
+    measured), seeds Python, NumPy and PyTorch (:func:`seed_everything`), reads quick mode
+    (``CS231N_GEN_QUICK``) and prints one line saying what it chose, so a rerun of the notebook
+    starts from the same state.
     With ``cache`` (the default) every model the lecture trains is cached, keyed by
     everything that made it (:mod:`cs231n_gen.fingerprint`), so a rerun after a kernel
     restart loads instead of training; ``CS231N_GEN_CACHE_RUNS=0`` turns that off.

@@ -146,10 +146,14 @@ x_real = ring.to(device).sample(256)
 z = torch.randn(256, 16, device=device)
 # D ascends V: minimise -V = BCE(real -> 1, fake -> 0); G's output is detached.
 d_loss = gan.discriminator_loss(D0(x_real), D0(G0(z).detach()))
-opt_d.zero_grad(); d_loss.backward(); opt_d.step()
+opt_d.zero_grad()
+d_loss.backward()
+opt_d.step()
 # G descends its loss through D (here the non-saturating loss of section 4).
 g_loss = gan.nonsaturating_generator_loss(D0(G0(torch.randn(256, 16, device=device))))
-opt_g.zero_grad(); g_loss.backward(); opt_g.step()
+opt_g.zero_grad()
+g_loss.backward()
+opt_g.step()
 print(f"V at the start of the round (before D's step) = {-d_loss.item():.3f}  "
       f"(D at chance everywhere would give -log 4 = {-math.log(4):.3f})")
 
@@ -206,14 +210,20 @@ snap_hq = [metrics.mode_coverage(s.samples, ring.means, MODE_STD)["high_quality"
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.3))
 axes[0].plot(hist_ring.step, hist_ring.value, color=viz.MODEL, lw=1)
 axes[0].axhline(-math.log(4), color="k", ls="--", lw=0.8, label="-log 4")
-axes[0].set(title="V(G, D) on each batch", xlabel="step"); axes[0].legend()
-axes[1].plot(hist_ring.step, hist_ring.d_real, label="D(x), real"); axes[1].plot(hist_ring.step, hist_ring.d_fake, label="D(G(z)), fake")
-axes[1].set(title="what D says", xlabel="step", ylim=(0, 1)); axes[1].legend()
+axes[0].set(title="V(G, D) on each batch", xlabel="step")
+axes[0].legend()
+axes[1].plot(hist_ring.step, hist_ring.d_real, label="D(x), real")
+axes[1].plot(hist_ring.step, hist_ring.d_fake, label="D(G(z)), fake")
+axes[1].set(title="what D says", xlabel="step", ylim=(0, 1))
+axes[1].legend()
 axes[2].plot(snap_steps, snap_w2, "o-", color=viz.DATA, ms=3, label="W2 to data")
-ax2 = axes[2].twinx(); ax2.plot(snap_steps, snap_hq, "s-", color=viz.ORACLE, ms=3, label="on-mode fraction")
+ax2 = axes[2].twinx()
+ax2.plot(snap_steps, snap_hq, "s-", color=viz.ORACLE, ms=3, label="on-mode fraction")
 axes[2].set(title="quality: W2 (blue, lower = better), on-mode (green)",
-            xlabel="step", ylabel="W2"); ax2.set_ylabel("on-mode fraction")
-fig.tight_layout(); plt.show()
+            xlabel="step", ylabel="W2")
+ax2.set_ylabel("on-mode fraction")
+fig.tight_layout()
+plt.show()
 
 flat_from = next(st for st, v in zip(hist_ring.step, hist_ring.value) if abs(v + math.log(4)) < 0.02)
 v_after = [v for st, v in zip(hist_ring.step, hist_ring.value) if st >= flat_from]
@@ -251,8 +261,10 @@ d_of_logit = torch.sigmoid(logit.detach())
 fig, ax = plt.subplots(figsize=(6, 3.3))
 ax.plot(d_of_logit, curves["minimax"].abs(), label="minimax: |d/dl log(1 - D)| = D")
 ax.plot(d_of_logit, curves["nonsaturating"].abs(), label="non-saturating: |d/dl -log D| = 1 - D")
-ax.set(xlabel="D(G(z))", ylabel="|gradient| w.r.t. D's logit", title="Where G starts (D(G(z)) ~ 0), minimax gives nothing")
-ax.legend(fontsize=8); plt.show()
+ax.set(xlabel="D(G(z))", ylabel="|gradient| w.r.t. D's logit",
+       title="Where G starts (D(G(z)) ~ 0), minimax gives nothing")
+ax.legend(fontsize=8)
+plt.show()
 assert curves["minimax"][0].abs() < 1e-3 < 0.99 < curves["nonsaturating"][0].abs()
 
 # %% [markdown]
@@ -277,10 +289,12 @@ for kind, (h, _) in sat.items():
     axes[0].semilogy(h.step, h.g_grad, label=kind)
     axes[1].plot(h.step, h.d_fake, label=kind)
 axes[0].set(title="|grad of G's loss|", xlabel="generator step (D's 300 warm-up steps all come before step 0)",
-            ylabel="gradient norm"); axes[0].legend()
+            ylabel="gradient norm")
+axes[0].legend()
 axes[1].set(title="D(G(z)) on fakes", xlabel="generator step", ylabel="mean D(G(z))", ylim=(0, 1.02))
 axes[1].legend()
-fig.tight_layout(); plt.show()
+fig.tight_layout()
+plt.show()
 
 first = {k: h.g_grad[0] for k, (h, _) in sat.items()}
 stuck = next((st for st, d in zip(sat["minimax"][0].step, sat["minimax"][0].d_fake) if d > 0.05), None)
@@ -358,7 +372,8 @@ ax.plot(xs[:, 0].cpu(), d_star.cpu(), "k--", lw=2, label="D* = p_data / (p_data 
 ax.plot(xs[:, 0].cpu(), d_learned.cpu(), color=viz.ORACLE, lw=1.5, label="trained D")
 ax.set(xlabel="x", ylabel="density (shaded) and D(x) (lines)",
        title=f"Trained D vs the exact optimum (max gap where there is mass: {max_err:.3f})")
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0)); plt.show()
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+plt.show()
 assert max_err <= 0.05, max_err
 
 # %% [markdown]
@@ -485,8 +500,10 @@ fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
 viz.scatter(axes[0], x_grid, color=viz.DATA, lim=6, title="data: 25 modes")
 for ax, (name, (s, cov)) in zip(axes[1:], grid_results.items()):
     viz.scatter(ax, x_grid, color="k", lim=6, alpha=0.15)
-    viz.scatter(ax, s, color=viz.MODEL, lim=6, s=3, title=f"{name}\n{cov['covered']}/25 modes, {cov['high_quality']:.0%} on a mode")
-fig.tight_layout(); plt.show()
+    viz.scatter(ax, s, color=viz.MODEL, lim=6, s=3,
+                title=f"{name}\n{cov['covered']}/25 modes, {cov['high_quality']:.0%} on a mode")
+fig.tight_layout()
+plt.show()
 
 bad, good = grid_results["bad: lr_G = 10 x lr_D"][1], grid_results["good: balanced + R1"][1]
 assert bad["covered"] <= 10, bad
@@ -594,7 +611,8 @@ pretrained.record("dcgan_digits", classes_covered=report["classes_covered"], fre
 # %%
 copying = metrics.memorization(fake_digits, x_digits, x_heldout)
 print(f"nearest-training-digit distance of the samples: {copying['ratio']:.2f} x that of held-out digits; "
-      f"near-copies: {100 * copying['copies']:.1f}% of samples, {100 * copying['held_out_copies']:.1f}% of held-out digits")
+      f"near-copies: {100 * copying['copies']:.1f}% of samples, "
+      f"{100 * copying['held_out_copies']:.1f}% of held-out digits")
 assert copying["ratio"] > 0.8 and copying["copies"] < 0.05, copying  # new images, not copies
 
 # %% [markdown]
@@ -653,8 +671,11 @@ photos = [torch.tensor(im, dtype=torch.float32).permute(2, 0, 1)[None] / 255 for
 content, style = photos[0][..., ::2, ::2], photos[1][..., ::2, ::2]
 styled = adain(content, style.std((2, 3), unbiased=False), style.mean((2, 3))).clamp(0, 1)
 fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-for ax, im, title in zip(axes, (content, style, styled), ("content", "style (its channel statistics)", "AdaIN(content; style)")):
-    ax.imshow(im[0].permute(1, 2, 0)); ax.set_title(title); ax.axis("off")
+for ax, im, title in zip(axes, (content, style, styled),
+                         ("content", "style (its channel statistics)", "AdaIN(content; style)")):
+    ax.imshow(im[0].permute(1, 2, 0))
+    ax.set_title(title)
+    ax.axis("off")
 plt.show()
 
 style_layer = AdaIN(channels=8, style_dim=16)  # what StyleGAN uses: (w, b) predicted from a style vector

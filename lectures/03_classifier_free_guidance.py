@@ -65,7 +65,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker as mticker
 import torch
 
-from cs231n_gen import budget, seed_everything
+from cs231n_gen import seed_everything
 from cs231n_gen import gan, metrics, oracle, pretrained, viz, widgets
 from cs231n_gen.data import digits, overlapping_classes
 from cs231n_gen.guidance import Guided, conditional_rf_loss
@@ -325,7 +325,8 @@ print(f"{SAMPLE_STEPS} steps, {len(noise)} samples on {device}:")
 for w in (0.0, 2.0):
     print(f"  w = {w:g}: {nfe[w][0]} forward passes, {nfe[w][1]:.0f} network evaluations per sample, "
           f"{1000 * seconds[w]:.1f} ms (median of 5)")
-print(f"guided / unguided: {nfe[2.0][1] / nfe[0.0][1]:.0f}x the evaluations, {seconds[2.0] / seconds[0.0]:.2f}x the time")
+print(f"guided / unguided: {nfe[2.0][1] / nfe[0.0][1]:.0f}x the evaluations, "
+      f"{seconds[2.0] / seconds[0.0]:.2f}x the time")
 assert nfe[2.0][1] == 2 * nfe[0.0][1] == 2 * SAMPLE_STEPS and nfe[2.0][0] == nfe[0.0][0] == SAMPLE_STEPS
 
 # %% [markdown]
@@ -369,7 +370,8 @@ print(f" real |   {100 * real_scores['accuracy']:5.1f}% (fresh class samples) | 
       f"                  |    {real_scores['spread']:.2f}")
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-for name, table, style, color in (("learned", scores, "o-", viz.MODEL), ("exact fields", exact_scores, "s--", viz.ORACLE)):
+for name, table, style, color in (("learned", scores, "o-", viz.MODEL),
+                                  ("exact fields", exact_scores, "s--", viz.ORACLE)):
     axes[0].plot(WS, [100 * table[w]["accuracy"] for w in WS], style, color=color, label=name)
     axes[1].plot(WS, [table[w]["w2_ratio"] for w in WS], style, color=color, label=name)
     axes[2].plot(WS, [table[w]["spread"] for w in WS], style, color=color, label=name)

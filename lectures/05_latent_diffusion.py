@@ -63,6 +63,7 @@ device, QUICK = cs231n_gen.start_lecture(seed=0)
 
 # %%
 import copy
+from functools import partial
 
 import matplotlib.pyplot as plt
 import torch
@@ -115,8 +116,8 @@ def conv_trunk(channels, width=64):
 on_pixels, on_latents = conv_trunk(3), conv_trunk(C)
 x_pixels = torch.randn(64, 3, SIDE, SIDE, device=device)
 x_latents = torch.randn(64, C, SIDE // D, SIDE // D, device=device)
-pixel_step = median_seconds(lambda: on_pixels(x_pixels), repeats=9, device=device)
-latent_step = median_seconds(lambda: on_latents(x_latents), repeats=9, device=device)
+pixel_step = median_seconds(partial(on_pixels, x_pixels), repeats=9, device=device)
+latent_step = median_seconds(partial(on_latents, x_latents), repeats=9, device=device)
 print(f"convolutional trunk: {1e3 * pixel_step:6.1f} ms per step on pixels, {1e3 * latent_step:5.1f} ms on latents: "
       f"{pixel_step / latent_step:.0f}x cheaper ({D * D}x fewer positions)")
 if timing_claims_apply(device):
@@ -134,8 +135,8 @@ latent_dit = DiT(input_size=SIDE // D, in_channels=C, patch_size=2, width=64, de
                  num_classes=len(SHAPES)).to(device)
 t_probe = torch.rand(64, device=device)
 y_probe = torch.randint(0, len(SHAPES), (64,), device=device)
-pixel_dit_step = median_seconds(lambda: pixel_dit(x_pixels, t_probe, y_probe), repeats=5, device=device)
-latent_dit_step = median_seconds(lambda: latent_dit(x_latents, t_probe, y_probe), repeats=9, device=device)
+pixel_dit_step = median_seconds(partial(pixel_dit, x_pixels, t_probe, y_probe), repeats=5, device=device)
+latent_dit_step = median_seconds(partial(latent_dit, x_latents, t_probe, y_probe), repeats=9, device=device)
 print(f"DiT: {1e3 * pixel_dit_step:.1f} ms per step on pixels ({pixel_dit.sequence_length} tokens), "
       f"{1e3 * latent_dit_step:.1f} ms on latents ({latent_dit.sequence_length} tokens): "
       f"{pixel_dit_step / latent_dit_step:.0f}x cheaper")
@@ -433,7 +434,8 @@ mse_more = float((recon_more - test.images).square().mean())
 mse_gan = float((recon_gan - test.images).square().mean())
 change = "costs" if mse_gan > mse_more else "even lowers"
 print(f"\nThe critic brings sharpness from {100 * sharp_more:.0f}% to {100 * sharp_gan:.0f}% of the real images' and "
-      f"{change} the squared error ({mse_more:.5f} -> {mse_gan:.5f} per pixel, {100 * (mse_gan / mse_more - 1):+.0f}%); "
+      f"{change} the squared error ({mse_more:.5f} -> {mse_gan:.5f} per pixel, "
+      f"{100 * (mse_gan / mse_more - 1):+.0f}%); "
       f"its reconstruction is the sharper of the two on {100 * sharper_share:.0f}% of the held-out images.")
 assert sharp_gan > sharp_more + 0.01, (sharp_gan, sharp_more)
 assert sharper_share > 0.6, sharper_share

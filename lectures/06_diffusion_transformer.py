@@ -225,7 +225,8 @@ optimizer = torch.optim.Adam(probe_copy.parameters(), lr=1e-3)
 opened = []
 for step in (1, 2):
     optimizer.zero_grad()
-    conditional_rf_loss(probe_copy, latents[:64], shape_labels[:64], 0.1, torch.Generator(device=device).manual_seed(step)).backward()
+    conditional_rf_loss(probe_copy, latents[:64], shape_labels[:64], 0.1,
+                        torch.Generator(device=device).manual_seed(step)).backward()
     optimizer.step()
     with torch.no_grad():
         moved = float(probe_copy(x_probe, t_probe, shape_labels[:8]).abs().mean())
@@ -322,8 +323,9 @@ axes[1].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 for k in range(DEPTH):
-    print(f"block {k + 1}: attention gate {float(gate_size[0, k].mean()):.3f}, MLP gate {float(gate_size[1, k].mean()):.3f}"
-          f" (0 at initialisation); largest / smallest over t: {float(gate_size[:, k].max() / gate_size[:, k].min()):.1f}x")
+    print(f"block {k + 1}: attention gate {float(gate_size[0, k].mean()):.3f}, "
+          f"MLP gate {float(gate_size[1, k].mean()):.3f} (0 at initialisation); "
+          f"largest / smallest over t: {float(gate_size[:, k].max() / gate_size[:, k].min()):.1f}x")
 assert gate_size.min() > 0
 
 # %% [markdown]

@@ -283,8 +283,10 @@ fit(prior, prior_loss, (codes_train, y16.to(device)), steps=PRIOR_STEPS, batch_s
 N_EACH = 50
 labels = torch.arange(10, device=device).repeat_interleave(N_EACH)
 samples = {}
-for name, settings in {"temperature 1": dict(temperature=1.0), "temperature 1, top-16": dict(temperature=1.0, top_k=16)}.items():
-    tokens = ar.sample(prior, len(labels), 16, labels, generator=torch.Generator(device=device).manual_seed(1), **settings)
+for name, settings in {"temperature 1": dict(temperature=1.0),
+                       "temperature 1, top-16": dict(temperature=1.0, top_k=16)}.items():
+    tokens = ar.sample(prior, len(labels), 16, labels, generator=torch.Generator(device=device).manual_seed(1),
+                       **settings)
     samples[name] = vq.decode(tokens).cpu()
 sample_scores = {name: judge.evaluate(images, labels.cpu()) for name, images in samples.items()}
 for name, s in sample_scores.items():
@@ -344,10 +346,12 @@ code_bits = {"uniform": math.log2(K),
              "GPT prior, with the label": ar.bits_per_token(prior, codes_held, y16_test.to(device))}
 for name, bits in code_bits.items():
     print(f"{name:>38}: {bits:.3f} bits per code ({16 * bits:6.1f} bits per digit)")
-marginal_images = vq.decode(marginal.sample(len(labels), labels.cpu(), torch.Generator().manual_seed(3)).to(device)).cpu()
+marginal_images = vq.decode(marginal.sample(len(labels), labels.cpu(),
+                                            torch.Generator().manual_seed(3)).to(device)).cpu()
 marginal_scores = judge.evaluate(marginal_images, labels.cpu())
 prior_scores = sample_scores["temperature 1"]
-print(f"decoded histogram samples: {100 * marginal_scores['accuracy']:.1f}% as asked, Frechet {marginal_scores['frechet']:.1f}"
+print(f"decoded histogram samples: {100 * marginal_scores['accuracy']:.1f}% as asked, "
+      f"Frechet {marginal_scores['frechet']:.1f}"
       f"; GPT prior at temperature 1: {100 * prior_scores['accuracy']:.1f}%, Frechet {prior_scores['frechet']:.1f} "
       f"(held-out real digits: {marginal_scores['frechet_real']:.1f})")
 fig, axes = plt.subplots(1, 2, figsize=(11, 2.9))
@@ -462,7 +466,8 @@ plt.tight_layout()
 plt.show()
 for n, c in cost.items():
     print(f"{n:>3} tokens: autoregressive {c['autoregressive']:.3f} s ({n} steps), "
-          f"diffusion {c['diffusion']:.3f} s ({DIFFUSION_STEPS} steps): ratio {c['autoregressive'] / c['diffusion']:.2f}")
+          f"diffusion {c['diffusion']:.3f} s ({DIFFUSION_STEPS} steps): "
+          f"ratio {c['autoregressive'] / c['diffusion']:.2f}")
 ratios = [cost[n]["autoregressive"] / cost[n]["diffusion"] for n in cost]
 if timing_claims_apply(device):
     assert ratios[0] < 1 and ratios[-1] > 2 * ratios[0], ratios

@@ -35,7 +35,8 @@ RF_LOSS = {
     "all_mean": "def rf_loss_exercise(model, x, z, t):\n    tt = t[:, None]\n    xt = (1 - tt) * x + tt * z\n"
                 "    return (model(xt, t) - (z - x)).square().mean()\n",
 }
-RF_HINTS = {"sign": "wrong sign", "time": "time runs the wrong way", "one_minus_t": "1 - t", "sum": "summed over the batch",
+RF_HINTS = {"sign": "wrong sign", "time": "time runs the wrong way", "one_minus_t": "1 - t",
+            "sum": "summed over the batch",
             "all_mean": "averaged over coordinates"}
 
 

@@ -82,17 +82,17 @@ def test_gan_exercises_pass_and_name_mistakes(capsys):
 
     from cs231n_gen.exercises import check_nonsaturating_loss, check_optimal_discriminator
 
-    check_nonsaturating_loss(lambda l: F.softplus(-l).mean())
+    check_nonsaturating_loss(lambda logits: F.softplus(-logits).mean())
     check_optimal_discriminator(lambda p, q: p / (p + q))
     assert "correct" in capsys.readouterr().out
     mistakes = [
-        (lambda l: -F.softplus(l).mean(), "minimax"),
-        (lambda l: -torch.log(torch.sigmoid(l)).mean(), "underflows"),
-        (lambda l: F.softplus(-l).sum(), "mean"),
-        (lambda l: F.softplus(l).mean(), "D\\(G\\(z\\)\\) -> 1"),
-        (lambda l: F.softplus(-l).mean().detach(), "gradient"),
-        (lambda l: -torch.log(torch.sigmoid(l) + 1e-8).mean(), "epsilon"),
-        (lambda l: -torch.log(torch.sigmoid(l) + 1e-6).mean(), "epsilon"),
+        (lambda logits: -F.softplus(logits).mean(), "minimax"),
+        (lambda logits: -torch.log(torch.sigmoid(logits)).mean(), "underflows"),
+        (lambda logits: F.softplus(-logits).sum(), "mean"),
+        (lambda logits: F.softplus(logits).mean(), "D\\(G\\(z\\)\\) -> 1"),
+        (lambda logits: F.softplus(-logits).mean().detach(), "gradient"),
+        (lambda logits: -torch.log(torch.sigmoid(logits) + 1e-8).mean(), "epsilon"),
+        (lambda logits: -torch.log(torch.sigmoid(logits) + 1e-6).mean(), "epsilon"),
     ]
     for fn, hint in mistakes:
         with pytest.raises(AssertionError, match=hint):
@@ -554,7 +554,7 @@ def _solutions():
                 + (b_ts2 * b_s**2 / b_t**2).sqrt() * noise)
 
     return {
-        ex.check_nonsaturating_loss: lambda l: F.softplus(-l).mean(),
+        ex.check_nonsaturating_loss: lambda logits: F.softplus(-logits).mean(),
         ex.check_optimal_discriminator: lambda p, q: p / (p + q),
         ex.check_rf_loss: rf_loss,
         ex.check_euler_sampler: euler,

@@ -85,7 +85,8 @@ EXEMPT = {
     "cs231n_gen.train.History": "a result record (its smoothed() is fuzzed)",
     "cs231n_gen.runtime.is_quick": "takes no arguments",
     "cs231n_gen.runtime.caching_runs": "takes no arguments",
-    "cs231n_gen.fingerprint.fingerprint": "hashes any value; one it cannot read raises NotFingerprintable, a ValueError",
+    "cs231n_gen.fingerprint.fingerprint": "hashes any value; one it cannot read raises NotFingerprintable, "
+                                          "a ValueError",
     "cs231n_gen.fingerprint.NotFingerprintable": "an exception class",
     "cs231n_gen.engine.cache_inputs": "fingerprints what fit and train_gan built after validating it",
     "cs231n_gen.sampling.CountCalls.forward": "hands its arguments to the wrapped model, which checks them",
@@ -115,7 +116,8 @@ EXEMPT = {
     "cs231n_gen.grading.kernel.serve": "called only from the grader's own cells, with values it wrote",
     **{f"cs231n_gen.grading.{name}": "the grader's channel: frames it writes itself, or untrusted bytes that "
                                      "decode refuses with BadMessage (tests/test_grading_sandbox.py)"
-       for name in ("wire.leaves", "wire.tensors_in", "wire.send_frame", "wire.recv_frame", "wire.send_call", "wire.recv_call", "wire.encode",
+       for name in ("wire.leaves", "wire.tensors_in", "wire.send_frame", "wire.recv_frame", "wire.send_call",
+                    "wire.recv_call", "wire.encode",
                     "wire.decode", "wire.send_data", "wire.recv_data", "remote.Verdict", "remote.StudentFunction",
                     "remote.StudentFunction.__call__", "remote.Listener", "remote.Listener.close")},
     **{f"cs231n_gen.grading.{name}": "internal to the sandbox: called by grade with the release's own references "
@@ -326,7 +328,8 @@ def specs(judge):
         # metrics
         "metrics.wasserstein2": (metrics.wasserstein2, dict(a=X, b=Z)),
         "metrics.evaluation_sets": (metrics.evaluation_sets, dict(data=MIX, n_sets=2, n_points=10, generator=_g())),
-        "metrics.path_straightness": (metrics.path_straightness, dict(trajectory=torch.stack([Z, (Z + X) / 2 + 0.3, X]))),
+        "metrics.path_straightness": (metrics.path_straightness,
+                                      dict(trajectory=torch.stack([Z, (Z + X) / 2 + 0.3, X]))),
         "metrics.interpolation_smoothness": (metrics.interpolation_smoothness,
                                              dict(frames=torch.stack([Z, (Z + X) / 2, X]))),
         "metrics.nearest_neighbor_distances": (metrics.nearest_neighbor_distances, dict(items=X, reference=Z,
@@ -470,11 +473,13 @@ def specs(judge):
                                                                             z0=torch.randn(2, 8, generator=_g()),
                                                                             z1=torch.randn(2, 8, generator=_g(1)),
                                                                             n_frames=3, per_row=2, static=False)),
-        "widgets.guidance.guidance_explorer": (widgets.guidance_explorer, dict(ws=[0.0, 1.0], samples=torch.stack([X, Z]),
+        "widgets.guidance.guidance_explorer": (widgets.guidance_explorer,
+                                               dict(ws=[0.0, 1.0], samples=torch.stack([X, Z]),
                                                                       labels=Y, reference=X, lim=3.0, static=False)),
         "widgets.schedules.time_sampler_explorer": (widgets.time_sampler_explorer, dict(reference=(T.sort().values, T),
                                                                               reference_label="d", static=False)),
-        "widgets.generalized.path_explorer": (widgets.path_explorer, dict(mixture=MIX, paths={"cos": PATH}, targets=("eps",),
+        "widgets.generalized.path_explorer": (widgets.path_explorer,
+                                              dict(mixture=MIX, paths={"cos": PATH}, targets=("eps",),
                                                               lim=3.0, static=False)),
         "widgets.player.live_figure": (widgets.live_figure, dict(controls=[_slider()], draw=lambda ax: ax.plot([0, 1]),
                                                                  size=(1.0, 1.0))),
@@ -520,7 +525,8 @@ def specs(judge):
         "nn.autoencoder.VAE": (autoencoder.VAE, dict(in_channels=3, latent_channels=2, width=4, downsample=4)),
         "nn.autoencoder.VAE.latent_shape": (vae.latent_shape, dict(height=16, width=8)),
         "nn.autoencoder.VAE.encode": (vae.encode, dict(x=rgb)),
-        "nn.autoencoder.VAE.sample": (vae.sample, dict(mean=latent_images, log_var=latent_images * 0.1, generator=_g())),
+        "nn.autoencoder.VAE.sample": (vae.sample,
+                                      dict(mean=latent_images, log_var=latent_images * 0.1, generator=_g())),
         "nn.autoencoder.VAE.decode": (vae.decode, dict(z=latent_images)),
         "nn.autoencoder.VAE.forward": (vae, dict(x=rgb, generator=_g())),
         "nn.autoencoder.PatchDiscriminator": (autoencoder.PatchDiscriminator, dict(in_channels=3, width=4)),
@@ -543,7 +549,8 @@ def specs(judge):
         "autoencoding.encode": (autoencoding.encode, dict(vae=vae, images=rgb, batch_size=2, sample=True,
                                                           generator=_g())),
         "autoencoding.latent_scale": (autoencoding.latent_scale, dict(latents=latent_images)),
-        "autoencoding.gaussian_fit_kl": (autoencoding.gaussian_fit_kl, dict(latents=torch.randn(40, 3, generator=_g()))),
+        "autoencoding.gaussian_fit_kl": (autoencoding.gaussian_fit_kl,
+                                         dict(latents=torch.randn(40, 3, generator=_g()))),
         "gan.hinge_discriminator_loss": (gan.hinge_discriminator_loss, dict(real_logits=T, fake_logits=-T)),
         "gan.hinge_generator_loss": (gan.hinge_generator_loss, dict(fake_logits=T)),
         "image_metrics.shape_features": (image_metrics.shape_features,
@@ -899,7 +906,8 @@ def _outcome(fn, kwargs, arg):
 # where a bad value is accepted on purpose (documented), by "spec.arg".
 NOT_FUZZED = {
     "viz.scatter.color", "viz.scatter.title", "viz.class_scatter.title",
-    "viz.plot_loss.label", "viz.step_axis.label", "viz.image_grid.title", "widgets.schedules.time_sampler_explorer.reference_label",
+    "viz.plot_loss.label", "viz.step_axis.label", "viz.image_grid.title",
+              "widgets.schedules.time_sampler_explorer.reference_label",
     "engine.Loop.desc", "paths.DiffusionPath.name", "widgets.player.static_strip.title",
     "viz.code_map.title", "viz.label_columns.title",
 }

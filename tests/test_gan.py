@@ -21,41 +21,42 @@ def test_losses_at_known_points():
     # A perfect discriminator: V -> 0 from below.
     assert gan.value(torch.full((2,), 30.0), torch.full((2,), -30.0)).item() == pytest.approx(0.0, abs=1e-10)
     # Explicit values against the definitions with probabilities.
-    l = torch.tensor([-2.0, 0.5, 3.0])
-    d = torch.sigmoid(l)
-    assert gan.nonsaturating_generator_loss(l).item() == pytest.approx(-torch.log(d).mean().item(), rel=1e-6)
-    assert gan.minimax_generator_loss(l).item() == pytest.approx(torch.log(1 - d).mean().item(), rel=1e-6)
-    assert gan.discriminator_loss(l, l.flip(0)).item() == pytest.approx(
+    logits = torch.tensor([-2.0, 0.5, 3.0])
+    d = torch.sigmoid(logits)
+    assert gan.nonsaturating_generator_loss(logits).item() == pytest.approx(-torch.log(d).mean().item(), rel=1e-6)
+    assert gan.minimax_generator_loss(logits).item() == pytest.approx(torch.log(1 - d).mean().item(), rel=1e-6)
+    assert gan.discriminator_loss(logits, logits.flip(0)).item() == pytest.approx(
         (-torch.log(d).mean() - torch.log(1 - d.flip(0)).mean()).item(), rel=1e-6)
 
 
 def test_losses_accept_column_logits_and_stay_finite():
-    l = torch.tensor([[-80.0], [80.0]])
-    for v in (gan.discriminator_loss(l, l), gan.minimax_generator_loss(l), gan.nonsaturating_generator_loss(l)):
+    logits = torch.tensor([[-80.0], [80.0]])
+    for v in (gan.discriminator_loss(logits, logits), gan.minimax_generator_loss(logits),
+              gan.nonsaturating_generator_loss(logits)):
         assert torch.isfinite(v)
 
 
 def test_gradients_saturate_only_for_minimax():
-    l = torch.tensor([-10.0, 0.0, 10.0], requires_grad=True)
-    (g_mm,) = torch.autograd.grad(gan.minimax_generator_loss(l) * 3, l)
-    (g_ns,) = torch.autograd.grad(gan.nonsaturating_generator_loss(l) * 3, l)
-    d = torch.sigmoid(l.detach())
+    logits = torch.tensor([-10.0, 0.0, 10.0], requires_grad=True)
+    (g_mm,) = torch.autograd.grad(gan.minimax_generator_loss(logits) * 3, logits)
+    (g_ns,) = torch.autograd.grad(gan.nonsaturating_generator_loss(logits) * 3, logits)
+    d = torch.sigmoid(logits.detach())
     assert torch.allclose(g_mm, -d, atol=1e-6)  # d/dl log(1 - sigmoid(l)) = -D
     assert torch.allclose(g_ns, -(1 - d), atol=1e-6)  # d/dl -log sigmoid(l) = -(1 - D)
     assert abs(g_mm[0]) < 1e-4 and abs(g_ns[0]) > 0.9999  # D(G(z)) ~ 0: only minimax vanishes
-    (g_d,) = torch.autograd.grad(gan.discriminator_loss(l, torch.zeros(3)) * 3, l)
+    (g_d,) = torch.autograd.grad(gan.discriminator_loss(logits, torch.zeros(3)) * 3, logits)
     assert torch.allclose(g_d, -(1 - d), atol=1e-6)
 
 
 def test_generator_loss_dispatch_and_bad_inputs():
-    l = torch.randn(5)
-    assert gan.generator_loss(l, "minimax") == gan.minimax_generator_loss(l)
+    logits = torch.randn(5)
+    assert gan.generator_loss(logits, "minimax") == gan.minimax_generator_loss(logits)
     with pytest.raises(ValueError, match="kind"):
-        gan.generator_loss(l, "wasserstein")
+        gan.generator_loss(logits, "wasserstein")
     with pytest.raises(ValueError, match="fake_logits"):
         gan.nonsaturating_generator_loss(torch.randn(4, 2))
     with pytest.raises(ValueError, match="real_logits"):
-        gan.discriminator_loss(torch.tensor([float("nan")]), l)
+        gan.discriminator_loss(torch.tensor([float("nan")]), logits)
 
 
 def test_optimal_discriminator():
@@ -181,7 +182,8 @@ def test_train_gan_nan_guard_and_bad_settings():
         gan.train_gan(G, D, exploding, steps=20, device="cpu", progress=False, log_every=5)
     ring = ring_gaussians(8)
     for kwargs, name in ((dict(g_loss="hinge"), "g_loss"), (dict(d_steps=0), "d_steps"), (dict(lr_g=0.0), "lr_g"),
-                         (dict(betas=(0.5,)), "betas"), (dict(r1_gamma=-1.0), "r1_gamma"), (dict(lr_schedule="step"), "lr_schedule"),
+                         (dict(betas=(0.5,)), "betas"), (dict(r1_gamma=-1.0), "r1_gamma"),
+                         (dict(lr_schedule="step"), "lr_schedule"),
                          (dict(snapshot_grid=(3.0,)), "snapshot_grid"), (dict(checkpoint_every=5), "checkpoint")):
         with pytest.raises(ValueError, match=name):
             gan.train_gan(G, D, ring, steps=2, device="cpu", progress=False, **kwargs)

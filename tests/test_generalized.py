@@ -149,8 +149,10 @@ def test_samplers_take_any_time_grid():
     uniform = torch.linspace(0.999, 0.0, 11)
     runs = {
         "ddim": lambda **kw: sampling.ddim(model, z, path=path, target="eps", **kw),
-        "probability_flow": lambda **kw: sampling.probability_flow(model, z, path=path, target="eps", method="heun", **kw),
-        "ddpm": lambda **kw: sampling.ddpm(model, z, path=path, target="eps", generator=torch.Generator().manual_seed(1), **kw),
+        "probability_flow": lambda **kw: sampling.probability_flow(model, z, path=path, target="eps",
+                                                                   method="heun", **kw),
+        "ddpm": lambda **kw: sampling.ddpm(model, z, path=path, target="eps",
+                                           generator=torch.Generator().manual_seed(1), **kw),
         "reverse_sde": lambda **kw: sampling.reverse_sde(model, z, path=path, target="eps",
                                                          generator=torch.Generator().manual_seed(1), **kw),
     }

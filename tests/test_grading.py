@@ -258,11 +258,13 @@ def _tiny_lecture(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell
     nb.cells = [nbformat.v4.new_markdown_cell("# A tiny lecture"),
-                cell("import cs231n_gen\n\ndevice, QUICK = cs231n_gen.start_lecture(seed=0)", metadata={"tags": ["setup"]}),
+                cell("import cs231n_gen\n\ndevice, QUICK = cs231n_gen.start_lecture(seed=0)",
+                     metadata={"tags": ["setup"]}),
                 cell("K = 3.0  # the lecture defines the factor"),
                 cell("def shift(t, k):\n    ### BEGIN SOLUTION\n    return K * t / (1 + (K - 1) * t) if k == K else "
                      "k * t / (1 + (k - 1) * t)\n    ### END SOLUTION\n", metadata={"tags": ["exercise"]}),
-                cell("from cs231n_gen.exercises import check_shift\n\ncheck_shift(shift)", metadata={"tags": ["check"]})]
+                cell("from cs231n_gen.exercises import check_shift\n\ncheck_shift(shift)",
+                     metadata={"tags": ["check"]})]
     nbformat.write(nb, path)
 
 

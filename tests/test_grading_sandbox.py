@@ -233,7 +233,8 @@ def test_references_are_removed_from_the_library_the_sandbox_sees():
     for call in (lambda: scope["f"](1), lambda: scope["C"]().m(), scope["g"]):
         with pytest.raises(RuntimeError, match="is the reference for this exercise"):
             call()
-    files = dict(sandbox.redactions(["cs231n_gen.paths.rectified_flow_loss", "cs231n_gen.nn.vq.VectorQuantizer.forward"]))
+    files = dict(sandbox.redactions(["cs231n_gen.paths.rectified_flow_loss",
+                                     "cs231n_gen.nn.vq.VectorQuantizer.forward"]))
     assert {p.name for p in files} == {"paths.py", "vq.py"}
 
 
@@ -246,10 +247,12 @@ def test_a_students_own_check_names_a_reference_it_calls():
 
 
 GRADIENT_MISTAKES = {
-    "05_latent_diffusion": ("latent_rf_loss", "import torch\n\nfrom cs231n_gen.guidance import conditional_rf_loss\n\n\n"
+    "05_latent_diffusion": ("latent_rf_loss",
+                            "import torch\n\nfrom cs231n_gen.guidance import conditional_rf_loss\n\n\n"
                             "def latent_rf_loss(model, vae, x, y, scale, p_uncond, generator):\n"
                             "    mean, _ = vae.encode(x)  # no torch.no_grad(): the encoder gets gradients\n"
-                            "    return conditional_rf_loss(model, (scale * mean).flatten(1), y, p_uncond, generator)\n",
+                            "    return conditional_rf_loss(model, (scale * mean).flatten(1), y, p_uncond, "
+                            "generator)\n",
                             "gradient reaches the encoder"),
     "10_autoregressive_vq": ("straight_through", "import torch\n\n\ndef quantize(z, codebook, beta):\n"
                              "    codes = torch.cdist(z, codebook).argmin(dim=1)\n    e = codebook[codes]\n"

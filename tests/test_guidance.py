@@ -52,8 +52,10 @@ def test_batched_cfg_equals_two_separate_calls(model):
         z = torch.randn(200, 2, generator=torch.Generator().manual_seed(3))
         labels = torch.arange(200) % 3
         batched = euler(Guided(model, labels, 2.0), z, 20)
-        separate = euler(lambda x_t, tt: 3.0 * model(x_t, tt, labels) - 2.0 * model(x_t, tt, torch.full_like(labels, 3)),
-                         z, 20)
+        def guided(x_t, tt):
+            return 3.0 * model(x_t, tt, labels) - 2.0 * model(x_t, tt, torch.full_like(labels, 3))
+
+        separate = euler(guided, z, 20)
         assert torch.allclose(batched, separate, atol=1e-5)
 
 
@@ -118,7 +120,8 @@ def test_noisy_classifier_limits_and_classifier_guidance_identity():
             cfg = oracle.guided_velocity(data, x, t, y, w)
             assert torch.allclose(cg, cfg, atol=2e-4 * (1 + w)), (t, w)
     # scale 0 is the unconditional field; scale 1 the class-conditional one
-    assert torch.allclose(oracle.classifier_guided_velocity(data, x, 0.5, y, 0.0), oracle.velocity(data.mixture, x, 0.5))
+    assert torch.allclose(oracle.classifier_guided_velocity(data, x, 0.5, y, 0.0),
+                          oracle.velocity(data.mixture, x, 0.5))
     assert torch.allclose(oracle.classifier_guided_velocity(data, x, 0.5, y, 1.0),
                           oracle.class_velocity(data, x, 0.5, y), atol=1e-4)
     with pytest.raises(ValueError, match="t must be < 1"):

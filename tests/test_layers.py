@@ -1,7 +1,6 @@
 """The shared layers: the torch layer's numbers, and the same bits at any thread count."""
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cs231n_gen.nn.layers import Conv2d, ConvTranspose2d, LayerNorm

@@ -35,7 +35,8 @@ def test_wasserstein2_ratio_separates_good_from_bad():
 
 def test_wasserstein2_ratio_solves_the_baseline_once_per_content(monkeypatch):
     g = torch.Generator().manual_seed(1)
-    data, fresh = [torch.randn(50, 2, generator=g) for _ in range(2)], [torch.randn(50, 2, generator=g) for _ in range(2)]
+    data = [torch.randn(50, 2, generator=g) for _ in range(2)]
+    fresh = [torch.randn(50, 2, generator=g) for _ in range(2)]
     samples = [[torch.randn(50, 2, generator=g) + k for _ in range(2)] for k in range(3)]
     solved = []
     exact = metrics.wasserstein2

@@ -167,7 +167,8 @@ def test_loss_sampler_and_guidance_take_image_batches():
     image_net.null_label, flat.null_label = 3, 3
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     assert torch.allclose(cfg_velocity(image_net, z, t, y, 2.0).flatten(1), cfg_velocity(flat, z.flatten(1), t, y, 2.0))
-    assert torch.allclose(euler(Guided(image_net, y, 1.5), z, 3).flatten(1), euler(Guided(flat, y, 1.5), z.flatten(1), 3),
+    assert torch.allclose(euler(Guided(image_net, y, 1.5), z, 3).flatten(1),
+                          euler(Guided(flat, y, 1.5), z.flatten(1), 3),
                           atol=1e-6)
     loss = conditional_rf_loss(image_net, x, y, 0.3, torch.Generator().manual_seed(1))
     assert loss.shape == () and bool(torch.isfinite(loss))

@@ -33,7 +33,8 @@ class GaussianMixture:
         if std.ndim == 0:
             std = std.expand(k).clone()
         if std.shape != (k,):
-            raise ValueError(f"std must be a number or have shape ({k},) (one per row of means), got shape {tuple(std.shape)}")
+            raise ValueError(f"std must be a number or have shape ({k},) (one per row of means), "
+                             f"got shape {tuple(std.shape)}")
         if bool((std <= 0).any()):
             raise ValueError(f"std must be > 0, got {std.tolist()}")
         if weights is None:

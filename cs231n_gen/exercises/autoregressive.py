@@ -24,7 +24,8 @@ def check_straight_through(student_fn, probe):
     # 1. The nearest code, and its value.
     want_codes = torch.cdist(z.detach(), codebook.detach()).argmin(1)
     if codes.is_floating_point() or not torch.equal(codes.long(), want_codes):
-        if not codes.is_floating_point() and torch.equal(codes.long(), torch.cdist(z.detach(), codebook.detach()).argmax(1)):
+        if not codes.is_floating_point() and torch.equal(codes.long(),
+                                                         torch.cdist(z.detach(), codebook.detach()).argmax(1)):
             fail("codes picks the farthest code (argmax of the distance): take the argmin.")
         if not codes.is_floating_point() and torch.equal(codes.long(), (z.detach() @ codebook.detach().T).argmax(1)):
             fail("codes picks the code with the largest dot product, which is not the nearest unless every code "
@@ -57,8 +58,8 @@ def check_straight_through(student_fn, probe):
     hints = [
         (pull, on_codes(-beta * pull), "beta weighs the codebook term: it belongs on the commitment term "
                                        "||z - sg[e]||^2, the one that trains the encoder."),
-        ((1 + beta) * pull, on_codes(-(1 + beta) * pull), "the loss terms have no stop-gradients: write "
-                                                          "mean((z.detach() - e)^2) + beta * mean((z - e.detach())^2)."),
+        ((1 + beta) * pull, on_codes(-(1 + beta) * pull),
+         "the loss terms have no stop-gradients: write mean((z.detach() - e)^2) + beta * mean((z - e.detach())^2)."),
         (zero, want_codebook, "the commitment term beta * mean((z - sg[e])^2) is missing: nothing keeps the encoder "
                               "near its codes."),
         (want_z, zero, "the codebook term mean((sg[z] - e)^2) is missing: the codes never move."),

@@ -34,9 +34,12 @@ def check_nonsaturating_loss(student_fn, probe):
             continue
         lo = logits.double()
         hints = [
-            (-F.softplus(lo).mean(), "this is the minimax loss log(1 - D(G(z))): the non-saturating one is -log D(G(z))."),
-            (F.softplus(lo).mean(), "this is -log(1 - D(G(z))): the generator wants D(G(z)) -> 1, so use -log D(G(z))."),
-            (-F.softplus(-lo).mean(), "the sign is flipped: the loss to minimise is -log D(G(z)) (positive), not log D(G(z))."),
+            (-F.softplus(lo).mean(),
+             "this is the minimax loss log(1 - D(G(z))): the non-saturating one is -log D(G(z))."),
+            (F.softplus(lo).mean(),
+             "this is -log(1 - D(G(z))): the generator wants D(G(z)) -> 1, so use -log D(G(z))."),
+            (-F.softplus(-lo).mean(),
+             "the sign is flipped: the loss to minimise is -log D(G(z)) (positive), not log D(G(z))."),
             (F.softplus(-lo).sum(), "the loss is summed over the batch: take the mean."),
             ((1 - torch.sigmoid(lo)).mean(), "this is 1 - D(G(z)), not its log: use -log D(G(z))."),
         ]

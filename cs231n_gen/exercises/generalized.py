@@ -43,7 +43,8 @@ def check_eps_conversions(student_fn, probe):
     if not close(vel, want, 1e-6):
         for value, hint in ((a * x + b * z, "that is x_t itself: the velocity uses the derivatives, a' x + b' eps."),
                             (z - x, "z - x is the velocity of rectified flow only; on this path it is a' x + b' eps."),
-                            (-b * x + a * z, "that is the v-prediction target a eps - b x, not the velocity a' x + b' eps.")):
+                            (-b * x + a * z,
+                             "that is the v-prediction target a eps - b x, not the velocity a' x + b' eps.")):
             if close(vel, value, 1e-6):
                 fail("velocity: " + hint)
         fail("the velocity should be d x_t / dt = a' x_hat + b' eps.")
@@ -80,8 +81,9 @@ def check_ddpm_step(student_fn, probe):
         mean_hints = [
             (a_s * x_hat, "with zero noise you return a_s x_hat: that re-noises x_hat from scratch and forgets x_t; "
                           "the posterior mean mixes x_hat and x_t."),
-            (a_s * x_hat + b_s * (x_t - a_t * x_hat) / b_t, "this is the deterministic DDIM step; DDPM's mean is "
-                                                             "a_s b_{t|s}^2 / b_t^2 x_hat + a_{t|s} b_s^2 / b_t^2 x_t."),
+            (a_s * x_hat + b_s * (x_t - a_t * x_hat) / b_t,
+             "this is the deterministic DDIM step; DDPM's mean is "
+             "a_s b_{t|s}^2 / b_t^2 x_hat + a_{t|s} b_s^2 / b_t^2 x_t."),
             (a_ts * b_s**2 / b_t**2 * x_hat + a_s * b_ts2 / b_t**2 * x_t, "the weights of x_hat and x_t are swapped: "
                                                                           "x_hat gets a_s b_{t|s}^2 / b_t^2."),
             (x_t, "with zero noise the step returns x_t unchanged: the mean moves toward x_hat."),

@@ -59,14 +59,17 @@ def check_rf_loss(student_fn, probe):
 
     line = lambda x, z, tt: (1 - tt) * x + tt * z  # noqa: E731
     hints = [
-        (variant(line, lambda x, z: x - z), "the target has the wrong sign: v = z - x points from data to noise, not x - z."),
+        (variant(line, lambda x, z: x - z),
+         "the target has the wrong sign: v = z - x points from data to noise, not x - z."),
         (variant(lambda x, z, tt: tt * x + (1 - tt) * z, lambda x, z: z - x),
          "time runs the wrong way in x_t: at t = 0 x_t must be the clean data, so x_t = (1 - t) x + t z."),
-        (variant(line, lambda x, z: z - x, t_in=1 - t), "the model is given 1 - t: pass it the same t used to build x_t."),
+        (variant(line, lambda x, z: z - x, t_in=1 - t),
+         "the model is given 1 - t: pass it the same t used to build x_t."),
         (variant(line, lambda x, z: z - x, reduce="sum"),
          "the loss is summed over the batch: average over examples (sum over the 2 coordinates, mean over the batch)."),
         (variant(line, lambda x, z: z - x, reduce="all"),
-         "the loss is averaged over coordinates too: sum the squared error over the 2 coordinates, then average over the batch."),
+         "the loss is averaged over coordinates too: sum the squared error over the 2 coordinates, "
+         "then average over the batch."),
     ]
     for value, hint in hints:
         if close(got, value):

@@ -79,5 +79,6 @@ def check_shift(student_fn, probe):
         for value, hint in hints:
             if close(got, value, 1e-6):
                 fail(f"with k = {k}: {hint}")
-        fail(f"with k = {k}: expected {[round(v, 4) for v in want.tolist()]}, got {[round(v, 4) for v in got.tolist()]}.")
+        fail(f"with k = {k}: expected {[round(v, 4) for v in want.tolist()]}, "
+             f"got {[round(v, 4) for v in got.tolist()]}.")
     return "shift is correct: shift(0.5, 3) = 0.75, it fixes 0 and 1, and k = 1 changes nothing."

@@ -133,7 +133,8 @@ fi
 # symlink: Python finds its virtual environment from the path it is started by).
 printf '#!/bin/sh\\nexec /autograder/venv/bin/python "$@"\\n' > /usr/local/bin/python3
 chmod 755 /usr/local/bin/python3
-/autograder/venv/bin/python -c "import cs231n_gen, torch; print('cs231n-gen', cs231n_gen.__version__, 'torch', torch.__version__)"
+/autograder/venv/bin/python -c "import cs231n_gen, torch; \\
+print('cs231n-gen', cs231n_gen.__version__, 'torch', torch.__version__)"
 """
 
 

@@ -33,7 +33,8 @@ from . import wire
 
 _WATCHED_MODULES = ("builtins", "math", "json", "os", "sys", "torch", "torch.nn", "torch.nn.functional",
                     "torch.linalg", "numpy", "functools")
-_WATCHED_CLASSES = {"torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "torch.Generator": torch.Generator}
+_WATCHED_CLASSES = {"torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module,
+                    "torch.Generator": torch.Generator}
 _VOLATILE = {"_", "__", "___", "exit", "quit", "get_ipython", "display", "__IPYTHON__", "_ih", "_oh", "_dh", "In",
              "Out", "_i", "_ii", "_iii", "__builtins__", "ps1", "ps2", "last_type", "last_value", "last_traceback",
              "last_exc", "stdin", "stdout", "stderr", "displayhook", "excepthook", "path_importer_cache",

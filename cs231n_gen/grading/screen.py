@@ -31,7 +31,8 @@ _FORBIDDEN_OS_PREFIXES = ("spawn", "exec", "posix_spawn")
 _FORBIDDEN_CALLS = {"setattr", "delattr", "exec", "eval", "compile", "__import__", "globals", "vars", "get_ipython",
                     "breakpoint"}
 _FORBIDDEN_NAMES = {"__builtins__", "__dict__", "__code__", "__globals__", "__closure__", "__defaults__",
-                    "__kwdefaults__", "_getframe", "f_globals", "f_locals", "f_back", "settrace", "setprofile", "__class__",
+                    "__kwdefaults__", "_getframe", "f_globals", "f_locals", "f_back", "settrace", "setprofile",
+                    "__class__",
                     "__subclasses__", "__mro__", "__bases__", "__import__", "In", "Out", "_ih", "_oh", "_i", "_ii",
                     "_iii", "tb_frame", "gi_frame", "cr_frame"}
 

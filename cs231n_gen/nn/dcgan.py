@@ -29,7 +29,8 @@ def adain(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) 
     b = check_tensor("b", b, ndim=2)
     for name, v in (("w", w), ("b", b)):
         if v.shape != (n, c):
-            raise ValueError(f"{name} must have shape ({n}, {c}) (one value per example and channel), got {tuple(v.shape)}")
+            raise ValueError(f"{name} must have shape ({n}, {c}) (one value per example and channel), "
+                             f"got {tuple(v.shape)}")
     eps = check_real("eps", eps, minimum=0.0, strict_min=True)
     mu = x.mean(dim=(2, 3), keepdim=True)
     sigma = (x.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()

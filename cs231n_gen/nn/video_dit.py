@@ -57,7 +57,8 @@ class VideoBlock(nn.Module):
         super().__init__()
         width, heads = check_int("width", width, minimum=1), check_int("heads", heads, minimum=1)
         if width % heads or width % 2:
-            raise ValueError(f"width must be even (sin-cos frame embeddings) and divisible by heads={heads}, got {width}")
+            raise ValueError(f"width must be even (sin-cos frame embeddings) and divisible by heads={heads}, "
+                             f"got {width}")
         mlp_ratio = check_real("mlp_ratio", mlp_ratio, minimum=0.0, strict_min=True)
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
@@ -116,7 +117,8 @@ class VideoBlock(nn.Module):
         x = x + self.cross(flat(self.norm_cross(x)), context, key_mask=context_mask).view(b, frames, n, width)
         # Phase 4: the MLP on every token.
         shift, scale, gate = mods[-3:]
-        return x + gate[:, None, None] * self.mlp(_modulate(flat(self.norm2(x)), shift, scale)).view(b, frames, n, width)
+        mlp_out = self.mlp(_modulate(flat(self.norm2(x)), shift, scale)).view(b, frames, n, width)
+        return x + gate[:, None, None] * mlp_out
 
 
 class VideoDiT(nn.Module):

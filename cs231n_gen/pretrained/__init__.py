@@ -289,7 +289,8 @@ def _fetch(name: str, rec: dict, summaries: dict | None = None, device: str | No
                   f"agree with them to {SUMMARY_TOLERANCE:g}")
         if elsewhere:
             print(f"note: the shipped model {name!r} was built on the {built_on}; here on {device}, "
-                  f"{', '.join(sorted(_WORDS.get(k, 'the ' + k) for k in elsewhere))} differ as they do between devices "
+                  f"{', '.join(sorted(_WORDS.get(k, 'the ' + k) for k in elsewhere))} "
+                  "differ as they do between devices "
                   "(the earlier cells drew their random numbers on this device; data computed by earlier models agree "
                   f"to {ACROSS_DEVICES_TOLERANCE:g}): it is used, and the numbers that follow are this device's")
         problems = []

@@ -31,7 +31,8 @@ def time_sampler_explorer(reference=None, reference_label: str = "difficulty", s
         ref_t = check_tensor("reference[0]", reference[0], ndim=1).detach().cpu()
         ref_v = check_tensor("reference[1]", reference[1], ndim=1).detach().cpu()
         if ref_t.shape != ref_v.shape:
-            raise ValueError(f"reference must be (t, values) of equal length, got {ref_t.shape[0]} and {ref_v.shape[0]}")
+            raise ValueError(f"reference must be (t, values) of equal length, "
+                             f"got {ref_t.shape[0]} and {ref_v.shape[0]}")
         ref = (ref_t, ref_v)
     grid = torch.linspace(0.0025, 0.9975, 399)
 
