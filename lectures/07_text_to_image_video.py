@@ -186,7 +186,8 @@ plt.show()
 off_diagonal = sims[~torch.eye(12, dtype=torch.bool)]
 print(f"retrieval, image -> caption, top-1 in batches of 64: {100 * retrieval:.1f}% (strict, own caption only: "
       f"{100 * strict:.1f}%; chance 1.6%)")
-print(f"cosine similarity: matching pairs {float(sims.diag().mean()):.2f}, other pairs {float(off_diagonal.mean()):.2f}")
+print(f"cosine similarity: matching pairs {float(sims.diag().mean()):.2f}, "
+      f"other pairs {float(off_diagonal.mean()):.2f}")
 assert retrieval >= 0.90
 assert sims.diag().mean() > off_diagonal.mean() + 0.3
 pretrained.record("clip_shapes", retrieval=retrieval, similarity_gap=sims.diag().mean() - off_diagonal.mean())
@@ -573,7 +574,7 @@ with torch.no_grad():  # at step 0 the video model is the image model on every f
 print(f"{N_CLIPS} clips -> latents {tuple(clip_latents.shape[1:])}, {t2v.sequence_length} space-time tokens per clip; "
       f"the inflated model matches the image model frame by frame")
 t2v_history = fit(t2v, lambda m, b, g: caption_rf_loss(m, b[0], b[1], b[2], 0.1, g),
-                  (clip_latents, clip_context, clip_mask), steps=700, batch_size=32,
+                  (clip_latents, clip_context, clip_mask), steps=1000, batch_size=32,
                   lr=2e-3, device=device, desc="text-to-video DiT", shipped="t2v_dit")
 t2v.eval()
 

@@ -15,7 +15,9 @@ adversarial loss that sharpens the decoder's blurry reconstructions judges local
 texture, not the whole image.
 
 Every convolution works at any resolution divisible by D; channel counts stay small so
-that a 2-core CPU trains the whole autoencoder in about a minute.
+that a 2-core CPU trains the whole autoencoder in about a minute. The convolutions are
+:mod:`cs231n_gen.nn.layers`' (torch's, with the weight gradient summed in one order), so
+training computes the same numbers at any CPU thread count (group norm does already).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from .._validate import check_generator, check_int, check_model_input
+from .layers import Conv2d
 
 
 def _sizes(in_channels, latent_channels, width, factor, factor_name: str) -> tuple[int, int, int, int]:
@@ -58,8 +61,8 @@ class ResBlock(nn.Module):
         super().__init__()
         self.channels = check_int("channels", channels, minimum=1)
         self.body = nn.Sequential(
-            _norm(channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
-            _norm(channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            _norm(channels), nn.SiLU(), Conv2d(channels, channels, 3, padding=1),
+            _norm(channels), nn.SiLU(), Conv2d(channels, channels, 3, padding=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,13 +85,13 @@ class Encoder(nn.Module):
         self.in_channels, self.downsample = in_channels, downsample
         levels = int(math.log2(downsample))
         widths = _widths(width, levels)
-        self.stem = nn.Conv2d(in_channels, widths[0], 3, padding=1)
+        self.stem = Conv2d(in_channels, widths[0], 3, padding=1)
         stages = []
         for level in range(levels):  # halve the resolution, then refine at the new one
-            stages += [nn.Conv2d(widths[level], widths[level + 1], 3, stride=2, padding=1),
+            stages += [Conv2d(widths[level], widths[level + 1], 3, stride=2, padding=1),
                        ResBlock(widths[level + 1])]
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(_norm(widths[-1]), nn.SiLU(), nn.Conv2d(widths[-1], 2 * latent_channels, 3, padding=1))
+        self.head = nn.Sequential(_norm(widths[-1]), nn.SiLU(), Conv2d(widths[-1], 2 * latent_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = _images("x", x, self.in_channels, self.downsample)
@@ -111,17 +114,17 @@ class Decoder(nn.Module):
         self.latent_channels = latent_channels
         levels = int(math.log2(upsample))
         widths = _widths(width, levels)[::-1]  # lowest resolution first
-        self.stem = nn.Sequential(nn.Conv2d(latent_channels, widths[0], 3, padding=1), ResBlock(widths[0]))
+        self.stem = nn.Sequential(Conv2d(latent_channels, widths[0], 3, padding=1), ResBlock(widths[0]))
         stages = []
         for level in range(levels):  # double the resolution, then refine at the new one
             stages += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       nn.Conv2d(widths[level], widths[level + 1], 3, padding=1)]
+                       Conv2d(widths[level], widths[level + 1], 3, padding=1)]
             if level < levels - 1:
                 stages.append(ResBlock(widths[level + 1]))
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(_norm(widths[-1]), nn.SiLU())
         # The adaptive GAN weight is measured at this layer (autoencoding.adaptive_weight).
-        self.last_layer = nn.Conv2d(widths[-1], out_channels, 3, padding=1)
+        self.last_layer = Conv2d(widths[-1], out_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = _images("z", z, self.latent_channels, 1)
@@ -195,10 +198,10 @@ class PatchDiscriminator(nn.Module):
         width = check_int("width", width, minimum=1)
         self.in_channels = in_channels
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), _norm(2 * width), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, 2 * width, 4, stride=2, padding=1), _norm(2 * width), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * width, 1, 1),
+            Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+            Conv2d(width, 2 * width, 4, stride=2, padding=1), _norm(2 * width), nn.LeakyReLU(0.2),
+            Conv2d(2 * width, 2 * width, 4, stride=2, padding=1), _norm(2 * width), nn.LeakyReLU(0.2),
+            Conv2d(2 * width, 1, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
