@@ -31,9 +31,9 @@ numerical reproducibility (``MKL_CBWR=AUTO,STRICT``, which ``import cs231n_gen``
 unless the user set it) matrix products and attention give the same bits at any thread
 count (a 2D MLP and a small DiT were checked); a convolution's weight gradient, a pointwise
 convolution and a batch norm's statistics do not (they are summed in per-thread pieces).
-The transformers, CLIP, the VQ-VAE and lecture 05's autoencoder use
-:mod:`cs231n_gen.nn.layers`; the DCGAN keeps torch's layers (batch norm) and computes at
-the policy's count, as does any other run the engine's check finds different.
+The course's models (transformers, CLIP, the VQ-VAE, lecture 05's autoencoder, the DCGAN)
+use :mod:`cs231n_gen.nn.layers`; any other run the engine's check finds different computes
+at the policy's count.
 
 A loop begins at the count the loop before it left, and checks once, early, that it
 computes there what it would at the count :func:`apply_thread_policy` chose; if not, it

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from cs231n_gen.nn.layers import Conv2d, ConvTranspose2d, LayerNorm
+from cs231n_gen.nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, LayerNorm
 
 
 def _grads_at(threads, layer, x, grad_out):
@@ -57,6 +57,32 @@ def test_bad_settings_are_refused_by_name():
         Conv2d(4, 4, 3, stride=(1, 2, 3))
     with pytest.raises(ValueError, match="eps"):
         LayerNorm(8, eps=0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        BatchNorm2d(8, momentum=1.5)
+    with pytest.raises(ValueError, match="features"):
+        BatchNorm1d(0)
+
+
+@pytest.mark.parametrize("make, ref, shape", [(lambda: BatchNorm2d(8), lambda: nn.BatchNorm2d(8), (16, 8, 5, 5)),
+                                              (lambda: BatchNorm1d(8, momentum=None),
+                                               lambda: nn.BatchNorm1d(8, momentum=None), (16, 8))])
+def test_batch_norm_matches_torch_in_training_and_evaluation(make, ref, shape):
+    torch.manual_seed(0)
+    mine, theirs = make(), ref()
+    assert mine.state_dict().keys() == theirs.state_dict().keys()
+    with torch.no_grad():
+        mine.weight.normal_()
+        mine.bias.normal_()
+    theirs.load_state_dict(mine.state_dict())
+    for _ in range(3):  # the running statistics follow the same updates
+        x = torch.randn(*shape) * 3 + 1
+        assert torch.allclose(mine(x), theirs(x), atol=1e-5)
+    for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
+        assert torch.allclose(a.double(), b.double(), atol=1e-5)
+    mine.eval()
+    theirs.eval()
+    x = torch.randn(*shape)
+    assert torch.allclose(mine(x), theirs(x), atol=1e-5)
 
 
 @pytest.mark.parametrize("make, shape", [(lambda: LayerNorm(64), (128, 16, 64)),
@@ -64,7 +90,9 @@ def test_bad_settings_are_refused_by_name():
                                          (lambda: Conv2d(32, 1, 3, padding=1), (128, 32, 16, 16)),
                                          (lambda: Conv2d(64, 1, 1), (8, 64, 4, 4)),  # torch's 1x1 kernel: not so
                                          (lambda: Conv2d(64, 16, 1), (32, 64, 8, 8)),
-                                         (lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1), (128, 32, 8, 8))])
+                                         (lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1), (128, 32, 8, 8)),
+                                         (lambda: BatchNorm2d(64), (128, 64, 8, 8)),
+                                         (lambda: BatchNorm1d(2048), (128, 2048))])
 def test_the_same_bits_at_one_and_two_threads(make, shape):
     torch.manual_seed(0)
     layer = make()
@@ -75,3 +103,22 @@ def test_the_same_bits_at_one_and_two_threads(make, shape):
     grad_out = torch.randn_like(layer(x))
     one, two = _grads_at(1, layer, x, grad_out), _grads_at(2, layer, x, grad_out)
     assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+
+
+def test_a_dcgan_step_has_the_same_bits_at_one_and_two_threads():
+    """Lecture 01's DCGAN: batch norm and transposed convolutions in G, convolutions in D."""
+    from cs231n_gen.nn import DCDiscriminator, DCGenerator
+
+    def run(threads):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            torch.manual_seed(0)
+            G, D = DCGenerator(32, 16, 64), DCDiscriminator(16, 64)
+            x = G(torch.randn(64, 32))
+            (D(x).square().mean() + x.square().mean()).backward()
+            return [x.detach(), *(p.grad for p in [*G.parameters(), *D.parameters()]), *G.buffers()]
+        finally:
+            torch.set_num_threads(before)
+
+    assert all(torch.equal(a, b) for a, b in zip(run(1), run(2), strict=True))

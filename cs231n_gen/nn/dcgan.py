@@ -2,7 +2,9 @@ r"""DCGAN-style convolutional players for small square images, and StyleGAN's Ad
 
 Radford et al. (2016) made GANs work on real images with a few rules these modules
 follow: strided (transposed) convolutions instead of pooling, batch norm in the
-generator, LeakyReLU in the discriminator, tanh on the generator's output.
+generator, LeakyReLU in the discriminator, tanh on the generator's output. The layers are
+:mod:`cs231n_gen.nn.layers`' (torch's, computed so that training gives the same numbers at
+any CPU thread count).
 
 ``AdaIN`` (Huang & Belongie 2017; the style block of StyleGAN, Karras et al. 2019)
 normalises each channel of each example and then applies a predicted scale and shift:
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from .._validate import check_int, check_model_input, check_real, check_tensor
+from .layers import BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d
 
 
 def adain(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -72,12 +75,12 @@ class DCGenerator(nn.Module):
             raise ValueError(f"size must be 4 times a power of two (8, 16, 32, ...), got {size}")
         width = check_int("width", width, minimum=1)
         chans = [width * 2 ** (n_up - 1 - i) for i in range(n_up)]  # e.g. [128, 64] for 16 px
-        self.project = nn.Sequential(nn.Linear(self.z_dim, chans[0] * 16), nn.BatchNorm1d(chans[0] * 16), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(self.z_dim, chans[0] * 16), BatchNorm1d(chans[0] * 16), nn.ReLU())
         layers = []
         for i in range(n_up):
             out = chans[i + 1] if i + 1 < n_up else check_int("channels", channels, minimum=1)
-            layers.append(nn.ConvTranspose2d(chans[i], out, 4, stride=2, padding=1))
-            layers += [nn.BatchNorm2d(out), nn.ReLU()] if i + 1 < n_up else [nn.Tanh()]
+            layers.append(ConvTranspose2d(chans[i], out, 4, stride=2, padding=1))
+            layers += [BatchNorm2d(out), nn.ReLU()] if i + 1 < n_up else [nn.Tanh()]
         self.body = nn.Sequential(*layers)
         self._c0 = chans[0]
 
@@ -103,7 +106,7 @@ class DCDiscriminator(nn.Module):
         layers, c = [], check_int("channels", channels, minimum=1)
         for i in range(n_down):
             out = width * 2 ** i
-            layers += [nn.Conv2d(c, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers += [Conv2d(c, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
             c = out
         self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * 16, 1))
         self.channels = channels

@@ -19,7 +19,11 @@ pointwise (1 x 1) convolution's output is a matrix product here: torch's 1 x 1 k
 splits its sum over channels by thread. The input's gradient and the other
 convolutions' outputs have the same bits at any count already.
 
-All three keep the torch layer's parameters and state dict.
+:class:`BatchNorm1d` and :class:`BatchNorm2d` compute a batch's statistics as plain means
+over the batch (and pixels), where torch's fused kernel sums them in per-thread pieces;
+the running statistics are updated as torch's are (momentum, unbiased variance).
+
+All of them keep the torch layer's parameters and state dict.
 """
 from __future__ import annotations
 
@@ -139,3 +143,51 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _Convolution.apply(x, self.weight, self.bias, self.stride, self.padding, self.dilation, True)
+
+
+class _PlainBatchNorm:
+    """Batch norm from plain reductions: y = (x - mean) / sqrt(var + eps) * gamma + beta, with the
+    batch's mean and (biased) variance over every axis but the channels' in training, the
+    running ones in evaluation; the running statistics move by ``momentum`` (None: the
+    cumulative average), the variance unbiased, as torch's do."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        dims = [0, *range(2, x.ndim)]
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        if self.training or not self.track_running_stats:
+            mean, var = x.mean(dims), x.var(dims, unbiased=False)
+            if self.training and self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked += 1
+                    rate = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+                    n = x.numel() / x.shape[1]
+                    self.running_mean.mul_(1 - rate).add_(rate * mean)
+                    self.running_var.mul_(1 - rate).add_(rate * var * (n / max(n - 1, 1)))
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+class BatchNorm1d(_PlainBatchNorm, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` over (n, features) whose results do not depend on the CPU thread count (see the module)."""
+
+    def __init__(self, features: int, eps: float = 1e-5, momentum: float | None = 0.1):
+        super().__init__(check_int("features", features, minimum=1),
+                         eps=check_real("eps", eps, minimum=0.0, strict_min=True),
+                         momentum=None if momentum is None else check_real("momentum", momentum, minimum=0.0,
+                                                                           maximum=1.0))
+
+
+class BatchNorm2d(_PlainBatchNorm, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` over (n, channels, H, W) whose results do not depend on the CPU thread count (see the
+    module)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float | None = 0.1):
+        super().__init__(check_int("channels", channels, minimum=1),
+                         eps=check_real("eps", eps, minimum=0.0, strict_min=True),
+                         momentum=None if momentum is None else check_real("momentum", momentum, minimum=0.0,
+                                                                           maximum=1.0))
