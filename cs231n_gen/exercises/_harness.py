@@ -29,7 +29,7 @@ import threading
 
 import torch
 
-from .._validate import check_int
+from .._validate import check_bool, check_callable, check_int
 
 DEFAULT_SEED = 0  # what a student's own run uses; the grader draws another
 
@@ -165,6 +165,16 @@ def close(a, b, tol: float = 1e-5) -> bool:
         return False
 
 
+def name_the_mistake(got, mistakes, tol: float = 1e-5, prefix: str = "") -> None:
+    """Fail with the hint of the first known mistake whose value ``got`` matches (:func:`close`
+    within ``tol``): ``mistakes`` is a list of ``(value, hint)``, a value None where a mistake
+    does not apply to this probe. Returns when none matches (the check then says what is wrong
+    in general)."""
+    for value, hint in mistakes:
+        if value is not None and close(got, value, tol):
+            fail(prefix + hint)
+
+
 def exercise(name: str, references: tuple = ()):
     """Decorator: turn ``body(student_fn, probe) -> confirmation`` into a public check whose
     exercise is solved by the library functions ``references`` (dotted names)."""
@@ -172,12 +182,10 @@ def exercise(name: str, references: tuple = ()):
     def wrap(body):
         @functools.wraps(body)
         def check(student_fn, *, seed=None, raise_on_fail: bool = True) -> CheckResult:
-            if not callable(student_fn):
-                raise ValueError(f"student_fn must be your function (pass the function itself, without calling "
-                                 f"it), got {type(student_fn).__name__}")
+            check_callable("student_fn", student_fn,
+                           "your function (pass the function itself, without calling it)")
             seed = DEFAULT_SEED if seed is None else check_int("seed", seed, minimum=0)
-            if not isinstance(raise_on_fail, bool):
-                raise ValueError(f"raise_on_fail must be True or False, got {raise_on_fail!r}")
+            check_bool("raise_on_fail", raise_on_fail)
             if not hasattr(_current, "references"):
                 _current.references = []
             _current.references.append(tuple(references))

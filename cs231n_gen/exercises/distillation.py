@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 class _ProbeField(torch.nn.Module):
@@ -67,9 +67,7 @@ def check_reflow_pairs(student_fn, probe):
              "the time grid is off by one (torch.linspace(1, 0, T) holds T points 1/(T - 1) apart, t = 0 "
              "included): with T steps the model is called at t = 1, 1 - 1/T, ..., 1/T and each step moves 1/T."),
         ]
-        for value, hint in hints:
-            if value is not None and close(x_got, value, 1e-4):
-                fail(f"with steps = {steps}: {hint}")
+        name_the_mistake(x_got, hints, 1e-4, prefix=f"with steps = {steps}: ")
         fail(f"with steps = {steps} the samples are not the Euler integration of the model from z "
              f"(largest difference {float((x_got - want).abs().max()):.4g}).")
     return "reflow_pairs is correct: every sample comes paired with the noise it was made from."
@@ -115,9 +113,7 @@ def check_two_step_target(student_fn, probe):
              "the teacher takes two steps of size dt, covering 2 dt: its steps are dt/2 each, so together they "
              "cover one student step."),
         ]
-        for value, hint in hints:
-            if close(got, value, 1e-4):
-                fail(f"with dt = {dt}: {hint}")
+        name_the_mistake(got, hints, 1e-4, prefix=f"with dt = {dt}: ")
         fail(f"with dt = {dt} the target does not match (x_t - x'') / dt for two teacher steps of dt/2 "
              f"(largest difference {float((got - want).abs().max()):.4g}).")
     return "two_step_target is correct: one student step of dt lands where two teacher steps of dt/2 land."

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import gan
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 @exercise("nonsaturating_loss", references=('cs231n_gen.gan.nonsaturating_generator_loss',
@@ -43,9 +43,7 @@ def check_nonsaturating_loss(student_fn, probe):
             (F.softplus(-lo).sum(), "the loss is summed over the batch: take the mean."),
             ((1 - torch.sigmoid(lo)).mean(), "this is 1 - D(G(z)), not its log: use -log D(G(z))."),
         ]
-        for value, hint in hints:
-            if close(got.detach(), value, tol=1e-4):
-                fail(f"On {what}: {hint}")
+        name_the_mistake(got.detach(), hints, tol=1e-4, prefix=f"On {what}: ")
         for eps in (1e-12, 1e-10, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3):
             if close(got.detach(), -torch.log(torch.sigmoid(lo) + eps).mean(), tol=1e-4):
                 fail(f"On {what}: -log(sigmoid(l) + {eps:g}) stops growing at -log({eps:g}) = {-math.log(eps):.1f}, "
@@ -82,9 +80,7 @@ def check_optimal_discriminator(student_fn, probe):
         (q / (p + q), "this is 1 - D*: D* is the probability that x is REAL, p_data / (p_data + p_G)."),
         (p / (p + q) / 2, "D* has no factor 1/2: where p_data = p_G it equals 1/2 already."),
     ]
-    for value, hint in hints:
-        if close(got, value):
-            fail(hint)
+    name_the_mistake(got, hints)
     has_g = q > 0  # the ratio p / q is inf or NaN where q = 0: compare where it is defined
     if close(got.detach()[has_g], (p / q)[has_g]):
         fail("this is the density ratio p_data / p_G (infinite where p_G = 0); D* divides by the sum: "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..paths import vp_cosine
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 def _path_probe(probe):
@@ -35,18 +35,14 @@ def check_eps_conversions(student_fn, probe):
                  ((x_t - b * z) * a, "divide by a, not multiply: x_hat = (x_t - b eps) / a."),
                  (x_t - b * z, "you forgot to divide by a: x_hat = (x_t - b eps) / a."),
                  ((x_t - a * z) / b, "a and b are swapped: x_t = a x + b eps, so x_hat = (x_t - b eps) / a.")]
-        for value, hint in hints:
-            if close(x_hat, value, 1e-6):
-                fail("x_hat: " + hint)
+        name_the_mistake(x_hat, hints, 1e-6, prefix="x_hat: ")
         fail("x_hat does not recover the clean data: solve x_t = a x + b eps for x.")
     want = da * x + db * z
     if not close(vel, want, 1e-6):
-        for value, hint in ((a * x + b * z, "that is x_t itself: the velocity uses the derivatives, a' x + b' eps."),
-                            (z - x, "z - x is the velocity of rectified flow only; on this path it is a' x + b' eps."),
-                            (-b * x + a * z,
-                             "that is the v-prediction target a eps - b x, not the velocity a' x + b' eps.")):
-            if close(vel, value, 1e-6):
-                fail("velocity: " + hint)
+        mistakes = [(a * x + b * z, "that is x_t itself: the velocity uses the derivatives, a' x + b' eps."),
+                    (z - x, "z - x is the velocity of rectified flow only; on this path it is a' x + b' eps."),
+                    (-b * x + a * z, "that is the v-prediction target a eps - b x, not the velocity a' x + b' eps.")]
+        name_the_mistake(vel, mistakes, 1e-6, prefix="velocity: ")
         fail("the velocity should be d x_t / dt = a' x_hat + b' eps.")
     return "eps_to_x_and_velocity is correct on the VP cosine path at 19 noise levels."
 
@@ -88,9 +84,7 @@ def check_ddpm_step(student_fn, probe):
                                                                           "x_hat gets a_s b_{t|s}^2 / b_t^2."),
             (x_t, "with zero noise the step returns x_t unchanged: the mean moves toward x_hat."),
         ]
-        for value, hint in mean_hints:
-            if close(got_mean, value, 1e-6):
-                fail("The mean (your output with noise = 0) is wrong: " + hint)
+        name_the_mistake(got_mean, mean_hints, 1e-6, prefix="The mean (your output with noise = 0) is wrong: ")
         fail("The mean (your output with noise = 0) is wrong: it should be a_s b_{t|s}^2 / b_t^2 x_hat + "
               "a_{t|s} b_s^2 / b_t^2 x_t, with a_{t|s} = a_t / a_s and b_{t|s}^2 = b_t^2 - a_{t|s}^2 b_s^2.")
     # The mean is right, so the rest is the noise term: read off the scale you gave it.
@@ -102,7 +96,5 @@ def check_ddpm_step(student_fn, probe):
                                       "smaller: sqrt(b_{t|s}^2 b_s^2 / b_t^2)."),
                  (b_ts2.sqrt(), "the noise scale is b_{t|s}, the forward step's; the posterior's is "
                                 "sqrt(b_{t|s}^2 b_s^2 / b_t^2).")]
-    for value, hint in std_hints:
-        if close(scale, value, 1e-4):
-            fail("The mean is right; the noise is not: " + hint)
+    name_the_mistake(scale, std_hints, 1e-4, prefix="The mean is right; the noise is not: ")
     fail("The mean is right; the noise is not: x_s = mean + std * noise with std = sqrt(b_{t|s}^2 b_s^2 / b_t^2).")

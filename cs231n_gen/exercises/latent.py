@@ -5,7 +5,7 @@ import threading
 
 import torch
 
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 _GLOBAL_RNG = threading.Lock()
@@ -50,9 +50,7 @@ def check_kl_divergence(student_fn, probe):
         (0.5 * (mean.square() + var - 1.0).flatten(1).sum(1), "the - log sigma^2 term is missing (it is what "
                                                               "stops sigma from shrinking to 0)."),
     ]
-    for value, hint in hints:
-        if close(got, value, 1e-4):
-            fail(hint)
+    name_the_mistake(got, hints, 1e-4)
     signed = (log_var.square() + 1e-12).log()
     if close(got, 0.5 * (mean.square() + log_var.square() - 1.0 - signed).flatten(1).sum(1), 1e-4):
         fail("log_var was used as the standard deviation sigma. It is log sigma^2: sigma^2 = exp(log_var).")
@@ -124,9 +122,7 @@ def check_latent_rf_loss(student_fn, probe):
          "and leave the generator to the loss."),
         (reference((scale * log_var).flatten(1)), "vae.encode returns (mean, log_var): the latent is the first one."),
     ]
-    for value, hint in hints:
-        if close(got, value, 1e-5):
-            fail(hint)
+    name_the_mistake(got, hints, 1e-5)
     fail(f"latent_rf_loss gives {float(got):.5f}, the reference {float(want):.5f}. Encode x to its posterior mean "
          "(no gradient), multiply by scale, flatten each latent to a row, and return "
          "conditional_rf_loss(model, latents, y, p_uncond, generator).")

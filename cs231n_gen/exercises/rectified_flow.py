@@ -5,7 +5,7 @@ import torch
 
 from ..paths import rectified_flow_loss
 from ..sampling import euler
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 class _ProbeVelocity(torch.nn.Module):
@@ -71,9 +71,7 @@ def check_rf_loss(student_fn, probe):
          "the loss is averaged over coordinates too: sum the squared error over the 2 coordinates, "
          "then average over the batch."),
     ]
-    for value, hint in hints:
-        if close(got, value):
-            fail("rf_loss: " + hint)
+    name_the_mistake(got, hints, prefix="rf_loss: ")
     fail(f"rf_loss returned {float(got):.5f} but the rectified-flow loss on the probe batch is {float(want):.5f}. "
          "Check x_t = (1 - t) x + t z, the target v = z - x, and the reduction.")
 

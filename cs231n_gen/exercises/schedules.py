@@ -6,7 +6,7 @@ from statistics import NormalDist
 
 import torch
 
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 def _logit_normal_quantiles(qs, m, s):
@@ -76,9 +76,7 @@ def check_shift(student_fn, probe):
             (k * t / (1 + k * t), "the denominator is 1 + (k - 1) t, so that t = 1 stays 1."),
             ((k * t).clamp(max=1.0), "scaling t by k and clipping is not the shift: use k t / (1 + (k - 1) t)."),
         ]
-        for value, hint in hints:
-            if close(got, value, 1e-6):
-                fail(f"with k = {k}: {hint}")
+        name_the_mistake(got, hints, 1e-6, prefix=f"with k = {k}: ")
         fail(f"with k = {k}: expected {[round(v, 4) for v in want.tolist()]}, "
              f"got {[round(v, 4) for v in got.tolist()]}.")
     return "shift is correct: shift(0.5, 3) = 0.75, it fixes 0 and 1, and k = 1 changes nothing."

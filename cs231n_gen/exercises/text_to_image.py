@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 def _logits(image_emb, text_emb, temperature, *, normalise=True, scale=True):
@@ -51,9 +51,7 @@ def check_clip_loss(student_fn, probe):
                                                                         "compares directions, so scale each row to "
                                                                         "unit length first (cosine similarity)."),
         ]
-        for value, hint in hints:
-            if close(logits, value, 1e-4):
-                fail(hint)
+        name_the_mistake(logits, hints, 1e-4)
         fail(f"logits do not match cos(image_i, text_j) / temperature (largest difference "
              f"{float((logits - want).abs().max()):.3g}).")
     if loss.numel() != 1:
@@ -115,8 +113,6 @@ def check_masked_cross_attention(student_fn, probe):
         (_cross(x, context, mask, wq, wk, wv, axis=-2), "the softmax runs over the wrong axis: each query's "
                                                        "weights over the context tokens (the last axis) sum to 1."),
     ]
-    for value, hint in hints:
-        if close(got, value, 1e-4):
-            fail(hint)
+    name_the_mistake(got, hints, 1e-4)
     fail(f"masked_cross_attention does not match softmax(mask(q k^T / sqrt(d))) v (largest difference "
          f"{float((got - want).abs().max()):.3g}).")

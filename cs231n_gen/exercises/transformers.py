@@ -6,7 +6,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 def _patchify(x, p, order=(0, 2, 4, 3, 5, 1)):
@@ -56,9 +56,7 @@ def check_patchify(student_fn, probe):
                                                                         "p x p squares. Split H and W into "
                                                                         "(H/p, p) and (W/p, p) first."),
         ]
-        for value, hint in hints:
-            if close(got, value, 1e-6):
-                fail(hint)
+        name_the_mistake(got, hints, 1e-6)
         fail(f"patchify({tuple(x.shape)}, p={p}) does not match the course's token layout (largest difference "
              f"{float((got - want).abs().max()):.3g}): tokens row by row over the patch grid, each the patch "
              "flattened as (row in patch, column in patch, channel).")
@@ -151,9 +149,7 @@ def check_adaln_zero_block(student_fn, probe):
                                                                             "order: they are (shift1, scale1, "
                                                                             "gate1, shift2, scale2, gate2)."),
         ]
-        for value, hint in hints:
-            if close(got, value, 1e-5):
-                fail(hint)
+        name_the_mistake(got, hints, 1e-5)
         shift1, scale1, gate1, *_ = modulation(F.silu(c))[:, None, :].chunk(6, dim=-1)
         half = x + gate1 * attn(_layer_norm(x) * (1 + scale1) + shift1)
         if close(got, half, 1e-5):
