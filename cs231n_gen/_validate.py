@@ -3,6 +3,12 @@
 Every public function in the package validates what it is given and raises a
 ``ValueError`` that names the argument, what it got, and what it needs. These
 helpers keep those messages uniform.
+
+Checks of a tensor's *values* (NaN, a range) read the tensor back to the host. On the CPU
+that costs nothing; on an accelerator it stalls the device until its queue drains, at
+every call of a training step or a sampler's model. So value checks run on CPU tensors
+only (:func:`host_readable`); on an accelerator the shape and type checks still run, and
+the trainers' NaN guard and the samplers' own checks catch bad values there.
 """
 from __future__ import annotations
 
@@ -10,6 +16,11 @@ import math
 from numbers import Integral, Real
 
 import torch
+
+
+def host_readable(t: torch.Tensor) -> bool:
+    """Whether reading ``t``'s values costs nothing (it lives on the CPU; see the module)."""
+    return t.device.type == "cpu"
 
 
 def _describe(value) -> str:
@@ -76,7 +87,7 @@ def check_tensor(
         raise ValueError(
             f"{name} must have last dimension {last_dim}, got shape {tuple(value.shape)}"
         )
-    if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+    if finite and value.is_floating_point() and host_readable(value) and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return value
 
@@ -121,8 +132,8 @@ def as_time(
     """Turn a float, 0-d, (n,) or (n, 1) time into a (batch,) tensor on ``like``'s device.
 
     Times must lie in [0, 1] (t = 0 is clean data, t = 1 is pure noise). Shape checks
-    are free; the value checks read the tensor back to the host, so hot loops (a model's
-    forward pass inside a sampler) pass ``check_values=False``.
+    are free; the value checks read the tensor back to the host, so they run on the CPU
+    only, and hot loops (a model's forward pass inside a sampler) pass ``check_values=False``.
     """
     if isinstance(t, bool):
         raise ValueError(f"{name} must be a number or tensor in [0, 1], got {t!r}")
@@ -143,7 +154,7 @@ def as_time(
             f"{name} must be a scalar or have shape ({batch},) or ({batch}, 1) (one time per row of "
             f"{rows_of}, which has {batch}), got shape {tuple(t.shape)}"
         )
-    if not check_values:
+    if not check_values or not host_readable(t):
         return t
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -169,9 +180,36 @@ def check_labels(name: str, value, n: int, n_labels: int, device=None, rows_of: 
     value = value.reshape(-1).to(device=device if device is not None else value.device, dtype=torch.long)
     if value.shape[0] != n:
         raise ValueError(f"{name} must have {n} labels (one per row of {rows_of}), got {value.shape[0]}")
-    if n and bool(((value < 0) | (value >= n_labels)).any()):
+    if n and host_readable(value) and bool(((value < 0) | (value >= n_labels)).any()):
         raise ValueError(f"{name} must lie in 0..{n_labels - 1}, got values in {int(value.min())}..{int(value.max())}")
     return value
+
+
+def check_model_labels(name: str, value, n: int, num_classes: int) -> torch.Tensor:
+    """A class-conditional model's labels: an (n,) integer tensor in 0..num_classes, where
+    ``num_classes`` is the null label (no condition); the range is read on the CPU only."""
+    if not isinstance(value, torch.Tensor) or value.shape != (n,) or value.is_floating_point() \
+            or value.dtype == torch.bool or value.is_complex():
+        raise ValueError(f"{name} must be a ({n},) integer tensor of labels, got {_describe(value)}")
+    if host_readable(value) and bool(((value < 0) | (value > num_classes)).any()):
+        raise ValueError(f"{name} must lie in 0..{num_classes} ({num_classes} = no label), got values in "
+                         f"{int(value.min())}..{int(value.max())}")
+    return value
+
+
+def check_ids(name: str, value, vocab_size: int) -> torch.Tensor:
+    """Token ids already shaped: values in 0..vocab_size-1, read on the CPU only."""
+    if host_readable(value) and bool(((value < 0) | (value >= vocab_size)).any()):
+        raise ValueError(f"{name} must lie in 0..{vocab_size - 1}, got values in "
+                         f"{int(value.min())}..{int(value.max())}")
+    return value
+
+
+def check_keeps_a_token(name: str, mask: torch.Tensor, rows: str = "row") -> torch.Tensor:
+    """A (B, L) bool mask that keeps at least one token in every row (read on the CPU only)."""
+    if host_readable(mask) and not bool(mask.any(1).all()):
+        raise ValueError(f"{name} must keep at least one token of every {rows}")
+    return mask
 
 
 def check_bool(name: str, value) -> bool:
@@ -272,7 +310,7 @@ def check_model_input(name: str, value, shape: tuple) -> torch.Tensor:
                            for i, s in enumerate(shape)) + ")"
     if value.ndim != len(shape) or any(s is not None and v != s for v, s in zip(value.shape, shape)):
         raise ValueError(f"{name} must have shape {want}, got {tuple(value.shape)}")
-    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
+    if host_readable(value) and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return value
 
@@ -308,42 +346,23 @@ def check_points_sequence(name: str, value, flatten: bool = False) -> torch.Tens
 
 
 # ---------------------------------------------------------------- the library's own objects
-# (imported when called: these modules import this one)
 
-def check_target(name: str, target) -> str:
-    """``target`` if it is one of ``paths.TARGETS``, else a ValueError naming the argument."""
-    from .paths import TARGETS
-
-    if target not in TARGETS:
-        raise ValueError(f"{name} must be one of {TARGETS}, got {target!r}")
-    return target
-
-
-def _instance(name: str, value, cls, what: str):
-    if not isinstance(value, cls):
-        raise ValueError(f"{name} must be {what}, got {type(value).__name__}")
+def check_one_of(name: str, value, choices: tuple):
+    """``value`` if it is one of ``choices`` (strings, such as a target's name), else a ValueError."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 
-def check_path(path):
-    """``path`` if it is a :class:`~cs231n_gen.paths.DiffusionPath`, else a ValueError."""
-    from .paths import DiffusionPath
+def check_instance(name: str, value, cls: type, what: str):
+    """``value`` if it is an instance of ``cls`` (``what`` names it in the message), else a ValueError.
 
-    return _instance("path", path, DiffusionPath, "a cs231n_gen.paths.DiffusionPath")
-
-
-def check_mixture(name: str, mixture):
-    """``mixture`` if it is a :class:`~cs231n_gen.data.GaussianMixture`, else a ValueError."""
-    from .data.toy2d import GaussianMixture
-
-    return _instance(name, mixture, GaussianMixture, "a cs231n_gen.data.GaussianMixture")
-
-
-def check_labelled_mixture(labelled):
-    """``labelled`` if it is a :class:`~cs231n_gen.data.LabelledMixture`, else a ValueError."""
-    from .data.toy2d import LabelledMixture
-
-    return _instance("labelled", labelled, LabelledMixture, "a LabelledMixture")
+    The library's own kinds are checked with it next to their class, so that this module
+    imports none of them: :func:`cs231n_gen.paths.check_path`,
+    :func:`cs231n_gen.data.toy2d.check_mixture` and the like."""
+    if not isinstance(value, cls):
+        raise ValueError(f"{name} must be {what}, got {type(value).__name__}")
+    return value
 
 
 def check_density(name: str, dist) -> None:
@@ -422,7 +441,7 @@ def check_tokens(name: str, value, vocab_size: int, max_length: int | None = Non
         raise ValueError(f"{name} must be shaped (B, T) (a batch of token sequences), got shape {tuple(value.shape)}")
     if max_length is not None and value.shape[1] > max_length:
         raise ValueError(f"{name} may hold at most {max_length} tokens per sequence, got {value.shape[1]}")
-    if value.numel() and bool(((value < 0) | (value >= vocab_size)).any()):
+    if value.numel() and host_readable(value) and bool(((value < 0) | (value >= vocab_size)).any()):
         raise ValueError(f"{name} must hold token ids in 0..{vocab_size - 1}, got values in "
                          f"{int(value.min())}..{int(value.max())}")
     return value.long()

@@ -35,9 +35,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ._validate import check_device, check_generator, check_int, check_module, check_real, check_tensor
-from .engine import Loop, Trainable, batch_source, cache_inputs, lr_factor, model_signature, run
-from .gan import _hinge_d, _hinge_g
+from ._validate import check_device, check_generator, check_int, check_module, check_real, check_tensor, host_readable
+from .engine import (Loop, RunRecord, Trainable, batch_source, cache_inputs, lr_factor, model_signature,
+                     run)
+from .gan import hinge_discriminator_loss, hinge_generator_loss
 from .runtime import caching_runs, device_of, get_device
 
 __all__ = ["gaussian_kl", "adaptive_weight", "AutoencoderSettings", "AutoencoderHistory", "train_autoencoder",
@@ -80,7 +81,7 @@ def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: 
                 or not value.is_floating_point():
             raise ValueError(f"{name} must be a real scalar tensor that still holds its graph, got "
                              f"{value!r:.80}")
-        if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):  # free on the CPU only
+        if host_readable(value) and not bool(torch.isfinite(value).all()):
             raise ValueError(f"{name} must be finite, got {float(value)}")
     if not isinstance(last_layer, torch.Tensor) or not last_layer.requires_grad or not last_layer.is_floating_point():
         raise ValueError("last_layer must be a real weight tensor that requires grad (the decoder's last layer "
@@ -126,7 +127,7 @@ class AutoencoderSettings:
 
 
 @dataclass
-class AutoencoderHistory:
+class AutoencoderHistory(RunRecord):
     """Per-step records of :func:`train_autoencoder`.
 
     ``mse`` (reconstruction error per pixel), ``kl`` (nats per image), ``critic`` (the
@@ -140,11 +141,6 @@ class AutoencoderHistory:
     gan: list = field(default_factory=list)
     critic: list = field(default_factory=list)
     weight: list = field(default_factory=list)
-    seconds: float = 0.0
-    steps_run: int = 0
-    cached: bool = False
-    shipped: bool = False
-
     COLUMNS = ("mse", "kl", "gan", "critic", "weight")
 
     @property
@@ -262,14 +258,14 @@ def train_autoencoder(
         zero = torch.zeros((), device=x.device)
         g_loss, d_loss, weight = zero, zero, zero
         if discriminator is not None and i >= config.disc_start:  # the adversarial term, weighted at the last layer
-            g_loss = _hinge_g(discriminator(x_hat))
+            g_loss = hinge_generator_loss(discriminator(x_hat))
             weight = adaptive_weight(rec, g_loss, last_layer)
             loss = loss + config.disc_weight * weight * g_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if discriminator is not None:  # the critic's own hinge step on real images and these reconstructions
-            d_loss = _hinge_d(discriminator(x), discriminator(x_hat.detach()))
+            d_loss = hinge_discriminator_loss(discriminator(x), discriminator(x_hat.detach()))
             critic_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             critic_optimizer.step()
@@ -284,10 +280,6 @@ def train_autoencoder(
         return (f"a loss became NaN or infinite at step {s - 1} ({values}). Things to try: a smaller lr or "
                 "disc_lr, a smaller disc_weight, a later disc_start.")
 
-    def set_history(saved):
-        for name in AutoencoderHistory.COLUMNS:
-            setattr(history, name, list(saved[name]))
-
     settings = {**asdict(config), "steps": loop.steps, "vae": model_signature(vae),
                 "critic": model_signature(discriminator) if discriminator is not None else None,
                 "images": list(images.shape)}
@@ -299,11 +291,9 @@ def train_autoencoder(
                   if loop.cache or loop.shipped else None)
         stats = run(step, state, loop, kind="autoencoder", settings=settings, record=record, describe=describe,
                     inputs=inputs,
-                    history_state=(lambda: {k: getattr(history, k) for k in AutoencoderHistory.COLUMNS},
-                                   set_history),
+                    history_state=(history.columns, history.load_columns),
                     postfix=lambda rows: {"mse": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
-        history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
-        history.shipped = stats.shipped
+        history.took(stats)
     finally:
         for m in modules.values():
             m.eval()
@@ -333,6 +323,22 @@ def encode(vae, images: torch.Tensor, batch_size: int = 512, sample: bool = Fals
         mean, log_var = vae.encode(chunk.to(device))
         out.append(vae.sample(mean, log_var, generator) if sample else mean)
     return torch.cat(out).to(images.device)
+
+
+def decode(vae, latents: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """Images, on the CPU, of latents a diffusion model made on ``scale`` times the VAE's
+    latents (:func:`latent_scale`): ``vae.decode(latents / scale)``, without gradients."""
+    from .nn.autoencoder import VAE
+
+    if not isinstance(vae, VAE):
+        raise ValueError(f"vae must be a cs231n_gen.nn.autoencoder.VAE, got {type(vae).__name__}")
+    latents = check_tensor("latents", latents, ndim=4)
+    if latents.shape[0] < 1 or latents.shape[1] != vae.latent_channels:
+        raise ValueError(f"latents must be shaped (n, {vae.latent_channels}, h, w) with n >= 1, "
+                         f"got {tuple(latents.shape)}")
+    scale = check_real("scale", scale, minimum=0.0, strict_min=True)
+    with torch.no_grad():
+        return vae.decode(latents.to(device_of(vae)) / scale).cpu()
 
 
 def latent_scale(latents: torch.Tensor) -> float:

@@ -46,14 +46,25 @@ def _check_model(model):
     return model
 
 
+def _checked_tokens(model, tokens, y, name: str = "tokens"):
+    """The door of the functions below: (tokens as int64, labels or None), checked once."""
+    tokens = check_tokens(name, tokens, model.vocab_size, max_length=model.block_size)
+    if tokens.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one token per sequence, got shape (B, 0)")
+    return tokens, _labels_for(model, y, tokens.shape[0], tokens.device)
+
+
+def _log_probs(model, tokens: torch.Tensor, labels) -> torch.Tensor:
+    """log p(s_i | c, s_<i) of checked tokens: the network reads the prefix and s_<i, and
+    row i of its output is the distribution of s_i."""
+    logits = model(tokens[:, :-1], labels)
+    return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, tokens[..., None]).squeeze(-1)
+
+
 def token_log_probs(model, tokens: torch.Tensor, y=None) -> torch.Tensor:
     """(B, T) tokens -> (B, T) natural-log probabilities log p(s_i | c, s_<i) under ``model``."""
     model = _check_model(model)
-    tokens = check_tokens("tokens", tokens, model.vocab_size, max_length=model.block_size)
-    if tokens.shape[1] == 0:
-        raise ValueError("tokens must hold at least one token per sequence, got shape (B, 0)")
-    logits = model(tokens[:, :-1], _labels_for(model, y, tokens.shape[0], tokens.device))
-    return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, tokens[..., None]).squeeze(-1)
+    return _log_probs(model, *_checked_tokens(model, tokens, y))
 
 
 def ar_loss(model, batch, generator=None) -> torch.Tensor:
@@ -76,14 +87,13 @@ def ar_loss(model, batch, generator=None) -> torch.Tensor:
 def bits_per_token(model, tokens: torch.Tensor, y=None, batch_size: int = 1024) -> float:
     """The mean of -log2 p(s_i | c, s_<i) over every token of every sequence (exact)."""
     model = _check_model(model)
-    tokens = check_tokens("tokens", tokens, model.vocab_size, max_length=model.block_size)
+    tokens, labels = _checked_tokens(model, tokens, y)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    labels = _labels_for(model, y, tokens.shape[0], tokens.device)
     device = next(model.parameters()).device
     total = 0.0
     for i in range(0, tokens.shape[0], batch_size):
         part = None if labels is None else labels[i:i + batch_size].to(device)
-        total += float(token_log_probs(model, tokens[i:i + batch_size].to(device), part).sum())
+        total += float(_log_probs(model, tokens[i:i + batch_size].to(device), part).sum())
     return -total / (tokens.numel() * math.log(2))
 
 
@@ -96,10 +106,17 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     ``temperature`` 0 takes the argmax.
     """
     logits = check_tensor("logits", logits, ndim=2)
+    temperature, top_k = _sampling_settings(temperature, top_k)
+    return _draw(logits, temperature, top_k, check_generator("generator", generator, logits.device))
+
+
+def _sampling_settings(temperature, top_k) -> tuple[float, int | None]:
     temperature = check_real("temperature", temperature, minimum=0.0)
-    if top_k is not None:
-        top_k = check_int("top_k", top_k, minimum=1)
-    generator = check_generator("generator", generator, logits.device)
+    return temperature, None if top_k is None else check_int("top_k", top_k, minimum=1)
+
+
+def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
+    """:func:`sample_next` on checked settings (a sampler's inner loop)."""
     if temperature == 0:
         return logits.argmax(dim=1)
     if top_k is not None and top_k < logits.shape[1]:
@@ -125,6 +142,8 @@ def sample(model, n: int, length: int, y=None, *, temperature: float = 1.0, top_
         raise ValueError(f"length must be <= the model's block_size={model.block_size}, got {length}")
     device = next(model.parameters()).device
     labels = _labels_for(model, y, n, device)
+    temperature, top_k = _sampling_settings(temperature, top_k)
+    generator = check_generator("generator", generator, device)
     was_training = model.training
     model.eval()
     tokens = torch.zeros(n, 0, dtype=torch.long, device=device)
@@ -132,7 +151,7 @@ def sample(model, n: int, length: int, y=None, *, temperature: float = 1.0, top_
         for _ in range(length):
             # The distribution of the next token given everything so far; draw it; append it.
             logits = network(tokens, labels)[:, -1]
-            tokens = torch.cat([tokens, sample_next(logits, temperature, top_k, generator)[:, None]], dim=1)
+            tokens = torch.cat([tokens, _draw(logits, temperature, top_k, generator)[:, None]], dim=1)
     model.train(was_training)
     return tokens
 

@@ -36,8 +36,8 @@ ties the whole chain to data. :func:`consistency_loss`, :func:`consistency_sampl
 **Guidance distillation** (Meng et al. 2023). Classifier-free guidance costs two
 evaluations per step, (1 + w) v(x, y) - w v(x, null). A student that takes w as an
 input, v_S(x, t, y, w), regresses on that combination for w drawn from a range, and
-then needs one evaluation per step at any w. :func:`guided_velocity`,
-:func:`guidance_distillation_loss`.
+then needs one evaluation per step at any w. :func:`guidance_distillation_loss` (its
+target is :func:`cs231n_gen.guidance.cfg_velocity` with one w per row).
 
 Every loss here is ``loss(model, batch, generator)``-shaped once its settings are bound,
 so :func:`cs231n_gen.train.fit` trains students like any other model.
@@ -46,14 +46,18 @@ from __future__ import annotations
 
 import torch
 
+from ._moved import moved_names
 from ._validate import (as_time, check_batch, check_callable, check_generator, check_int, check_labels, check_real,
                         check_same_shape, per_row)
-from .guidance import _guidance_inputs, _null_label
+from .guidance import cfg_velocity
 from .paths import interpolate, rectified_flow_loss
 from .sampling import euler
 
 __all__ = ["reflow_pairs", "reflow_loss", "two_step_target", "progressive_loss", "consistency_loss",
-           "consistency_sample", "guided_velocity", "guidance_distillation_loss"]
+           "consistency_sample", "guidance_distillation_loss"]
+__getattr__ = moved_names(__name__, {
+    "guided_velocity": ("cs231n_gen.guidance.cfg_velocity", "it takes one weight per row (a (n,) tensor w) too"),
+})
 
 
 @torch.no_grad()
@@ -197,52 +201,14 @@ def consistency_sample(student, z: torch.Tensor, steps: int = 1, generator: torc
     return x
 
 
-def _weights(w, n: int, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(w, torch.Tensor):
-        if w.ndim == 0:
-            w = w.expand(n)
-        if w.shape != (n,) or not w.is_floating_point():
-            raise ValueError(f"w must be a number or a ({n},) float tensor (one weight per row of x_t), "
-                             f"got a {w.dtype} tensor of shape {tuple(w.shape)}")
-        w = w.to(device=like.device, dtype=like.dtype)
-    else:
-        w = torch.full((n,), check_real("w", w, minimum=0.0), device=like.device, dtype=like.dtype)
-    if bool((~torch.isfinite(w) | (w < 0)).any()):
-        raise ValueError(f"w must be finite and >= 0, got values in [{float(w.min()):.4g}, {float(w.max()):.4g}]")
-    return w
-
-
-@torch.no_grad()
-def guided_velocity(model, x_t: torch.Tensor, t, y, w, *, null_label: int | None = None) -> torch.Tensor:
-    """Classifier-free guidance with one weight per row: (1 + w) v(x_t, t, y) - w v(x_t, t, null).
-
-    Like :func:`cs231n_gen.guidance.cfg_velocity` (both branches in one pass of 2B rows),
-    but ``w`` may be a (n,) tensor, which is what a guidance-distillation batch needs.
-    """
-    check_callable("model", model, "a model called as model(x_t, t, y)")
-    x_t, t, y, null_label = _guidance_inputs(model, x_t, t, y, null_label)
-    w = _weights(w, x_t.shape[0], x_t)
-    try:
-        return _guided(model, x_t, t, y, w, null_label)
-    except ValueError as err:
-        raise ValueError(f"model rejected x_t: {err}") from err
-
-
-def _guided(model, x_t, t, y, w, null_label):
-    """:func:`guided_velocity` without input checks (no host reads: the training loop calls it)."""
-    n = x_t.shape[0]
-    w = per_row(w, x_t)
-    both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
-    return (1 + w) * both[:n] - w * both[n:]
-
-
 def guidance_distillation_loss(student, teacher, x: torch.Tensor, y: torch.Tensor,
                                generator: torch.Generator | None = None, *, w_max: float) -> torch.Tensor:
     """Guidance distillation: ``student(x_t, t, y, w)`` regresses on the teacher's CFG velocity.
 
     For a batch of data ``x`` with labels ``y``: z ~ N(0, I), t ~ U[0, 1], w ~ U[0, w_max]
-    per example, x_t = (1 - t) x + t z; the target is :func:`guided_velocity` (teacher,
-    x_t, t, y, w), two teacher branches, and the student gets one evaluation to match it.
+    per example, x_t = (1 - t) x + t z; the target is
+    :func:`~cs231n_gen.guidance.cfg_velocity` (teacher, x_t, t, y, w) with one w per row,
+    two teacher branches, and the student gets one evaluation to match it.
     """
     check_callable("student", student, "a model called as student(x_t, t, y, w)")
     check_callable("teacher", teacher, "a class-conditional model called as teacher(x_t, t, y)")
@@ -253,13 +219,13 @@ def guidance_distillation_loss(student, teacher, x: torch.Tensor, y: torch.Tenso
     w_max = check_real("w_max", w_max, minimum=0.0, strict_min=True)
     generator = check_generator("generator", generator, x.device)
     n = x.shape[0]
-    null_label = _null_label(teacher, None)
+    null_label = teacher.null_label
     y = check_labels("y", y, n, null_label, x.device)  # real classes only
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     t = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
     w = w_max * torch.rand(n, generator=generator, device=x.device, dtype=x.dtype)
     x_t = interpolate(x, z, t)
     with torch.no_grad():
-        target = _guided(teacher, x_t, t, y, w, null_label)
+        target = cfg_velocity(teacher, x_t, t, y, w, null_label=null_label)
     v = _output("student", student(x_t, t, y, w), x)
     return (v - target).square().flatten(1).sum(dim=1).mean()

@@ -29,6 +29,7 @@ import os
 import time
 import types
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -107,6 +108,39 @@ class Trainable:
     modules: dict
     optimizers: dict
     generators: dict
+
+
+@dataclass
+class RunRecord:
+    """What every trainer's history holds besides its per-step columns: ``seconds`` and
+    ``steps_run`` in this call, and whether the run was ``cached`` (loaded from the cache or
+    the shipped models: the times are then those of the run that was saved) or is the
+    course's ``shipped`` model. A trainer's history subclasses it and lists the columns
+    its steps append to in ``COLUMNS`` (saved and restored as plain lists)."""
+
+    seconds: float = 0.0
+    steps_run: int = 0
+    cached: bool = False
+    shipped: bool = False
+    COLUMNS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_run / self.seconds if self.seconds > 0 else float("nan")
+
+    def took(self, stats: "RunStats") -> None:
+        """Take :func:`run`'s account of the call."""
+        self.steps_run, self.seconds, self.cached, self.shipped = (stats.steps_run, stats.seconds, stats.cached,
+                                                                    stats.shipped)
+
+    def columns(self) -> dict:
+        """The per-step columns as plain lists (what a checkpoint and the run cache save)."""
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+    def load_columns(self, saved: dict) -> None:
+        """Put back columns saved by :meth:`columns`."""
+        for name in self.COLUMNS:
+            setattr(self, name, list(saved[name]))
 
 
 @dataclass

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from ._validate import check_density, check_device, check_generator, check_int, check_module, check_real, check_tensor
 from .engine import (
     Loop,
+    RunRecord,
     Trainable,
     TrainingDivergedError,
     batch_source,
@@ -118,20 +119,13 @@ def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tenso
     Logits of any shape (one per image, or a patch discriminator's map); the means run
     over every logit.
     """
-    return _hinge_d(_patch_logits("real_logits", real_logits), _patch_logits("fake_logits", fake_logits))
+    real, fake = _patch_logits("real_logits", real_logits), _patch_logits("fake_logits", fake_logits)
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
 
 def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """-E[l(G(z))]: the generator raises the critic's score of its outputs (no margin, no saturation)."""
-    return _hinge_g(_patch_logits("fake_logits", fake_logits))
-
-
-def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-
-
-def _hinge_g(fake: torch.Tensor) -> torch.Tensor:
-    return -fake.mean()
+    return -_patch_logits("fake_logits", fake_logits).mean()
 
 
 # ------------------------------------------------------------ the optimal discriminator
@@ -225,7 +219,7 @@ class Snapshot:
 
 
 @dataclass
-class GANHistory:
+class GANHistory(RunRecord):
     """What happened during :func:`train_gan` (one entry per logged step for the curves).
 
     ``value`` is V on each discriminator batch (= -d_loss); ``d_real`` and ``d_fake``
@@ -245,18 +239,11 @@ class GANHistory:
     g_grad: list = field(default_factory=list)
     snapshots: list = field(default_factory=list)
     grid: tuple | None = None  # (lim, res) of the decision surfaces
-    seconds: float = 0.0
-    steps_run: int = 0
-    cached: bool = False
-    shipped: bool = False
+    COLUMNS = ("step", "d_loss", "g_loss", "value", "d_real", "d_fake", "g_grad")
 
     @property
     def steps(self) -> int:
         return self.step[-1] if self.step else 0
-
-    @property
-    def steps_per_second(self) -> float:
-        return self.steps_run / self.seconds if self.seconds > 0 else float("nan")
 
 
 def decision_grid(lim: float, res: int, device=None) -> torch.Tensor:
@@ -489,16 +476,13 @@ def train_gan(
                 "Things to try: smaller learning rates, the non-saturating loss, r1_gamma > 0, and checking the "
                 "data for NaN.")
 
-    lists = ("step", "d_loss", "g_loss", "value", "d_real", "d_fake", "g_grad")
-
     def get_history():
-        return {"lists": {name: getattr(history, name) for name in lists},
+        return {"lists": history.columns(),
                 "snapshots": [{"step": s.step, "samples": s.samples, "decision": s.decision}
                               for s in history.snapshots]}
 
     def set_history(saved):
-        for name in lists:
-            setattr(history, name, list(saved["lists"][name]))
+        history.load_columns(saved["lists"])
         history.snapshots = [Snapshot(s["step"], s["samples"], s["decision"]) for s in saved["snapshots"]]
 
     def on_start(start):
@@ -518,8 +502,7 @@ def train_gan(
                     history_state=(get_history, set_history), on_start=on_start,
                     postfix=lambda rows: {"V": f"{-rows[-1][0]:.3f}", "D_real": f"{rows[-1][2]:.2f}",
                                           "D_fake": f"{rows[-1][3]:.2f}"})
-        history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
-        history.shipped = stats.shipped
+        history.took(stats)
     finally:
         D.requires_grad_(True)
         G.eval()

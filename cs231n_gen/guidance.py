@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._validate import (as_time, check_batch, check_callable, check_generator, check_labels, check_model_input,
-                        check_real)
+                        check_real, host_readable, per_row)
 from .paths import rectified_flow_loss
 
 
@@ -79,25 +79,44 @@ def _guidance_inputs(model, x_t, t, y, null_label):
     return x_t, t, y, null_label
 
 
-def cfg_velocity(model, x_t: torch.Tensor, t, y, w: float, *, null_label: int | None = None) -> torch.Tensor:
+def cfg_velocity(model, x_t: torch.Tensor, t, y, w, *, null_label: int | None = None) -> torch.Tensor:
     """v_cfg = (1 + w) v(x_t, y, t) - w v(x_t, null, t), from one forward pass of 2B rows.
 
-    ``w = 0`` skips the unconditional branch (one pass of B rows).
+    ``w`` is one number, or one weight per row (a (B,) tensor: a guidance-distillation
+    batch mixes weights). A number ``w = 0`` skips the unconditional branch (one pass of B rows).
     """
-    w = check_real("w", w, minimum=0.0)
     x_t, t, y, null_label = _guidance_inputs(model, x_t, t, y, null_label)
+    w = _guidance_weight(w, x_t)
     try:
         return _combine(model, x_t, t, y, w, null_label)
     except ValueError as err:
         raise ValueError(f"model rejected x_t: {err}") from err
 
 
+def _guidance_weight(w, x_t: torch.Tensor):
+    """A number >= 0, or a (B,) float tensor of weights >= 0 on ``x_t``'s device and dtype."""
+    if not isinstance(w, torch.Tensor):
+        return check_real("w", w, minimum=0.0)
+    n = x_t.shape[0]
+    if w.ndim == 0:
+        w = w.expand(n)
+    if w.shape != (n,) or not w.is_floating_point():
+        raise ValueError(f"w must be a number or a ({n},) float tensor (one weight per row of x_t), "
+                         f"got a {w.dtype} tensor of shape {tuple(w.shape)}")
+    w = w.to(device=x_t.device, dtype=x_t.dtype)
+    if host_readable(w) and bool((~torch.isfinite(w) | (w < 0)).any()):
+        raise ValueError(f"w must be finite and >= 0, got values in [{float(w.min()):.4g}, {float(w.max()):.4g}]")
+    return w
+
+
 def _combine(model, x_t, t, y, w, null_label):
-    """The guided velocity without input checks (samplers call this every step)."""
-    if w == 0.0:
+    """The guided velocity without input checks (samplers and training steps call this)."""
+    if not isinstance(w, torch.Tensor) and w == 0.0:
         return model(x_t, t, y)
     n = x_t.shape[0]
     both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_label)]))
+    if isinstance(w, torch.Tensor):
+        w = per_row(w, x_t)
     return (1 + w) * both[:n] - w * both[n:]
 
 
@@ -128,7 +147,7 @@ class Guided(nn.Module):
             y = torch.full((n,), y, dtype=torch.long, device=x_t.device)
         elif y.shape[0] != n:
             raise ValueError(f"x_t has {n} rows but Guided was built with {y.shape[0]} labels")
-        t = as_time("t", t, n, x_t, check_values=x_t.device.type == "cpu", rows_of="x_t")
+        t = as_time("t", t, n, x_t, rows_of="x_t")
         try:
             return _combine(self.model, x_t, t, y.to(x_t.device), self.w, self.null_label)
         except ValueError as err:
@@ -187,7 +206,7 @@ class GuidedByText(nn.Module):
         n = x_t.shape[0]
         if n != self.context.shape[0]:
             raise ValueError(f"x_t has {n} rows but GuidedByText was built with {self.context.shape[0]} captions")
-        t = as_time("t", t, n, x_t, check_values=x_t.device.type == "cpu", rows_of="x_t")
+        t = as_time("t", t, n, x_t, rows_of="x_t")
         ctx, mask = self.context.to(x_t.device), self.context_mask.to(x_t.device)
         try:
             if self.w == 0.0:

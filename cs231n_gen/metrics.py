@@ -28,9 +28,9 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from ._validate import (as_point_sets, as_time, check_callable, check_generator, check_int, check_items,
-                        check_labelled_mixture, check_labels, check_mixture, check_points, check_points_sequence,
-                        check_real)
+from ._validate import (as_point_sets, as_time, check_callable, check_generator, check_int, check_items, check_labels,
+                        check_points, check_points_sequence, check_real)
+from .data.toy2d import check_labelled_mixture, check_mixture
 from .fingerprint import fingerprint
 from .runtime import device_of
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import (as_time, check_generator, check_int, check_labelled_mixture, check_labels, check_mixture,
-                        check_path, check_points, check_real, check_target, check_times)
-from .data.toy2d import GaussianMixture
+from ._validate import as_time, check_generator, check_int, check_labels, check_points, check_real, check_times
+from .data.toy2d import GaussianMixture, check_labelled_mixture, check_mixture
+from .paths import check_path, check_target
 
 
 class _Posterior:

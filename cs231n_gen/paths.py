@@ -23,8 +23,8 @@ import torch
 
 from numbers import Real
 
-from ._validate import (as_time, check_batch, check_callable, check_generator, check_points, check_real,
-                        check_same_shape, check_target, check_tensor, per_row)
+from ._validate import (as_time, check_batch, check_callable, check_generator, check_instance, check_one_of,
+                        check_points, check_real, check_same_shape, check_tensor, per_row)
 
 
 def interpolate(x: torch.Tensor, z: torch.Tensor, t) -> torch.Tensor:
@@ -79,6 +79,16 @@ def rectified_flow_loss(
 # --------------------------------------------------------------------------------------
 
 TARGETS = ("x", "eps", "v", "velocity", "score")
+
+
+def check_target(name: str, target) -> str:
+    """``target`` if it is one of :data:`TARGETS`, else a ValueError naming the argument."""
+    return check_one_of(name, target, TARGETS)
+
+
+def check_path(path) -> "DiffusionPath":
+    """``path`` if it is a :class:`DiffusionPath`, else a ValueError."""
+    return check_instance("path", path, DiffusionPath, "a cs231n_gen.paths.DiffusionPath")
 
 
 class DiffusionPath:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import torch
 
-from ._validate import check_callable, check_device, check_int
+from ._validate import check_callable, check_device, check_int, check_module
 
 QUICK_ENV = "CS231N_GEN_QUICK"
 
@@ -167,6 +167,20 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def training_step_seconds(model, loss, repeats: int = 5, device=None) -> float:
+    """The median wall time of one training step's work: gradients zeroed, ``loss(model)``
+    (a scalar) computed and back-propagated (no optimizer step), timed by :func:`median_seconds`."""
+    check_module("model", model)
+    check_callable("loss", loss, "a function of the model returning a scalar loss")
+
+    def step():  # (median_seconds runs fn under no_grad: a training step turns gradients back on)
+        model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            loss(model).backward()
+
+    return median_seconds(step, repeats=repeats, device=device)
 
 
 def timing_claims_apply(device=None) -> bool:

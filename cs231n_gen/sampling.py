@@ -25,8 +25,9 @@ import inspect
 import torch
 from torch import nn
 
-from ._validate import (check_batch, check_callable, check_generator, check_int, check_path, check_points, check_real,
-                        check_sampling_times, check_target)
+from ._validate import (check_batch, check_callable, check_generator, check_int, check_points, check_real,
+                        check_sampling_times)
+from .paths import check_path, check_target
 from .schedules import time_grid
 from .threads import following, trial_running
 
@@ -158,8 +159,7 @@ def _check_convertible(path, target, name, t):
 
 def _setup(model, x, steps, path, target, t_start, t_end, generator=None, times=None):
     """Checked (x, grid): ``steps`` uniform steps from t_start to t_end, or the given ``times``."""
-    if not callable(model):
-        raise ValueError(f"model must be callable as model(x_t, t), got {type(model).__name__}")
+    check_callable("model", model, "callable as model(x_t, t)")
     x = check_points("x", x)
     check_path(path)
     check_target("target", target)

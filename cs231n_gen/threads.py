@@ -54,7 +54,7 @@ from pathlib import Path
 
 import torch
 
-from ._validate import check_bool, check_device, check_int, check_real, check_text
+from ._validate import check_bool, check_callable, check_device, check_int, check_real, check_text
 
 THREADS_ENV = "CS231N_GEN_THREADS"
 TOLERANCE = 1.15  # a thread count this close to the best on every probe step counts as the best
@@ -547,8 +547,7 @@ class FollowedCalls:
     """
 
     def __init__(self, fn, follower: LoadFollower):
-        if not callable(fn):
-            raise ValueError(f"fn must be a function called once per step of the loop, got {type(fn).__name__}")
+        check_callable("fn", fn, "a function called once per step of the loop")
         if not isinstance(follower, LoadFollower):
             raise ValueError(f"follower must be a LoadFollower, got {type(follower).__name__}")
         self.fn, self.follower = fn, follower
@@ -632,8 +631,7 @@ class following:  # noqa: N801 (used as a context manager, like torch.no_grad)
     On leaving, a try still running goes back to the count it came from."""
 
     def __init__(self, fn, device=None):
-        if not callable(fn):
-            raise ValueError(f"fn must be a function called once per step of the loop, got {type(fn).__name__}")
+        check_callable("fn", fn, "a function called once per step of the loop")
         self.follower = LoadFollower.for_this_process(check_device("device", device))
         self.fn = fn if self.follower is None else FollowedCalls(fn, self.follower)
 

@@ -20,6 +20,7 @@ import torch
 from ._validate import check_device, check_int, check_real
 from .engine import (
     Loop,
+    RunRecord,
     Trainable,
     TrainingDivergedError,
     batch_source,
@@ -63,7 +64,7 @@ class FitSettings:
 
 
 @dataclass
-class History:
+class History(RunRecord):
     """What happened during :func:`fit`.
 
     Attributes:
@@ -79,18 +80,11 @@ class History:
 
     loss: list = field(default_factory=list)
     lr: list = field(default_factory=list)
-    seconds: float = 0.0
-    steps_run: int = 0
-    cached: bool = False
-    shipped: bool = False
+    COLUMNS = ("loss", "lr")
 
     @property
     def steps(self) -> int:
         return len(self.loss)
-
-    @property
-    def steps_per_second(self) -> float:
-        return self.steps_run / self.seconds if self.seconds > 0 else float("nan")
 
     def smoothed(self, window: int = 100) -> list:
         """A running mean of the loss over ``window`` steps (for plotting)."""
@@ -216,9 +210,6 @@ def fit(
         return (f"the loss became {row[0]} at step {s - 1} (lr {lr_at(s - 1):.3g}). Things to try: a smaller lr, "
                 "grad_clip=1.0, warmup=100, and checking that the data holds no NaN or inf.")
 
-    def set_history(saved):
-        history.loss, history.lr = list(saved["loss"]), list(saved["lr"])
-
     settings = {**asdict(config), "steps": loop.steps, "model": model_signature(model),
                 "loss_fn": callable_signature(loss_fn), "data": data_signature(data)}
     state = Trainable({"model": model}, {"optimizer": optimizer}, {"generator": generator})
@@ -227,10 +218,9 @@ def fit(
         inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, data=data, loss_fn=loss_fn)
                   if loop.cache or loop.shipped else None)
         stats = run(step, state, loop, kind="fit", settings=settings, record=record, describe=describe, inputs=inputs,
-                    history_state=(lambda: {"loss": history.loss, "lr": history.lr}, set_history),
+                    history_state=(history.columns, history.load_columns),
                     postfix=lambda rows: {"loss": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
-        history.steps_run, history.seconds, history.cached = stats.steps_run, stats.seconds, stats.cached
-        history.shipped = stats.shipped
+        history.took(stats)
     finally:
         model.eval()
     return history

@@ -14,8 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._validate import (check_axes, check_bool, check_callable, check_int, check_labels, check_mixture, check_points,
-                        check_real, check_strings, check_tensor)
+from ._validate import (check_axes, check_bool, check_callable, check_int, check_labels, check_points, check_real,
+                        check_strings, check_tensor)
+from .data.toy2d import check_mixture
 from .runtime import device_of
 
 DATA = "#1f77b4"

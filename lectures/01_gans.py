@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from cs231n_gen import budget, gan, metrics, pretrained, seed_everything, viz, widgets
 from cs231n_gen.data import GaussianMixture, grid_gaussians, ring_gaussians
 from cs231n_gen.data.images import digits
-from cs231n_gen.image_metrics import DigitJudge
+from cs231n_gen.digit_judge import DigitJudge
 from cs231n_gen.nn import GaussianGenerator, MLPDiscriminator, MLPGenerator
 from cs231n_gen.nn.dcgan import AdaIN, DCDiscriminator, DCGenerator, adain
 

@@ -69,7 +69,7 @@ from cs231n_gen import seed_everything
 from cs231n_gen import gan, metrics, oracle, pretrained, viz, widgets
 from cs231n_gen.data import digits, overlapping_classes
 from cs231n_gen.guidance import Guided, conditional_rf_loss
-from cs231n_gen.image_metrics import DigitJudge
+from cs231n_gen.digit_judge import DigitJudge
 from cs231n_gen.nn import ConditionalMLPGenerator, MLPDiscriminator, TimeMLP
 from cs231n_gen.runtime import median_seconds
 from cs231n_gen.sampling import CountCalls, euler

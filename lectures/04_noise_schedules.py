@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from cs231n_gen import budget, seed_everything
 from cs231n_gen import metrics, oracle, pretrained, schedules, viz, widgets
 from cs231n_gen.data import GaussianMixture, digits, eight_gaussians
-from cs231n_gen.image_metrics import DigitJudge
+from cs231n_gen.digit_judge import DigitJudge
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.paths import rectified_flow_loss
 from cs231n_gen.sampling import euler
@@ -221,6 +221,11 @@ for steps, seed in runs:
             "on_mode": metrics.mode_coverage(torch.cat(outs), ring.means, std=0.1)["high_quality"],
         }
 
+# %% [markdown]
+# Each model's error by noise level (against the oracle's irreducible loss), and its samples
+# judged two ways, every run a dot:
+
+# %%
 SHORT = BUDGETS[0]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.3, 1, 1]})
 for name in SAMPLERS:
@@ -248,6 +253,10 @@ axes[2].set_title("the same runs by W2", fontsize=10)
 fig.tight_layout()
 plt.show()
 
+# %% [markdown]
+# The numbers behind the dots, and how far two seeds of one sampler land apart:
+
+# %%
 print(f"fresh real data: {100 * real_on_mode:.1f}% on a mode, W2 ratio {real_w2:.2f}")
 for name in names:
     print(f"{name:24s}: " + ", ".join(f"{steps} steps seed {seed}: {100 * results[name, steps, seed]['on_mode']:.1f}% "
@@ -256,6 +265,10 @@ for name in names:
 seed_spread = max(abs(results[n, SHORT, 0]["on_mode"] - results[n, SHORT, SEEDS[-1]]["on_mode"]) for n in names[:3])
 print(f"two seeds of one sampler differ by up to {100 * seed_spread:.1f} points on a mode")
 
+# %% [markdown]
+# What the figure shows, asserted (the paragraphs after the cell read it):
+
+# %%
 uniform, shifted = results["uniform", SHORT, 0], results["uniform, shift 3", SHORT, 0]
 i_low, i_mid = T_PROBE.index(0.02), T_PROBE.index(0.2)
 assert results["logit-normal(0, 1)", SHORT, 0]["per_t"][i_low] > 2 * uniform["per_t"][i_low]  # the ends get starved

@@ -69,14 +69,14 @@ import torch
 import torch.nn.functional as F
 
 from cs231n_gen import budget, pretrained, seed_everything, viz, widgets
-from cs231n_gen.autoencoding import encode, latent_scale, train_autoencoder
+from cs231n_gen.autoencoding import decode, encode, latent_scale, train_autoencoder
 from cs231n_gen.data import shapes
 from cs231n_gen.data.captioned_shapes import SHAPES
 from cs231n_gen.guidance import Guided, conditional_rf_loss
 from cs231n_gen.image_metrics import frechet_distance, shape_attributes, shape_features
 from cs231n_gen.nn import DiT, patchify, unpatchify
 from cs231n_gen.nn.autoencoder import VAE
-from cs231n_gen.runtime import median_seconds, timing_claims_apply
+from cs231n_gen.runtime import median_seconds, timing_claims_apply, training_step_seconds
 from cs231n_gen.sampling import euler
 from cs231n_gen.train import fit
 
@@ -266,18 +266,13 @@ asked = torch.arange(len(SHAPES), device=device).repeat_interleave(N_EACH)
 noise = torch.randn(len(asked), C, 8, 8, generator=torch.Generator().manual_seed(3)).to(device)
 
 
-def decode(z):
-    with torch.no_grad():
-        return vae.decode(z / scale).cpu()
-
-
 def shape_accuracy(images):
     """The fraction of images in which the judge reads the shape asked for."""
     return float((shape_attributes(images)["shape"] == asked.cpu()).float().mean())
 
 
 WS = [0.0, 1.0, 2.0, 4.0]
-dit_samples = {w: decode(euler(Guided(dit, asked, w), noise, 40)) for w in WS}
+dit_samples = {w: decode(vae, euler(Guided(dit, asked, w), noise, 40), scale) for w in WS}
 dit_accuracy = {w: shape_accuracy(dit_samples[w]) for w in WS}
 dit_frechet = frechet_distance(shape_features(dit_samples[2.0]), shape_features(test.images))
 print("right shape: " + ", ".join(f"w = {w:g}: {100 * a:.1f}%" for w, a in dit_accuracy.items()))
@@ -359,7 +354,7 @@ class GuidedOnSome(torch.nn.Module):
 
 z_all = euler(Guided(dit, asked, 2.0), noise, 40)
 z_three = euler(GuidedOnSome(dit, asked, 2.0, [0, 1, 2]), noise, 40)
-three = decode(z_three)
+three = decode(vae, z_three, scale)
 three_accuracy = shape_accuracy(three)
 moved_by_guidance = (z_all - euler(Guided(dit, asked, 0.0), noise, 40)).abs().mean((0, 2, 3))
 missed = (z_all - z_three).abs().mean((0, 2, 3))
@@ -423,7 +418,7 @@ for mode in ("in_context", "adaln", "cross", "joint"):
                   steps=CMP_STEPS, batch_size=128, lr=2e-3, device=device, desc=f"DiT, {mode}",
                   shipped=SHIPPED_AS[mode])
     net.eval()
-    images = decode(euler(Guided(net, asked, 2.0), noise, 40))
+    images = decode(vae, euler(Guided(net, asked, 2.0), noise, 40), scale)
     results[mode] = {"width": width, "params": count(net), "loss": sum(history.loss[-50:]) / len(history.loss[-50:]),
                      "accuracy": shape_accuracy(images), "frechet": frechet_distance(shape_features(images), reference),
                      "ms": 1e3 * history.seconds / max(history.steps_run, 1), "images": images}
@@ -495,19 +490,15 @@ plt.show()
 def train_step_seconds(patch, repeats=5):
     net = DiT(8, C, patch, WIDTH, DEPTH, HEADS, num_classes=len(SHAPES)).to(device)
     x, y = latents[:128], shape_labels[:128]
-
-    def step():  # median_seconds times under no_grad: a training step turns gradients back on
-        net.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            conditional_rf_loss(net, x, y, 0.1, torch.Generator(device=device).manual_seed(0)).backward()
-
+    whole = training_step_seconds(net, lambda m: conditional_rf_loss(m, x, y, 0.1,
+                                                                     torch.Generator(device=device).manual_seed(0)),
+                                  repeats=repeats, device=device)
     q = torch.randn(128, HEADS, net.sequence_length, WIDTH // HEADS, device=device, requires_grad=True)
 
     def attention_core():
         with torch.enable_grad():
             F.scaled_dot_product_attention(q, q, q).sum().backward()
 
-    whole = median_seconds(step, repeats=repeats, device=device)
     core = DEPTH * median_seconds(attention_core, repeats=repeats, device=device)
     return net.sequence_length, whole, core
 

@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 
 from cs231n_gen import budget, pretrained, seed_everything, viz, widgets
-from cs231n_gen.autoencoding import encode, latent_scale, train_autoencoder
+from cs231n_gen.autoencoding import decode, encode, latent_scale, train_autoencoder
 from cs231n_gen.contrastive import clip_loss, freeze, retrieval_accuracy, similarity
 from cs231n_gen.data import moving_shapes, shapes
 from cs231n_gen.data.captioned_shapes import ATTRIBUTES, COLORS, PHRASINGS, POSITIONS, SHAPES, SIZES, caption
@@ -83,7 +83,7 @@ from cs231n_gen.guidance import GuidedByText, caption_rf_loss
 from cs231n_gen.image_metrics import clip_attributes, shape_attributes
 from cs231n_gen.nn import CLIP, DiT, ImageEncoder, TextEncoder, VideoDiT, inflate
 from cs231n_gen.nn.autoencoder import VAE
-from cs231n_gen.runtime import median_seconds, timing_claims_apply
+from cs231n_gen.runtime import timing_claims_apply, training_step_seconds
 from cs231n_gen.sampling import euler
 from cs231n_gen.tokenizer import Tokenizer
 from cs231n_gen.train import fit
@@ -259,11 +259,6 @@ latents = scale * encode(vae, pairs.images.to(device))  # the captioned images, 
 print(f"{len(latents)} captioned images -> latents {tuple(latents.shape[1:])}, scale {scale:.3f}")
 
 
-def decode(z):
-    with torch.no_grad():
-        return vae.decode(z / scale).cpu()
-
-
 # %% [markdown]
 # **The text embeddings** of every training caption come from the frozen encoder once,
 # before training (large systems precompute their T5 embeddings the same way): a
@@ -302,7 +297,7 @@ def text_to_image(prompts, w, seed=3, steps=30):
     with torch.no_grad():
         ctx = clip.text(i, m)
     noise = torch.randn(len(prompts), C, 8, 8, generator=torch.Generator().manual_seed(seed)).to(device)
-    return decode(euler(GuidedByText(t2i, ctx, m, w), noise, steps))
+    return decode(vae, euler(GuidedByText(t2i, ctx, m, w), noise, steps), scale)
 
 
 prompts = ["a large red circle at the top left", "a small blue square in the center",
@@ -366,7 +361,7 @@ def attention_maps(prompts, seed=5, t=0.5):
         z0 = euler(GuidedByText(t2i, ctx, m, 3.0), noise, 30)
         zt = (1 - t) * z0 + t * torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device)
         maps = t2i.cross_attention_maps(zt, torch.full((len(prompts),), t, device=device), ctx, m).mean(0)
-    return decode(z0), maps.cpu(), m.cpu()
+    return decode(vae, z0, scale), maps.cpu(), m.cpu()
 
 
 MAP_PROMPT = "a large red triangle at the bottom right"
@@ -488,13 +483,10 @@ def video_step_seconds(frames, attention, repeats):
     net = VideoDiT(frames, 8, C, 2, width=64, depth=4, heads=4, context_dim=64, attention=attention).to(device)
     x = torch.randn(4, frames, C, 8, 8, device=device)
     ctx, m = context[:4], pair_mask[:4]
-
-    def step():  # median_seconds times under no_grad: a training step turns gradients back on
-        net.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            caption_rf_loss(net, x, ctx, m, 0.1, torch.Generator(device=device).manual_seed(0)).backward()
-
-    return net.sequence_length, median_seconds(step, repeats=repeats, device=device)
+    seconds = training_step_seconds(net, lambda n: caption_rf_loss(n, x, ctx, m, 0.1,
+                                                                   torch.Generator(device=device).manual_seed(0)),
+                                    repeats=repeats, device=device)
+    return net.sequence_length, seconds
 
 
 FRAME_COUNTS = budget(full=[1, 2, 4, 8, 16, 32, 64, 128], quick=[1, 8, 128])
@@ -586,7 +578,7 @@ def text_to_video(prompts, w, seed=3, steps=30):
         ctx = clip.text(i, m)
         noise = torch.randn(len(prompts), T, C, 8, 8, generator=torch.Generator().manual_seed(seed)).to(device)
         z = euler(GuidedByText(t2v, ctx, m, w), noise, steps)
-    return decode(z.flatten(0, 1)).view(len(prompts), T, 3, SIDE, SIDE)
+    return decode(vae, z.flatten(0, 1), scale).view(len(prompts), T, 3, SIDE, SIDE)
 
 
 # %% [markdown]

@@ -71,7 +71,7 @@ from cs231n_gen.data import digits, eight_gaussians
 from cs231n_gen.distillation import (consistency_loss, consistency_sample, guidance_distillation_loss,
                                      progressive_loss, reflow_loss, reflow_pairs, two_step_target)
 from cs231n_gen.guidance import Guided, conditional_rf_loss
-from cs231n_gen.image_metrics import DigitJudge
+from cs231n_gen.digit_judge import DigitJudge
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.paths import rectified_flow_loss
 from cs231n_gen.runtime import median_seconds

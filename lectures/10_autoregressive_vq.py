@@ -78,7 +78,7 @@ from cs231n_gen import autoregressive as ar
 from cs231n_gen import budget, pretrained, viz, widgets
 from cs231n_gen.data import digits
 from cs231n_gen.guidance import drop_labels
-from cs231n_gen.image_metrics import DigitJudge
+from cs231n_gen.digit_judge import DigitJudge
 from cs231n_gen.nn import GPT, VQVAE, codebook_usage, vqvae_loss
 from cs231n_gen.runtime import median_seconds, timing_claims_apply
 from cs231n_gen.train import fit

@@ -6,8 +6,9 @@ import torch
 
 from cs231n_gen import metrics
 from cs231n_gen.data import eight_gaussians
+from cs231n_gen import distillation
 from cs231n_gen.distillation import (consistency_loss, consistency_sample, guidance_distillation_loss,
-                                     guided_velocity, progressive_loss, reflow_loss, reflow_pairs, two_step_target)
+                                     progressive_loss, reflow_loss, reflow_pairs, two_step_target)
 from cs231n_gen.guidance import cfg_velocity
 from cs231n_gen.nn import TimeMLP
 from cs231n_gen.paths import rectified_flow_loss
@@ -142,20 +143,30 @@ def test_consistency_distillation_gives_a_one_step_sampler():
     assert student_one * 2 < teacher_one, (student_one, teacher_one)
 
 
-def test_guided_velocity_per_row_matches_cfg_row_by_row():
+def test_cfg_velocity_with_one_weight_per_row_matches_it_row_by_row():
     torch.manual_seed(0)
     model = TimeMLP(hidden=16, depth=1, num_classes=3)
     x, t, y = torch.randn(6, 2, generator=_g(11)), torch.rand(6, generator=_g(12)), torch.arange(6) % 3
     w = torch.tensor([0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
-    got = guided_velocity(model, x, t, y, w)
+    got = cfg_velocity(model, x, t, y, w)
     for i in range(6):
         want = cfg_velocity(model, x[i:i + 1], t[i:i + 1], y[i:i + 1], float(w[i]))
         assert torch.allclose(got[i:i + 1], want, atol=1e-6)
-    assert torch.allclose(guided_velocity(model, x, t, y, 2.0), cfg_velocity(model, x, t, y, 2.0), atol=1e-6)
-    with pytest.raises(ValueError, match="w must"):
-        guided_velocity(model, x, t, y, torch.full((6,), -1.0))
-    with pytest.raises(ValueError, match="w must"):
-        guided_velocity(model, x, t, y, torch.ones(5))
+    assert torch.allclose(cfg_velocity(model, x, t, y, torch.tensor(2.0)), cfg_velocity(model, x, t, y, 2.0),
+                          atol=1e-6)
+    with pytest.raises(ValueError, match="w must be finite and >= 0"):
+        cfg_velocity(model, x, t, y, torch.full((6,), -1.0))
+    with pytest.raises(ValueError, match=r"w must be a number or a \(6,\) float tensor"):
+        cfg_velocity(model, x, t, y, torch.ones(5))
+
+
+def test_the_old_per_row_guidance_name_says_where_it_went():
+    with pytest.raises(ImportError, match="cs231n_gen.guidance.cfg_velocity"):
+        distillation.guided_velocity
+    with pytest.raises(ImportError, match="cs231n_gen.guidance.cfg_velocity"):
+        from cs231n_gen.distillation import guided_velocity  # noqa: F401
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        distillation.no_such_name
 
 
 def test_a_student_with_the_w_input_starts_as_its_teacher_and_checks_w():
@@ -182,7 +193,7 @@ def test_a_student_with_the_w_input_starts_as_its_teacher_and_checks_w():
 def test_guidance_distillation_loss_is_zero_for_the_guided_field_itself():
     torch.manual_seed(0)
     teacher = TimeMLP(hidden=16, depth=1, num_classes=3)
-    exact = lambda x_t, t, y, w: guided_velocity(teacher, x_t, t, y, w)  # noqa: E731
+    exact = lambda x_t, t, y, w: cfg_velocity(teacher, x_t, t, y, w)  # noqa: E731
     x, y = torch.randn(64, 2, generator=_g(15)), torch.arange(64) % 3
     assert float(guidance_distillation_loss(exact, teacher, x, y, _g(16), w_max=4.0)) < 1e-10
     student = TimeMLP(hidden=16, depth=1, num_classes=3, guidance_max=4.0)

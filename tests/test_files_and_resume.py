@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 
-from cs231n_gen import _io, cache, image_metrics
+from cs231n_gen import _io, cache, digit_judge
 from cs231n_gen.data import eight_gaussians, ring_gaussians
 from cs231n_gen.engine import CheckpointError, TrainingDivergedError
 from cs231n_gen.gan import train_gan
@@ -110,15 +110,15 @@ def test_read_only_cache_folder(tmp_path, monkeypatch):
 
 
 def test_digit_classifier_survives_an_unwritable_cache(tmp_path, monkeypatch, digit_cache):
-    judge = image_metrics.digit_classifier(16, device="cpu", progress=False)  # the session's trained judge
+    judge = digit_judge.digit_classifier(16, device="cpu", progress=False)  # the session's trained judge
     calls = []
-    monkeypatch.setattr(image_metrics, "train_digit_classifier", lambda *a, **k: calls.append(1) or judge)
+    monkeypatch.setattr(digit_judge, "train_digit_classifier", lambda *a, **k: calls.append(1) or judge)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     monkeypatch.setenv(cache.CACHE_ENV, str(blocker / "cache"))
     with pytest.warns(RuntimeWarning, match="could not write"):
-        first = image_metrics.digit_classifier(16, device="cpu", progress=False)
-    second = image_metrics.digit_classifier(16, device="cpu", progress=False)  # from memory: no retraining
+        first = digit_judge.digit_classifier(16, device="cpu", progress=False)
+    second = digit_judge.digit_classifier(16, device="cpu", progress=False)  # from memory: no retraining
     assert calls == [1] and first.test_accuracy == second.test_accuracy >= 0.97
 
 
@@ -133,19 +133,19 @@ def test_cache_key_changes_with_config_and_version(monkeypatch):
 
 
 def test_a_lying_or_damaged_classifier_cache_is_retrained(digit_cache, monkeypatch, capsys):
-    good = image_metrics.digit_classifier(16, device="cpu", progress=False)
-    path = cache.cache_path("digit_classifier", {"size": 16, "version": image_metrics.CLASSIFIER_VERSION,
+    good = digit_judge.digit_classifier(16, device="cpu", progress=False)
+    path = cache.cache_path("digit_classifier", {"size": 16, "version": digit_judge.CLASSIFIER_VERSION,
                                                  "epochs": 30, "seed": 0})
     assert path.exists()
     payload = _io.load(path)
-    monkeypatch.setattr(image_metrics, "train_digit_classifier", lambda *a, **k: good)
+    monkeypatch.setattr(digit_judge, "train_digit_classifier", lambda *a, **k: good)
 
     # 1. Weights zeroed and the checksum recomputed (a file someone rewrote): the stored
     #    accuracy no longer holds on the held-out split.
     tampered = {"model": {k: (torch.zeros_like(v) if k.startswith("head") else v)
                           for k, v in payload["model"].items()}, "test_accuracy": payload["test_accuracy"]}
     _io.save(tampered, path)
-    model = image_metrics.digit_classifier(16, device="cpu", progress=False)
+    model = digit_judge.digit_classifier(16, device="cpu", progress=False)
     assert "claims test accuracy" in capsys.readouterr().out
     assert model.test_accuracy >= 0.97
 
@@ -155,18 +155,18 @@ def test_a_lying_or_damaged_classifier_cache_is_retrained(digit_cache, monkeypat
     nan["model"][first] = nan["model"][first].clone()
     nan["model"][first].view(-1)[0] = float("nan")
     _io.save(nan, path)
-    image_metrics.digit_classifier(16, device="cpu", progress=False)
+    digit_judge.digit_classifier(16, device="cpu", progress=False)
     assert "NaN" in capsys.readouterr().out
 
     # 3. Bytes flipped on disk: the checksum catches it.
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
-    image_metrics.digit_classifier(16, device="cpu", progress=False)
+    digit_judge.digit_classifier(16, device="cpu", progress=False)
     assert "retraining digit_classifier" in capsys.readouterr().out
 
     # An intact file loads, with the accuracy measured again.
-    loaded = image_metrics.digit_classifier(16, device="cpu", progress=False)
+    loaded = digit_judge.digit_classifier(16, device="cpu", progress=False)
     assert capsys.readouterr().out == "" and abs(loaded.test_accuracy - payload["test_accuracy"]) <= 0.01
 
 

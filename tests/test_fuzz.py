@@ -35,6 +35,7 @@ import torch  # noqa: E402
 import cs231n_gen  # noqa: E402
 from cs231n_gen import (  # noqa: E402
     cache,
+    digit_judge,
     engine,
     fingerprint,
     exercises,
@@ -76,10 +77,17 @@ PACKAGE_DIR = Path(cs231n_gen.__file__).resolve().parent
 # Kept out of the fuzzing, each for a reason.
 EXEMPT = {
     "cs231n_gen.engine.TrainingDivergedError": "an exception class",
+    **{f"cs231n_gen.{name}": "an input check itself (tests/test_validation.py): it raises the ValueError, naming "
+                             "the caller's argument" for name in ("paths.check_path", "paths.check_target",
+                                                                  "data.toy2d.check_mixture",
+                                                                  "data.toy2d.check_labelled_mixture")},
     "cs231n_gen.engine.CheckpointError": "an exception class",
     "cs231n_gen.engine.run": "the trainers' engine; fuzzed through fit and train_gan, which validate for it",
     "cs231n_gen.engine.Trainable": "a plain record of what a checkpoint holds, built by the trainers",
     "cs231n_gen.engine.RunStats": "a result record",
+    **{f"cs231n_gen.engine.RunRecord{m}": "the trainers' history base, filled by the trainers from run's RunStats "
+                                          "and its own saved columns"
+       for m in ("", ".took", ".columns", ".load_columns")},
     "cs231n_gen.gan.Snapshot": "a result record",
     "cs231n_gen.gan.GANHistory": "a result record",
     "cs231n_gen.train.History": "a result record (its smoothed() is fuzzed)",
@@ -189,7 +197,7 @@ def _slider():
 
 @pytest.fixture(scope="module")
 def judge(digit_cache):
-    return image_metrics.DigitJudge(16, device="cpu", progress=False)
+    return digit_judge.DigitJudge(16, device="cpu", progress=False)
 
 
 # One valid call per callable: name -> () -> (callable, kwargs). Names are the public paths.
@@ -418,21 +426,21 @@ def specs(judge):
         "cache.cache_path": (cache.cache_path, dict(name="thing", config={"a": 1})),
         "cache.load": (cache.load, dict(name="thing", config={"a": 1}, verify=None)),
         "cache.store": (cache.store, dict(name="fuzz_thing", config={"a": 1}, payload={"w": torch.ones(2)})),
-        "image_metrics.DigitClassifier": (image_metrics.DigitClassifier, dict(size=16)),
-        "image_metrics.DigitClassifier.forward": (judge.classifier, dict(x=IMG)),
-        "image_metrics.DigitClassifier.features": (judge.classifier.features, dict(x=IMG)),
-        "image_metrics.accuracy": (image_metrics.accuracy, dict(model=judge.classifier, images=IMG,
+        "digit_judge.DigitClassifier": (digit_judge.DigitClassifier, dict(size=16)),
+        "digit_judge.DigitClassifier.forward": (judge.classifier, dict(x=IMG)),
+        "digit_judge.DigitClassifier.features": (judge.classifier.features, dict(x=IMG)),
+        "digit_judge.accuracy": (digit_judge.accuracy, dict(model=judge.classifier, images=IMG,
                                                                 labels=torch.arange(6), batch_size=4)),
-        "image_metrics.train_digit_classifier": (image_metrics.train_digit_classifier, dict(size=8, epochs=1,
+        "digit_judge.train_digit_classifier": (digit_judge.train_digit_classifier, dict(size=8, epochs=1,
                                                                                             seed=0, device="cpu",
                                                                                             progress=False)),
-        "image_metrics.digit_classifier": (image_metrics.digit_classifier, dict(size=16, device="cpu", retrain=False,
+        "digit_judge.digit_classifier": (digit_judge.digit_classifier, dict(size=16, device="cpu", retrain=False,
                                                                                 progress=False)),
         "image_metrics.frechet_distance": (image_metrics.frechet_distance, dict(features_a=X, features_b=Z)),
-        "image_metrics.DigitJudge": (image_metrics.DigitJudge, dict(size=16, device="cpu", progress=False)),
-        "image_metrics.DigitJudge.features": (judge.features, dict(images=IMG)),
-        "image_metrics.DigitJudge.predict": (judge.predict, dict(images=IMG)),
-        "image_metrics.DigitJudge.evaluate": (judge.evaluate, dict(images=IMG, labels=torch.arange(6),
+        "digit_judge.DigitJudge": (digit_judge.DigitJudge, dict(size=16, device="cpu", progress=False)),
+        "digit_judge.DigitJudge.features": (judge.features, dict(images=IMG)),
+        "digit_judge.DigitJudge.predict": (judge.predict, dict(images=IMG)),
+        "digit_judge.DigitJudge.evaluate": (judge.evaluate, dict(images=IMG, labels=torch.arange(6),
                                                                    min_fraction=0.1, confidence=0.5)),
         # figures
         "viz.scatter": (viz.scatter, dict(ax=_axes(), points=X, color="r", lim=3.0, title="t", s=2.0, alpha=0.5)),
@@ -463,10 +471,12 @@ def specs(judge):
                                                           label=lambda i: str(i), size=(1, 1), interval=100)),
         "widgets.player.FramePlayer.frame_png": (_player().frame_png, dict(i=1)),
         "widgets.player.FramePlayer.show_frame": (_player().show_frame, dict(i=1)),
-        "widgets.flows.flow_player": (widgets.flow_player, dict(trajectory=traj, times=times, reference=X, lim=3.0,
-                                                          n_show=5, static=False)),
-        "widgets.flows.interpolation_explorer": (widgets.interpolation_explorer, dict(x=X, z=Z, n_frames=3, lim=3.0,
-                                                                                n_pairs=4, static=False)),
+        "widgets.rectified_flow.flow_player": (widgets.flow_player,
+                                               dict(trajectory=traj, times=times, reference=X, lim=3.0, n_show=5,
+                                                    static=False)),
+        "widgets.rectified_flow.interpolation_explorer": (widgets.interpolation_explorer,
+                                                          dict(x=X, z=Z, n_frames=3, lim=3.0, n_pairs=4,
+                                                               static=False)),
         "widgets.gans.gan_training_player": (widgets.gan_training_player, dict(history=_gan_history(), reference=X,
                                                                           lim=3.0, n_show=5, static=False)),
         "widgets.gans.latent_interpolation": (widgets.latent_interpolation, dict(generator_net=dcg,
@@ -489,6 +499,9 @@ def specs(judge):
         "runtime.start_lecture": (runtime.start_lecture, dict(seed=0, device="cpu")),
         "runtime.median_seconds": (runtime.median_seconds, dict(fn=lambda: None, repeats=2, warmup=0, device="cpu")),
         "runtime.timing_claims_apply": (runtime.timing_claims_apply, dict(device="cpu")),
+        "runtime.training_step_seconds": (runtime.training_step_seconds,
+                                          dict(model=unc, loss=lambda m: m(X, T).square().mean(), repeats=2,
+                                               device="cpu")),
         "fingerprint.code_digest": (fingerprint.code_digest, dict(fn=lambda x: x + 1, h=hashlib.sha256())),
         "fingerprint.source_text": (fingerprint.source_text, dict(fn=lambda x: x + 1)),
     }
@@ -549,6 +562,7 @@ def specs(judge):
         "autoencoding.encode": (autoencoding.encode, dict(vae=vae, images=rgb, batch_size=2, sample=True,
                                                           generator=_g())),
         "autoencoding.latent_scale": (autoencoding.latent_scale, dict(latents=latent_images)),
+        "autoencoding.decode": (autoencoding.decode, dict(vae=vae, latents=latent_images, scale=0.5)),
         "autoencoding.gaussian_fit_kl": (autoencoding.gaussian_fit_kl,
                                          dict(latents=torch.randn(40, 3, generator=_g()))),
         "gan.hinge_discriminator_loss": (gan.hinge_discriminator_loss, dict(real_logits=T, fake_logits=-T)),
@@ -674,7 +688,6 @@ def specs(judge):
                                                                               generator=_g(), steps=4)),
         "distillation.consistency_sample": (distillation.consistency_sample, dict(student=unc, z=Z, steps=2,
                                                                                   generator=_g())),
-        "distillation.guided_velocity": (distillation.guided_velocity, dict(model=cond, x_t=X, t=T, y=Y, w=2.0)),
         "distillation.guidance_distillation_loss": (distillation.guidance_distillation_loss,
                                                     dict(student=gcond, teacher=cond, x=X, y=Y, generator=_g(),
                                                          w_max=4.0)),
@@ -739,6 +752,8 @@ def specs(judge):
         "threads.following": (threads.following, dict(fn=torch.neg, device="cpu")),
         "pretrained.reusing": (pretrained.reusing, dict(lecture="lecture 05")),
         "nn.layers.LayerNorm": (nn_layers.LayerNorm, dict(width=8, eps=1e-5, elementwise_affine=True)),
+        "nn.layers.BatchNorm1d": (nn_layers.BatchNorm1d, dict(features=8, eps=1e-5, momentum=0.1)),
+        "nn.layers.BatchNorm2d": (nn_layers.BatchNorm2d, dict(channels=8, eps=1e-5, momentum=0.1)),
         **{f"nn.layers.{name}": (getattr(nn_layers, name), dict(in_channels=2, out_channels=3, kernel_size=3, stride=1,
                                                                 padding=1, dilation=1, bias=True))
            for name in ("Conv2d", "ConvTranspose2d")},

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from cs231n_gen import image_metrics
+from cs231n_gen import digit_judge
 from cs231n_gen.data.images import digits
-from cs231n_gen.image_metrics import DigitJudge, digit_classifier, frechet_distance
+from cs231n_gen.digit_judge import DigitJudge, digit_classifier
+from cs231n_gen.image_metrics import frechet_distance
 
 
 def test_digits_splits_and_range():
@@ -42,13 +43,13 @@ def judge(digit_cache):
 
 def test_classifier_is_accurate_and_cached(judge, monkeypatch):
     assert judge.test_accuracy >= 0.97
-    cached = list(image_metrics.cache_dir().glob("digit_classifier_*.pt"))
+    cached = list(digit_judge.cache_dir().glob("digit_classifier_*.pt"))
     assert len(cached) == 1
     again = digit_classifier(16, device="cpu", progress=False)  # from the cache: same weights, no training
     for a, b in zip(again.state_dict().values(), judge.classifier.state_dict().values()):
         assert torch.equal(a.cpu(), b.cpu())
     cached[0].write_bytes(b"not a checkpoint")  # a corrupt cache is retrained over, not fatal
-    monkeypatch.setattr(image_metrics, "train_digit_classifier", lambda *a, **k: judge.classifier)
+    monkeypatch.setattr(digit_judge, "train_digit_classifier", lambda *a, **k: judge.classifier)
     assert digit_classifier(16, device="cpu", progress=False).test_accuracy >= 0.97
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cs231n_gen import gan, guidance, image_metrics, oracle, paths, sampling, schedules
+from cs231n_gen import digit_judge, gan, guidance, oracle, paths, sampling, schedules
 from cs231n_gen.data import eight_gaussians
 from cs231n_gen.nn import MLPGenerator, TimeMLP
 
@@ -66,9 +66,9 @@ def test_grids_and_metrics_refuse_what_they_cannot_use():
         schedules.time_grid(4, dtype=torch.int64)
     judge_like = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 10))
     with pytest.raises(ValueError, match="labels"):
-        image_metrics.accuracy(judge_like, torch.zeros(10, 1, 2, 2), torch.tensor([3]))  # used to broadcast
+        digit_judge.accuracy(judge_like, torch.zeros(10, 1, 2, 2), torch.tensor([3]))  # used to broadcast
     with pytest.raises(ValueError, match="images"):
-        image_metrics.accuracy(judge_like, torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long))
+        digit_judge.accuracy(judge_like, torch.zeros(0, 1, 2, 2), torch.zeros(0, dtype=torch.long))
 
 
 def test_deep_crashes_are_now_clear_errors():
@@ -101,3 +101,57 @@ def test_inputs_that_used_to_crash_inside_torch_or_give_nan():
     with pytest.raises(ValueError, match="images contains NaN"):
         shape_attributes(torch.full((2, 3, 32, 32), float("nan")))
     assert shape_attributes(torch.full((1, 3, 32, 32), 1.5))["found"].shape == (1,)
+
+
+def test_the_checks_of_the_librarys_own_kinds_live_with_their_class():
+    from cs231n_gen.data.toy2d import LabelledMixture, check_labelled_mixture, check_mixture
+
+    path = paths.vp_cosine()
+    assert paths.check_path(path) is path and paths.check_target("target", "eps") == "eps"
+    assert check_mixture("mixture", MIX) is MIX
+    labelled = LabelledMixture(MIX, torch.arange(8) % 2)
+    assert check_labelled_mixture(labelled) is labelled
+    with pytest.raises(ValueError, match="path must be a cs231n_gen.paths.DiffusionPath, got str"):
+        paths.check_path("vp")
+    with pytest.raises(ValueError, match=r"targets must be one of \('x', 'eps'"):
+        paths.check_target("targets", "noise")
+    with pytest.raises(ValueError, match="reference must be a cs231n_gen.data.GaussianMixture, got Tensor"):
+        check_mixture("reference", Z)
+    with pytest.raises(ValueError, match="labelled must be a LabelledMixture, got GaussianMixture"):
+        check_labelled_mixture(MIX)
+
+
+def test_the_checks_import_no_concept_module():
+    """_validate is machinery: the modules of concepts import it, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    import cs231n_gen._validate as validate
+
+    imported = {node.module for node in ast.walk(ast.parse(Path(validate.__file__).read_text()))
+                if isinstance(node, ast.ImportFrom) and node.module}
+    assert all(not m.startswith(".") and not m.startswith("cs231n_gen") for m in imported), imported
+    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in
+                   ast.walk(ast.parse(Path(validate.__file__).read_text())))
+
+
+def test_value_checks_read_cpu_tensors_only():
+    """Range and NaN checks read values back to the host: on the CPU they run; on any other
+    device (here torch's meta device, which holds no values) only shapes and types are checked."""
+    from cs231n_gen._validate import as_time, check_labels, check_tensor, check_tokens
+
+    with pytest.raises(ValueError, match="token ids in 0..9"):
+        check_tokens("tokens", torch.tensor([[3, 12]]), 10)
+    with pytest.raises(ValueError, match="y must lie in 0..3"):
+        check_labels("y", torch.tensor([0, 5]), 2, 4)
+    with pytest.raises(ValueError, match="NaN"):
+        check_tensor("x", torch.tensor([float("nan")]))
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        as_time("t", torch.tensor([2.0]), 1, Z)
+    meta = torch.device("meta")
+    assert check_tokens("tokens", torch.empty(1, 2, dtype=torch.long, device=meta), 10).device == meta
+    assert check_labels("y", torch.empty(2, dtype=torch.long, device=meta), 2, 4).device == meta
+    assert check_tensor("x", torch.empty(3, device=meta)).device == meta
+    assert as_time("t", torch.empty(1, device=meta), 1, torch.empty(1, 2, device=meta)).device == meta
+    with pytest.raises(ValueError, match=r"shaped \(B, T\)"):  # shapes are still checked there
+        check_tokens("tokens", torch.empty(3, dtype=torch.long, device=meta), 10)

@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from .._validate import as_float_tensor, check_device, check_dtype, check_generator, check_int, check_points, check_real
+from .._validate import (as_float_tensor, check_device, check_dtype, check_generator, check_instance, check_int,
+                         check_points, check_real)
 
 
 class GaussianMixture:
@@ -359,3 +360,13 @@ def overlapping_classes(std: float = 0.65) -> LabelledMixture:
             means.append([radius * math.cos(a), radius * math.sin(a)])
             classes.append(c)
     return LabelledMixture(GaussianMixture(torch.tensor(means), std), classes)
+
+
+def check_mixture(name: str, mixture) -> GaussianMixture:
+    """``mixture`` if it is a :class:`GaussianMixture`, else a ValueError naming the argument."""
+    return check_instance(name, mixture, GaussianMixture, "a cs231n_gen.data.GaussianMixture")
+
+
+def check_labelled_mixture(labelled) -> LabelledMixture:
+    """``labelled`` if it is a :class:`LabelledMixture`, else a ValueError."""
+    return check_instance("labelled", labelled, LabelledMixture, "a LabelledMixture")

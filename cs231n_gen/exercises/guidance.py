@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._harness import call_student, close, exercise, fail
+from ._harness import call_student, close, exercise, fail, name_the_mistake
 
 
 class _ProbeConditional(torch.nn.Module):
@@ -27,9 +27,7 @@ class _ProbeConditional(torch.nn.Module):
 
 @exercise("guided_velocity", references=('cs231n_gen.guidance.cfg_velocity',
                                   'cs231n_gen.guidance._combine',
-                                  'cs231n_gen.guidance.Guided.forward',
-                                  'cs231n_gen.distillation.guided_velocity',
-                                  'cs231n_gen.distillation._guided'))
+                                  'cs231n_gen.guidance.Guided.forward'))
 def check_cfg_velocity(student_fn, probe):
     """Check ``guided_velocity(model, x, t, y, w, null_label)``: (1 + w) v_y - w v_null, one batched call."""
     g = probe.generator()
@@ -57,9 +55,7 @@ def check_cfg_velocity(student_fn, probe):
                 ((1 + w) * v_y + w * v_null, "the unconditional prediction must be subtracted: -w v_null."),
                 (v_y + w * v_null, "guidance extrapolates from v_null through v_y: (1 + w) v_y - w v_null."),
             ]
-            for value, hint in hints:
-                if close(got, value, 1e-4):
-                    fail(f"with w = {w}: {hint}")
+            name_the_mistake(got, hints, 1e-4, prefix=f"with w = {w}: ")
             fail(f"with w = {w} guided_velocity does not match (1 + w) v_y - w v_null "
                  f"(largest difference {float((got - want).abs().max()):.4g}).")
         if w > 0 and model.calls != [2 * x.shape[0]]:
@@ -119,9 +115,7 @@ def check_cfg_loss(student_fn, probe):
             if not close(student(y.clone(), u_flip, p), got, 1e-5):
                 fail(f"with p_uncond = {p}: one coin decides for the whole batch (changing u[0] alone dropped "
                      "or kept every label): each example needs its own coin, drop label i where u[i] < p_uncond.")
-        for value, hint in hints:
-            if close(got, value, 1e-5):
-                fail(f"with p_uncond = {p}: {hint}")
+        name_the_mistake(got, hints, 1e-5, prefix=f"with p_uncond = {p}: ")
         fail(f"with p_uncond = {p}: expected {float(want):.5f}, got {float(got):.5f}. Check x_t = (1 - t) x + t z, "
              "the target z - x, and the reduction (sum over coordinates, mean over the batch).")
     return "cfg_loss is correct: labels dropped exactly where u < p_uncond, for p_uncond = 0, 0.2, 0.5 and 1."

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .._validate import check_int, check_model_input
+from .._validate import check_ids, check_int, check_keeps_a_token, check_model_input
 from .dit import _Attention, _mlp
 from .layers import Conv2d, LayerNorm
 
@@ -28,15 +28,12 @@ def _check_ids(ids, mask, vocab_size: int, max_length: int):
     if ids.shape[0] < 1 or not 1 <= ids.shape[1] <= max_length:
         raise ValueError(f"ids must be shaped (B, L) with B >= 1 and 1 <= L <= max_length={max_length}, got "
                          f"{tuple(ids.shape)}")
-    if ids.device.type == "cpu" and bool(((ids < 0) | (ids >= vocab_size)).any()):
-        raise ValueError(f"ids must lie in 0..{vocab_size - 1}, got values in {int(ids.min())}..{int(ids.max())}")
+    check_ids("ids", ids, vocab_size)
     if mask is None:
         return ids != 0
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != ids.shape:
         raise ValueError(f"mask must be a bool tensor shaped like ids {tuple(ids.shape)}, got {mask!r:.80}")
-    if mask.device.type == "cpu" and not bool(mask.any(1).all()):
-        raise ValueError("mask must keep at least one token of every caption")
-    return mask
+    return check_keeps_a_token("mask", mask, "caption")
 
 
 # ------------------------------------------------------------------------- text side

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import as_time, check_bool, check_int, check_model_input, check_real
+from .._validate import as_time, check_bool, check_int, check_model_input, check_model_labels, check_real
 from .mlp import FourierTimeEmbedding
 from .layers import LayerNorm
 
@@ -373,12 +373,7 @@ class DiT(nn.Module):
                 raise ValueError("this DiT takes labels y (num_classes was given), not context")
             if y is None:
                 y = torch.full((n,), self.num_classes, device=device, dtype=torch.long)
-            if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.is_floating_point() or y.dtype == torch.bool:
-                got = f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else repr(y)
-                raise ValueError(f"y must be a ({n},) integer tensor of labels, got {got}")
-            if y.device.type == "cpu" and bool(((y < 0) | (y > self.num_classes)).any()):
-                raise ValueError(f"y must lie in 0..{self.num_classes} ({self.num_classes} = no label), got values "
-                                 f"in {int(y.min())}..{int(y.max())}")
+            y = check_model_labels("y", y, n, self.num_classes)
             return self.label_embed(y.long().to(device))[:, None], torch.ones(n, 1, dtype=torch.bool, device=device)
         if self.context_dim is not None:
             if y is not None:

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from .._validate import as_time, check_int, check_model_input, check_real
+from .._validate import as_time, check_int, check_model_input, check_model_labels, check_real
 
 
 class FourierTimeEmbedding(nn.Module):
@@ -105,13 +105,7 @@ class TimeMLP(nn.Module):
         if self.num_classes is not None:
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
-            if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.is_floating_point() \
-                    or y.dtype == torch.bool or y.is_complex():
-                got = f"a {y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else repr(y)
-                raise ValueError(f"y must be a ({x.shape[0]},) integer tensor of labels, got {got}")
-            if on_cpu and bool(((y < 0) | (y > self.num_classes)).any()):
-                raise ValueError(f"y must lie in 0..{self.num_classes} ({self.num_classes} = no label), got values in "
-                                 f"{int(y.min())}..{int(y.max())}")
+            y = check_model_labels("y", y, x.shape[0], self.num_classes)
             cond = cond + self.label_embed(y.long())
         elif y is not None:
             raise ValueError("y was given but this model was built with num_classes=None")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validate import as_time, check_bool, check_int, check_model_input, check_real
+from .._validate import as_time, check_bool, check_int, check_keeps_a_token, check_model_input, check_real
 from .dit import (DiT, _FinalLayer, _Attention, _embed_context, _mlp, _modulate, _norm, patchify,
                   sincos_position_embedding, unpatchify)
 from .mlp import FourierTimeEmbedding
@@ -89,8 +89,7 @@ class VideoBlock(nn.Module):
                 or context_mask.shape != context.shape[:2]:
             raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got "
                              f"{context_mask!r:.80}")
-        if context_mask.device.type == "cpu" and not bool(context_mask.any(1).all()):
-            raise ValueError("context_mask must keep at least one token of every row")
+        check_keeps_a_token("context_mask", context_mask)
         return self._forward(x, c, context, context_mask)
 
     def _forward(self, x, c, context, context_mask):

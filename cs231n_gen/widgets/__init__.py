@@ -8,7 +8,7 @@ widgets do not run, then returns the widget.
 """
 from .autoregressive import sampling_explorer
 from .distillation import SwitchPlayer, reflow_player
-from .flows import flow_player, interpolation_explorer
+from .rectified_flow import flow_player, interpolation_explorer
 from .player import FRAME_DPI, FramePlayer, frame_picks, live_figure, static_strip
 from .gans import gan_training_player, latent_interpolation
 from .generalized import path_explorer

@@ -23,7 +23,7 @@ def path_explorer(mixture, paths: dict, targets=("eps", "x", "v", "velocity", "s
 
     static = check_bool("static", static)
     from ..data.toy2d import GaussianMixture
-    from .._validate import check_path, check_target
+    from ..paths import check_path, check_target
 
     if not isinstance(mixture, GaussianMixture) or mixture.dim != 2:
         raise ValueError("mixture must be a 2D cs231n_gen.data.GaussianMixture")
