@@ -217,9 +217,7 @@ def gpu_sitting(paths: list[Path], timeout: int, out: Path, minutes: float) -> d
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save():
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out)
+        write_json(out, result)
 
     def all_at_once(todo: list[Path], quick: bool, key: str) -> None:
         with ProcessPoolExecutor(len(todo), mp_context=multiprocessing.get_context("spawn")) as pool:

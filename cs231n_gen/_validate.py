@@ -180,9 +180,7 @@ def check_labels(name: str, value, n: int, n_labels: int, device=None, rows_of: 
     value = value.reshape(-1).to(device=device if device is not None else value.device, dtype=torch.long)
     if value.shape[0] != n:
         raise ValueError(f"{name} must have {n} labels (one per row of {rows_of}), got {value.shape[0]}")
-    if n and host_readable(value) and bool(((value < 0) | (value >= n_labels)).any()):
-        raise ValueError(f"{name} must lie in 0..{n_labels - 1}, got values in {int(value.min())}..{int(value.max())}")
-    return value
+    return _check_in_range(name, value, n_labels - 1)
 
 
 def check_model_labels(name: str, value, n: int, num_classes: int) -> torch.Tensor:
@@ -191,18 +189,19 @@ def check_model_labels(name: str, value, n: int, num_classes: int) -> torch.Tens
     if not isinstance(value, torch.Tensor) or value.shape != (n,) or value.is_floating_point() \
             or value.dtype == torch.bool or value.is_complex():
         raise ValueError(f"{name} must be a ({n},) integer tensor of labels, got {_describe(value)}")
-    if host_readable(value) and bool(((value < 0) | (value > num_classes)).any()):
-        raise ValueError(f"{name} must lie in 0..{num_classes} ({num_classes} = no label), got values in "
-                         f"{int(value.min())}..{int(value.max())}")
+    return _check_in_range(name, value, num_classes, note=f" ({num_classes} = no label)")
+
+
+def _check_in_range(name: str, value: torch.Tensor, top: int, *, verb: str = "lie in", note: str = ""):
+    """``value`` if its integers lie in 0..top (read on the CPU only: see the module)."""
+    if value.numel() and host_readable(value) and bool(((value < 0) | (value > top)).any()):
+        raise ValueError(f"{name} must {verb} 0..{top}{note}, got values in {int(value.min())}..{int(value.max())}")
     return value
 
 
 def check_ids(name: str, value, vocab_size: int) -> torch.Tensor:
     """Token ids already shaped: values in 0..vocab_size-1, read on the CPU only."""
-    if host_readable(value) and bool(((value < 0) | (value >= vocab_size)).any()):
-        raise ValueError(f"{name} must lie in 0..{vocab_size - 1}, got values in "
-                         f"{int(value.min())}..{int(value.max())}")
-    return value
+    return _check_in_range(name, value, vocab_size - 1)
 
 
 def check_keeps_a_token(name: str, mask: torch.Tensor, rows: str = "row") -> torch.Tensor:
@@ -210,6 +209,24 @@ def check_keeps_a_token(name: str, mask: torch.Tensor, rows: str = "row") -> tor
     if host_readable(mask) and not bool(mask.any(1).all()):
         raise ValueError(f"{name} must keep at least one token of every {rows}")
     return mask
+
+
+def check_row_weights(name: str, value, like: torch.Tensor, maximum: float | None = None, rows_of: str = "x"):
+    """A weight >= 0 (<= ``maximum`` if given): one number (returned as a float), or a 0-d or
+    (n,) float tensor, one weight per row of ``like`` (returned as (n,) on its device and dtype;
+    the range is read on the CPU only)."""
+    if not isinstance(value, torch.Tensor):
+        return check_real(name, value, minimum=0.0, maximum=maximum)
+    n = like.shape[0]
+    if not value.is_floating_point() or value.ndim > 1 or (value.ndim == 1 and value.shape[0] != n):
+        raise ValueError(f"{name} must be a number or a ({n},) float tensor (one weight per row of {rows_of}), "
+                         f"got {_describe(value)}")
+    value = value.to(device=like.device, dtype=like.dtype).expand(n)
+    top = float("inf") if maximum is None else maximum
+    if host_readable(value) and not bool((torch.isfinite(value) & (value >= 0) & (value <= top)).all()):
+        where = "be finite and >= 0" if maximum is None else f"lie in [0, {maximum:g}]"
+        raise ValueError(f"{name} must {where}, got values in [{float(value.min()):.4g}, {float(value.max()):.4g}]")
+    return value
 
 
 def check_bool(name: str, value) -> bool:
@@ -441,7 +458,4 @@ def check_tokens(name: str, value, vocab_size: int, max_length: int | None = Non
         raise ValueError(f"{name} must be shaped (B, T) (a batch of token sequences), got shape {tuple(value.shape)}")
     if max_length is not None and value.shape[1] > max_length:
         raise ValueError(f"{name} may hold at most {max_length} tokens per sequence, got {value.shape[1]}")
-    if value.numel() and host_readable(value) and bool(((value < 0) | (value >= vocab_size)).any()):
-        raise ValueError(f"{name} must hold token ids in 0..{vocab_size - 1}, got values in "
-                         f"{int(value.min())}..{int(value.max())}")
-    return value.long()
+    return _check_in_range(name, value, vocab_size - 1, verb="hold token ids in").long()

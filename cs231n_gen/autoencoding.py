@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ._validate import check_device, check_generator, check_int, check_module, check_real, check_tensor, host_readable
+from ._validate import (check_device, check_generator, check_instance, check_int, check_real, check_tensor,
+                        host_readable)
 from .engine import (Loop, RunRecord, Trainable, batch_source, cache_inputs, lr_factor, model_signature,
                      run)
 from .gan import hinge_discriminator_loss, hinge_generator_loss
@@ -158,6 +159,13 @@ def _images(name: str, images) -> torch.Tensor:
     return images
 
 
+def _check_vae(vae):
+    """``vae`` if it is a :class:`~cs231n_gen.nn.autoencoder.VAE`."""
+    from .nn.autoencoder import VAE
+
+    return check_instance("vae", vae, VAE, "a cs231n_gen.nn.autoencoder.VAE")
+
+
 def train_autoencoder(
     vae,
     images: torch.Tensor,
@@ -206,11 +214,9 @@ def train_autoencoder(
 
     Returns an :class:`AutoencoderHistory`.
     """
-    from .nn.autoencoder import VAE, PatchDiscriminator
+    from .nn.autoencoder import PatchDiscriminator
 
-    check_module("vae", vae)
-    if not isinstance(vae, VAE):
-        raise ValueError(f"vae must be a cs231n_gen.nn.autoencoder.VAE, got {type(vae).__name__}")
+    _check_vae(vae)
     if discriminator is not None and not isinstance(discriminator, PatchDiscriminator):
         raise ValueError("discriminator must be a cs231n_gen.nn.autoencoder.PatchDiscriminator or None, got "
                          f"{type(discriminator).__name__}")
@@ -304,10 +310,7 @@ def train_autoencoder(
 def encode(vae, images: torch.Tensor, batch_size: int = 512, sample: bool = False,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """The latents of ``images`` under ``vae``: the posterior means (or draws, with ``sample``)."""
-    from .nn.autoencoder import VAE
-
-    if not isinstance(vae, VAE):
-        raise ValueError(f"vae must be a cs231n_gen.nn.autoencoder.VAE, got {type(vae).__name__}")
+    _check_vae(vae)
     images = check_tensor("images", images, ndim=4)
     if images.shape[0] < 1 or images.shape[1] != vae.in_channels or images.shape[2] % vae.downsample \
             or images.shape[3] % vae.downsample:
@@ -328,10 +331,7 @@ def encode(vae, images: torch.Tensor, batch_size: int = 512, sample: bool = Fals
 def decode(vae, latents: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """Images, on the CPU, of latents a diffusion model made on ``scale`` times the VAE's
     latents (:func:`latent_scale`): ``vae.decode(latents / scale)``, without gradients."""
-    from .nn.autoencoder import VAE
-
-    if not isinstance(vae, VAE):
-        raise ValueError(f"vae must be a cs231n_gen.nn.autoencoder.VAE, got {type(vae).__name__}")
+    _check_vae(vae)
     latents = check_tensor("latents", latents, ndim=4)
     if latents.shape[0] < 1 or latents.shape[1] != vae.latent_channels:
         raise ValueError(f"latents must be shaped (n, {vae.latent_channels}, h, w) with n >= 1, "

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._validate import (as_time, check_batch, check_callable, check_generator, check_labels, check_model_input,
-                        check_real, host_readable, per_row)
+                        check_real, check_row_weights, per_row)
 from .paths import rectified_flow_loss
 
 
@@ -95,18 +95,7 @@ def cfg_velocity(model, x_t: torch.Tensor, t, y, w, *, null_label: int | None = 
 
 def _guidance_weight(w, x_t: torch.Tensor):
     """A number >= 0, or a (B,) float tensor of weights >= 0 on ``x_t``'s device and dtype."""
-    if not isinstance(w, torch.Tensor):
-        return check_real("w", w, minimum=0.0)
-    n = x_t.shape[0]
-    if w.ndim == 0:
-        w = w.expand(n)
-    if w.shape != (n,) or not w.is_floating_point():
-        raise ValueError(f"w must be a number or a ({n},) float tensor (one weight per row of x_t), "
-                         f"got a {w.dtype} tensor of shape {tuple(w.shape)}")
-    w = w.to(device=x_t.device, dtype=x_t.dtype)
-    if host_readable(w) and bool((~torch.isfinite(w) | (w < 0)).any()):
-        raise ValueError(f"w must be finite and >= 0, got values in [{float(w.min()):.4g}, {float(w.max()):.4g}]")
-    return w
+    return check_row_weights("w", w, x_t, rows_of="x_t")
 
 
 def _combine(model, x_t, t, y, w, null_label):

@@ -119,6 +119,7 @@ EXEMPT = {
     "cs231n_gen.nn.layers.LayerNorm.forward": "a layer inside the models, whose forward checks the input",
     "cs231n_gen.nn.layers.Conv2d.forward": "a layer inside the models, whose forward checks the input",
     "cs231n_gen.nn.layers.ConvTranspose2d.forward": "a layer inside the models, whose forward checks the input",
+    "cs231n_gen.nn.layers.GroupNorm.forward": "a layer inside the models, whose forward checks the input",
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
     "cs231n_gen.grading.kernel.serve": "called only from the grader's own cells, with values it wrote",
@@ -754,6 +755,7 @@ def specs(judge):
         "nn.layers.LayerNorm": (nn_layers.LayerNorm, dict(width=8, eps=1e-5, elementwise_affine=True)),
         "nn.layers.BatchNorm1d": (nn_layers.BatchNorm1d, dict(features=8, eps=1e-5, momentum=0.1)),
         "nn.layers.BatchNorm2d": (nn_layers.BatchNorm2d, dict(channels=8, eps=1e-5, momentum=0.1)),
+        "nn.layers.GroupNorm": (nn_layers.GroupNorm, dict(groups=2, channels=8, eps=1e-5, affine=True)),
         **{f"nn.layers.{name}": (getattr(nn_layers, name), dict(in_channels=2, out_channels=3, kernel_size=3, stride=1,
                                                                 padding=1, dilation=1, bias=True))
            for name in ("Conv2d", "ConvTranspose2d")},

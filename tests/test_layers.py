@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from cs231n_gen.nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, LayerNorm
+from cs231n_gen.nn.layers import BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, GroupNorm, LayerNorm
 
 
 def _grads_at(threads, layer, x, grad_out):
@@ -61,6 +61,26 @@ def test_bad_settings_are_refused_by_name():
         BatchNorm2d(8, momentum=1.5)
     with pytest.raises(ValueError, match="features"):
         BatchNorm1d(0)
+    with pytest.raises(ValueError, match="divisible by groups=8"):
+        GroupNorm(8, 12)
+    with pytest.raises(ValueError, match="x must be shaped"):
+        GroupNorm(2, 4)(torch.zeros(3, 5, 2, 2))
+
+
+@pytest.mark.parametrize("affine, shape", [(True, (6, 16, 7, 5)), (False, (3, 8, 10)), (True, (1, 4, 3, 3))])
+def test_group_norm_matches_torch_values_and_gradients(affine, shape):
+    torch.manual_seed(0)
+    groups = shape[1] // 4
+    ours, theirs = GroupNorm(groups, shape[1], affine=affine), nn.GroupNorm(groups, shape[1], affine=affine)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.normal_()
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(*shape) * 3 + 1
+    grad_out = torch.randn(*shape)
+    for a, b in zip(_grads_at(2, ours, x, grad_out), _grads_at(2, theirs, x, grad_out), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("make, ref, shape", [(lambda: BatchNorm2d(8), lambda: nn.BatchNorm2d(8), (16, 8, 5, 5)),
@@ -92,7 +112,8 @@ def test_batch_norm_matches_torch_in_training_and_evaluation(make, ref, shape):
                                          (lambda: Conv2d(64, 16, 1), (32, 64, 8, 8)),
                                          (lambda: ConvTranspose2d(32, 32, 4, stride=2, padding=1), (128, 32, 8, 8)),
                                          (lambda: BatchNorm2d(64), (128, 64, 8, 8)),
-                                         (lambda: BatchNorm1d(2048), (128, 2048))])
+                                         (lambda: BatchNorm1d(2048), (128, 2048)),
+                                         (lambda: GroupNorm(8, 32), (16, 32, 16, 16))])
 def test_the_same_bits_at_one_and_two_threads(make, shape):
     torch.manual_seed(0)
     layer = make()
@@ -118,6 +139,32 @@ def test_a_dcgan_step_has_the_same_bits_at_one_and_two_threads():
             x = G(torch.randn(64, 32))
             (D(x).square().mean() + x.square().mean()).backward()
             return [x.detach(), *(p.grad for p in [*G.parameters(), *D.parameters()]), *G.buffers()]
+        finally:
+            torch.set_num_threads(before)
+
+    assert all(torch.equal(a, b) for a, b in zip(run(1), run(2), strict=True))
+
+
+def test_autoencoder_steps_have_the_same_bits_at_one_and_two_threads():
+    """Lecture 05's VAE: two Adam steps (the second from weights the first moved, where torch's
+    fused group norm summed its input's gradient by thread)."""
+    from cs231n_gen.nn import VAE
+
+    def run(threads):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            torch.manual_seed(0)
+            vae = VAE(in_channels=3, latent_channels=4, width=16, downsample=4)
+            optimizer = torch.optim.Adam(vae.parameters(), lr=2e-3)
+            x = torch.rand(8, 3, 32, 32) * 2 - 1
+            for _ in range(2):
+                mean, _ = vae.encoder(x)
+                loss = (vae.decoder(mean) - x).square().mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            return list(vae.parameters())
         finally:
             torch.set_num_threads(before)
 

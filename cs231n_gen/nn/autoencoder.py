@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .._validate import check_generator, check_int, check_model_input
-from .layers import Conv2d
+from .layers import Conv2d, GroupNorm
 
 
 def _sizes(in_channels, latent_channels, width, factor, factor_name: str) -> tuple[int, int, int, int]:
@@ -50,8 +50,8 @@ def _images(name: str, x, channels: int, factor: int) -> torch.Tensor:
     return x
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, channels), channels)
+def _norm(channels: int) -> GroupNorm:
+    return GroupNorm(min(8, channels), channels)
 
 
 class ResBlock(nn.Module):

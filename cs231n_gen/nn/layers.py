@@ -23,6 +23,9 @@ convolutions' outputs have the same bits at any count already.
 over the batch (and pixels), where torch's fused kernel sums them in per-thread pieces;
 the running statistics are updated as torch's are (momentum, unbiased variance).
 
+:class:`GroupNorm` computes each group's mean and variance as plain means over the group's
+channels and pixels: torch's fused kernel sums the input's gradient in per-thread pieces.
+
 All of them keep the torch layer's parameters and state dict.
 """
 from __future__ import annotations
@@ -191,3 +194,27 @@ class BatchNorm2d(_PlainBatchNorm, nn.BatchNorm2d):
                          eps=check_real("eps", eps, minimum=0.0, strict_min=True),
                          momentum=None if momentum is None else check_real("momentum", momentum, minimum=0.0,
                                                                            maximum=1.0))
+
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm``: y = (x - mean) / sqrt(var + eps) * gamma + beta, the mean and (biased)
+    variance over each sample's group of ``channels / groups`` channels and all its pixels, whose
+    results do not depend on the CPU thread count (see the module)."""
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5, affine: bool = True):
+        groups, channels = check_int("groups", groups, minimum=1), check_int("channels", channels, minimum=1)
+        if channels % groups:
+            raise ValueError(f"channels must be divisible by groups={groups}, got {channels}")
+        super().__init__(groups, channels, eps=check_real("eps", eps, minimum=0.0, strict_min=True),
+                         affine=check_bool("affine", affine))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"x must be shaped (n, {self.num_channels}, ...), got {tuple(x.shape)}")
+        grouped = x.reshape(x.shape[0], self.num_groups, -1)
+        var, mean = torch.var_mean(grouped, -1, unbiased=False, keepdim=True)
+        y = ((grouped - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)
+        if self.affine:
+            shape = [1, -1] + [1] * (x.ndim - 2)
+            y = torch.addcmul(self.bias.view(shape), y, self.weight.view(shape))
+        return y

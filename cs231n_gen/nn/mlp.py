@@ -21,7 +21,8 @@ import math
 import torch
 from torch import nn
 
-from .._validate import as_time, check_int, check_model_input, check_model_labels, check_real
+from .._validate import (as_time, check_int, check_model_input, check_model_labels, check_real, check_row_weights,
+                         host_readable)
 
 
 class FourierTimeEmbedding(nn.Module):
@@ -99,8 +100,7 @@ class TimeMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None, w=None) -> torch.Tensor:
         x = check_model_input("x", x, (None, self.dim))
-        on_cpu = x.device.type == "cpu"  # value checks cost nothing there (see check_model_input)
-        t = as_time("t", t, x.shape[0], x, check_values=on_cpu)
+        t = as_time("t", t, x.shape[0], x, check_values=host_readable(x))
         cond = self.time_embed(t)
         if self.num_classes is not None:
             if y is None:
@@ -113,15 +113,9 @@ class TimeMLP(nn.Module):
             if w is None:
                 raise ValueError(f"w (the guidance weight, 0..{self.guidance_max:g}) is required: this model was "
                                  "built with guidance_max")
+            w = check_row_weights("w", w, x, maximum=self.guidance_max)
             if not isinstance(w, torch.Tensor):
-                w = torch.tensor(check_real("w", w, minimum=0.0, maximum=self.guidance_max))
-            if not w.is_floating_point() or w.ndim > 1 or (w.ndim == 1 and w.shape[0] != x.shape[0]):
-                raise ValueError(f"w must be a number or a ({x.shape[0]},) float tensor (one weight per row of x), "
-                                 f"got a {w.dtype} tensor of shape {tuple(w.shape)}")
-            w = w.to(device=x.device, dtype=x.dtype).expand(x.shape[0])
-            if on_cpu and not bool((torch.isfinite(w) & (w >= 0) & (w <= self.guidance_max)).all()):
-                raise ValueError(f"w must lie in [0, {self.guidance_max:g}] (guidance_max), got values in "
-                                 f"[{float(w.min()):.4g}, {float(w.max()):.4g}]")
+                w = torch.full((x.shape[0],), w, device=x.device, dtype=x.dtype)
             w = w / self.guidance_max
             cond = cond + self.weight_embed(w)
         elif w is not None:
