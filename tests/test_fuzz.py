@@ -120,6 +120,10 @@ EXEMPT = {
     "cs231n_gen.nn.layers.Conv2d.forward": "a layer inside the models, whose forward checks the input",
     "cs231n_gen.nn.layers.ConvTranspose2d.forward": "a layer inside the models, whose forward checks the input",
     "cs231n_gen.nn.layers.GroupNorm.forward": "a layer inside the models, whose forward checks the input",
+    **{f"cs231n_gen.nn.layers.{name}": "a transformer piece inside the models' forwards, which check the input "
+                                       "once (fuzzed through DiT, VideoDiT and TextEncoder)"
+       for name in ("modulate", "attend", "attention_weights", "Attention.forward", "FinalLayer.forward",
+                    "embed_context")},
     "cs231n_gen.cli.main": "argparse checks the command line; a ValueError becomes exit status 2 with its message",
     "cs231n_gen.grading.kernel.seal": "takes no arguments; runs only in the grader's own notebook cell",
     "cs231n_gen.grading.kernel.serve": "called only from the grader's own cells, with values it wrote",
@@ -756,6 +760,10 @@ def specs(judge):
         "nn.layers.BatchNorm1d": (nn_layers.BatchNorm1d, dict(features=8, eps=1e-5, momentum=0.1)),
         "nn.layers.BatchNorm2d": (nn_layers.BatchNorm2d, dict(channels=8, eps=1e-5, momentum=0.1)),
         "nn.layers.GroupNorm": (nn_layers.GroupNorm, dict(groups=2, channels=8, eps=1e-5, affine=True)),
+        "nn.layers.Attention": (nn_layers.Attention, dict(width=8, heads=2)),
+        "nn.layers.feed_forward": (nn_layers.feed_forward, dict(width=8, ratio=4.0)),
+        "nn.layers.adaln_norm": (nn_layers.adaln_norm, dict(width=8)),
+        "nn.layers.FinalLayer": (nn_layers.FinalLayer, dict(width=8, patch_numbers=12)),
         **{f"nn.layers.{name}": (getattr(nn_layers, name), dict(in_channels=2, out_channels=3, kernel_size=3, stride=1,
                                                                 padding=1, dilation=1, bias=True))
            for name in ("Conv2d", "ConvTranspose2d")},

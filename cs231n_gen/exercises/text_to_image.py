@@ -79,7 +79,8 @@ def _cross(x, context, mask, wq, wk, wv, *, use_mask=True, invert=False, scale=T
     return scores.softmax(axis) @ v
 
 
-@exercise("masked_cross_attention", references=('cs231n_gen.nn.dit._attend', 'cs231n_gen.nn.dit._attention_weights'))
+@exercise("masked_cross_attention",
+          references=('cs231n_gen.nn.layers.attend', 'cs231n_gen.nn.layers.attention_weights'))
 def check_masked_cross_attention(student_fn, probe):
     """Check ``masked_cross_attention(x, context, mask, wq, wk, wv)``: one head of cross-attention
     from tokens x (B, N, D) to context (B, L, E), padded context tokens (mask False) never attended."""

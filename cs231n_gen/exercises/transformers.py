@@ -113,7 +113,7 @@ class _ProbeMLP(torch.nn.Module):
         return torch.tanh(h @ self.up)
 
 
-@exercise("adaln_zero_block", references=('cs231n_gen.nn.dit.DiTBlock.forward', 'cs231n_gen.nn.dit._modulate'))
+@exercise("adaln_zero_block", references=('cs231n_gen.nn.dit.DiTBlock.forward', 'cs231n_gen.nn.layers.modulate'))
 def check_adaln_zero_block(student_fn, probe):
     """Check ``adaln_zero_block(x, c, modulation, attn, mlp)``: one DiT block with adaLN-Zero modulation."""
     x, c, modulation, attn, mlp = _block_probe(probe)

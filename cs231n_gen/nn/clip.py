@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from .._validate import check_ids, check_int, check_keeps_a_token, check_model_input
-from .dit import _Attention, _mlp
-from .layers import Conv2d, LayerNorm
+from .layers import Attention, Conv2d, LayerNorm, feed_forward
 
 
 def _check_ids(ids, mask, vocab_size: int, max_length: int):
@@ -43,7 +42,7 @@ class _TextBlock(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.norm1, self.norm2 = LayerNorm(width), LayerNorm(width)
-        self.attn, self.mlp = _Attention(width, heads), _mlp(width, 4.0)
+        self.attn, self.mlp = Attention(width, heads), feed_forward(width, 4.0)
 
     def forward(self, x, mask):
         x = x + self.attn(self.norm1(x), key_mask=mask)

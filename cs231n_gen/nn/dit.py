@@ -49,12 +49,12 @@ guidance acts on every output channel: the output is one tensor of the input's s
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validate import as_time, check_bool, check_int, check_model_input, check_model_labels, check_real
 from .mlp import FourierTimeEmbedding
-from .layers import LayerNorm
+from .layers import (Attention, FinalLayer, LayerNorm, adaln_norm, attend, embed_context, feed_forward,
+                     modulate)
 
 CONDITIONINGS = ("adaln", "in_context", "cross", "joint")
 
@@ -109,60 +109,7 @@ def sincos_position_embedding(dim: int, rows: int, cols: int) -> torch.Tensor:
     return torch.cat([encode(r.flatten()), encode(c.flatten())], dim=1)
 
 
-# -------------------------------------------------------------------------- the pieces
-def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x (B, N, H) scaled by (1 + scale) and shifted, per example: scale and shift are (B, H)."""
-    return x * (1 + scale[:, None]) + shift[:, None]
-
-
-def _attend(q, k, v, heads: int, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """Multi-head softmax attention: q (B, Nq, H), k and v (B, Nk, H); key_mask (B, Nk), True = attend."""
-    b, nq, width = q.shape
-    split = lambda t: t.reshape(b, t.shape[1], heads, width // heads).transpose(1, 2)  # noqa: E731
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)
-    return out.transpose(1, 2).reshape(b, nq, width)
-
-
-def _attention_weights(q, k, heads: int, key_mask: torch.Tensor | None) -> torch.Tensor:
-    """The softmax weights :func:`_attend` uses, averaged over heads: (B, Nq, Nk), rows sum to 1."""
-    b, nq, width = q.shape
-    split = lambda t: t.reshape(b, t.shape[1], heads, width // heads).transpose(1, 2)  # noqa: E731
-    scores = split(q) @ split(k).transpose(-1, -2) / (width // heads) ** 0.5
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-    return scores.softmax(-1).mean(1)
-
-
-class _Attention(nn.Module):
-    """Self-attention (``context`` None) or cross-attention to ``context``; key_mask masks keys.
-
-    With ``record`` set to a list, every call appends its attention weights (B, Nq, Nk),
-    averaged over heads (for looking at, not for training: it costs a second pass).
-    """
-
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads, self.record = heads, None
-        self.q, self.kv, self.out = nn.Linear(width, width), nn.Linear(width, 2 * width), nn.Linear(width, width)
-
-    def forward(self, x, context=None, key_mask=None):
-        q = self.q(x)
-        k, v = self.kv(x if context is None else context).chunk(2, dim=-1)
-        if self.record is not None:
-            self.record.append(_attention_weights(q, k, self.heads, key_mask).detach())
-        return self.out(_attend(q, k, v, self.heads, key_mask))
-
-
-def _mlp(width: int, ratio: float) -> nn.Sequential:
-    hidden = int(width * ratio)
-    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
-
-
-def _norm(width: int) -> nn.LayerNorm:
-    return nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)  # the affine part comes from the modulation
-
-
+# -------------------------------------------------------------------------- the block
 class DiTBlock(nn.Module):
     """One transformer block with adaLN-Zero modulation from the condition vector c.
 
@@ -181,21 +128,21 @@ class DiTBlock(nn.Module):
         if kind not in ("adaln", "cross", "joint"):
             raise ValueError(f"kind must be 'adaln', 'cross' or 'joint', got {kind!r}")
         self.kind, self.width = kind, width
-        self.norm1, self.norm2 = _norm(width), _norm(width)
-        self.attn, self.mlp = _Attention(width, heads), _mlp(width, mlp_ratio)
+        self.norm1, self.norm2 = adaln_norm(width), adaln_norm(width)
+        self.attn, self.mlp = Attention(width, heads), feed_forward(width, mlp_ratio)
         # adaLN-Zero: six vectors from c, all zero at initialisation (every block the identity).
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
         nn.init.zeros_(self.modulation[1].weight)
         nn.init.zeros_(self.modulation[1].bias)
         if kind == "cross":
             self.norm_cross = LayerNorm(width, eps=1e-6)
-            self.cross = _Attention(width, heads)
+            self.cross = Attention(width, heads)
             nn.init.zeros_(self.cross.out.weight)
             nn.init.zeros_(self.cross.out.bias)
         if kind == "joint":  # the context stream's own weights, modulated by the same c
-            self.ctx_norm1, self.ctx_norm2 = _norm(width), _norm(width)
+            self.ctx_norm1, self.ctx_norm2 = adaln_norm(width), adaln_norm(width)
             self.ctx_qkv, self.ctx_out = nn.Linear(width, 3 * width), nn.Linear(width, width)
-            self.ctx_mlp = _mlp(width, mlp_ratio)
+            self.ctx_mlp = feed_forward(width, mlp_ratio)
             self.ctx_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
             nn.init.zeros_(self.ctx_modulation[1].weight)
             nn.init.zeros_(self.ctx_modulation[1].bias)
@@ -209,13 +156,19 @@ class DiTBlock(nn.Module):
         tokens appended in context). Returns the new x, or (x, context) for a "joint"
         block given a context.
         """
-        x = check_model_input("x", x, (None, None, self.width))
+        context_mask = self._checked(x, c, context, context_mask, key_mask)
+        return self._forward(x, c, context, context_mask, key_mask)
+
+    def _checked(self, x, c, context, context_mask, key_mask):
+        """Check a direct call's inputs (the DiT checks its own and calls :meth:`_forward`);
+        returns the context mask (all True when a context comes without one)."""
+        check_model_input("x", x, (None, None, self.width))
         n = x.shape[0]
-        c = check_model_input("c", c, (None, self.width))
+        check_model_input("c", c, (None, self.width))
         if c.shape[0] != n:
             raise ValueError(f"c must have one row per example of x ({n} rows), got {c.shape[0]}")
         if context is not None:
-            context = check_model_input("context", context, (n, None, self.width))
+            check_model_input("context", context, (n, None, self.width))
         for name, mask, length in (("context_mask", context_mask, None if context is None else context.shape[1]),
                                    ("key_mask", key_mask, x.shape[1])):
             if mask is None:
@@ -226,66 +179,37 @@ class DiTBlock(nn.Module):
                 raise ValueError(f"{name} must be a bool tensor of shape ({n}, {length}), got {mask!r:.80}")
         if context is not None and context_mask is None:
             context_mask = torch.ones(context.shape[:2], dtype=torch.bool, device=context.device)
-        return self._forward(x, c, context, context_mask, key_mask)
+        return context_mask
 
     def _forward(self, x, c, context, context_mask, key_mask=None):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)
         if self.kind == "joint" and context is not None:
             return self._joint(x, c, context, context_mask, (shift1, scale1, gate1, shift2, scale2, gate2))
         # Phase 1: self-attention over the tokens (in context: image and context tokens alike).
-        h = _modulate(self.norm1(x), shift1, scale1)
+        h = modulate(self.norm1(x), shift1, scale1)
         x = x + gate1[:, None] * self.attn(h, key_mask=key_mask)
         # Phase 2 (cross only): the image tokens read the context.
         if self.kind == "cross" and context is not None:
             x = x + self.cross(self.norm_cross(x), context, key_mask=context_mask)
         # Phase 3: the MLP on every token.
-        return x + gate2[:, None] * self.mlp(_modulate(self.norm2(x), shift2, scale2))
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
     def _joint(self, x, c, context, context_mask, mods):
         shift1, scale1, gate1, shift2, scale2, gate2 = mods
         cshift1, cscale1, cgate1, cshift2, cscale2, cgate2 = self.ctx_modulation(c).chunk(6, dim=-1)
         n = x.shape[1]
         # Phase 1: each stream projects its own queries, keys and values; attention runs over both.
-        h = _modulate(self.norm1(x), shift1, scale1)
+        h = modulate(self.norm1(x), shift1, scale1)
         q, (k, v) = self.attn.q(h), self.attn.kv(h).chunk(2, dim=-1)
-        cq, ck, cv = self.ctx_qkv(_modulate(self.ctx_norm1(context), cshift1, cscale1)).chunk(3, dim=-1)
+        cq, ck, cv = self.ctx_qkv(modulate(self.ctx_norm1(context), cshift1, cscale1)).chunk(3, dim=-1)
         keep = torch.cat([torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), context_mask], dim=1)
-        out = _attend(torch.cat([q, cq], 1), torch.cat([k, ck], 1), torch.cat([v, cv], 1), self.attn.heads, keep)
+        out = attend(torch.cat([q, cq], 1), torch.cat([k, ck], 1), torch.cat([v, cv], 1), self.attn.heads, keep)
         x = x + gate1[:, None] * self.attn.out(out[:, :n])
         context = context + cgate1[:, None] * self.ctx_out(out[:, n:])
         # Phase 2: each stream's own MLP.
-        x = x + gate2[:, None] * self.mlp(_modulate(self.norm2(x), shift2, scale2))
-        context = context + cgate2[:, None] * self.ctx_mlp(_modulate(self.ctx_norm2(context), cshift2, cscale2))
+        x = x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        context = context + cgate2[:, None] * self.ctx_mlp(modulate(self.ctx_norm2(context), cshift2, cscale2))
         return x, context
-
-
-class _FinalLayer(nn.Module):
-    """Modulated layer norm, then a zero-initialised linear map from width to one patch."""
-
-    def __init__(self, width: int, patch_numbers: int):
-        super().__init__()
-        self.norm = _norm(width)
-        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.linear = nn.Linear(width, patch_numbers)
-        for layer in (self.modulation[1], self.linear):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-
-    def forward(self, x, c):
-        shift, scale = self.modulation(c).chunk(2, dim=-1)
-        return self.linear(_modulate(self.norm(x), shift, scale))
-
-
-def _embed_context(ctx: torch.Tensor, mask: torch.Tensor, null: torch.Tensor):
-    """Append the null vector as one more context token, kept only in rows whose mask is all False.
-
-    A row without a single real token is "no caption" (guidance's null condition, and
-    caption dropout in training): it then attends to the null vector alone, exactly as
-    when no context is given at all.
-    """
-    empty = ~mask.any(1, keepdim=True)
-    ctx = torch.cat([ctx, null.to(ctx.dtype).expand(ctx.shape[0], 1, -1)], dim=1)
-    return ctx, torch.cat([mask, empty], dim=1)
 
 
 # ---------------------------------------------------------------------------- the model
@@ -354,7 +278,7 @@ class DiT(nn.Module):
             self.null_context = nn.Parameter(torch.zeros(width))  # stands for "no caption" (guidance's null)
         block_kind = conditioning if conditioning in ("cross", "joint") else "adaln"
         self.blocks = nn.ModuleList(DiTBlock(width, heads, mlp_ratio, block_kind) for _ in range(depth))
-        self.final = _FinalLayer(width, patch_numbers)
+        self.final = FinalLayer(width, patch_numbers)
 
     @property
     def null_label(self) -> int | None:
@@ -391,7 +315,7 @@ class DiT(nn.Module):
                 got = (f"a {context_mask.dtype} tensor of shape {tuple(context_mask.shape)}"
                        if isinstance(context_mask, torch.Tensor) else repr(context_mask))
                 raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got {got}")
-            return _embed_context(self.context_embed(context), context_mask, self.null_context)
+            return embed_context(self.context_embed(context), context_mask, self.null_context)
         if y is not None or context is not None or context_mask is not None:
             raise ValueError("this DiT is unconditional (neither num_classes nor context_dim was given)")
         return None, None

@@ -27,6 +27,14 @@ the running statistics are updated as torch's are (momentum, unbiased variance).
 channels and pixels: torch's fused kernel sums the input's gradient in per-thread pieces.
 
 All of them keep the torch layer's parameters and state dict.
+
+**The transformers' pieces** (the DiT, the video DiT and the text encoder share them):
+:func:`modulate` (adaLN's per-example scale and shift), :func:`attend` (multi-head softmax
+attention with a key mask), :class:`Attention` (its projections), :func:`feed_forward` (the
+MLP), :func:`adaln_norm` (a layer norm whose affine part comes from the modulation),
+:class:`FinalLayer` (tokens back to patches) and :func:`embed_context` (a context with the
+null vector that stands for "no caption"). They trust their inputs: the models' forwards
+check them once.
 """
 from __future__ import annotations
 
@@ -218,3 +226,104 @@ class GroupNorm(nn.GroupNorm):
             shape = [1, -1] + [1] * (x.ndim - 2)
             y = torch.addcmul(self.bias.view(shape), y, self.weight.view(shape))
         return y
+
+
+# ---------------------------------------------------------------- the transformers' pieces
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x (B, N, H) scaled by (1 + scale) and shifted, per example: scale and shift are (B, H)."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, N, H) -> (B, heads, N, H / heads)."""
+    b, n, width = t.shape
+    return t.reshape(b, n, heads, width // heads).transpose(1, 2)
+
+
+def attend(q, k, v, heads: int, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v per head: q (B, Nq, H), k and v (B, Nk, H); key_mask (B, Nk), True = attend."""
+    b, nq, width = q.shape
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads), attn_mask=mask)
+    return out.transpose(1, 2).reshape(b, nq, width)
+
+
+def attention_weights(q, k, heads: int, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """The softmax weights :func:`attend` uses, averaged over heads: (B, Nq, Nk), rows sum to 1."""
+    width = q.shape[-1]
+    scores = _heads(q, heads) @ _heads(k, heads).transpose(-1, -2) / (width // heads) ** 0.5
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return scores.softmax(-1).mean(1)
+
+
+def _width_and_heads(width, heads) -> tuple[int, int]:
+    width, heads = check_int("width", width, minimum=1), check_int("heads", heads, minimum=1)
+    if width % heads:
+        raise ValueError(f"width must be divisible by heads={heads}, got {width}")
+    return width, heads
+
+
+class Attention(nn.Module):
+    """Self-attention (``context`` None) or cross-attention to ``context``; key_mask masks keys.
+
+    With ``record`` set to a list, every call appends its attention weights (B, Nq, Nk),
+    averaged over heads (for looking at, not for training: it costs a second pass).
+    """
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        width, self.heads = _width_and_heads(width, heads)
+        self.record = None
+        self.q, self.kv, self.out = nn.Linear(width, width), nn.Linear(width, 2 * width), nn.Linear(width, width)
+
+    def forward(self, x, context=None, key_mask=None):
+        q = self.q(x)
+        k, v = self.kv(x if context is None else context).chunk(2, dim=-1)
+        if self.record is not None:
+            self.record.append(attention_weights(q, k, self.heads, key_mask).detach())
+        return self.out(attend(q, k, v, self.heads, key_mask))
+
+
+def feed_forward(width: int, ratio: float) -> nn.Sequential:
+    """Linear(width -> ratio * width), GELU (tanh form), Linear back: a transformer block's MLP."""
+    width = check_int("width", width, minimum=1)
+    hidden = max(1, int(width * check_real("ratio", ratio, minimum=0.0, strict_min=True)))
+    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
+
+
+def adaln_norm(width: int) -> nn.LayerNorm:
+    """Layer norm over ``width`` features without its own scale and shift (eps 1e-6): adaLN's
+    modulation supplies them."""
+    return nn.LayerNorm(check_int("width", width, minimum=1), elementwise_affine=False, eps=1e-6)
+
+
+class FinalLayer(nn.Module):
+    """Modulated layer norm, then a zero-initialised linear map from width to one patch's numbers."""
+
+    def __init__(self, width: int, patch_numbers: int):
+        super().__init__()
+        width, patch_numbers = check_int("width", width, minimum=1), check_int("patch_numbers", patch_numbers,
+                                                                              minimum=1)
+        self.norm = adaln_norm(width)
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.linear = nn.Linear(width, patch_numbers)
+        for layer in (self.modulation[1], self.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x, c):
+        shift, scale = self.modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+def embed_context(ctx: torch.Tensor, mask: torch.Tensor, null: torch.Tensor):
+    """Append the null vector as one more context token, kept only in rows whose mask is all False.
+
+    A row without a single real token is "no caption" (guidance's null condition, and
+    caption dropout in training): it then attends to the null vector alone, exactly as
+    when no context is given at all.
+    """
+    empty = ~mask.any(1, keepdim=True)
+    ctx = torch.cat([ctx, null.to(ctx.dtype).expand(ctx.shape[0], 1, -1)], dim=1)
+    return ctx, torch.cat([mask, empty], dim=1)

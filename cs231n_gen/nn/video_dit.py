@@ -30,10 +30,9 @@ import torch
 from torch import nn
 
 from .._validate import as_time, check_bool, check_int, check_keeps_a_token, check_model_input, check_real
-from .dit import (DiT, _FinalLayer, _Attention, _embed_context, _mlp, _modulate, _norm, patchify,
-                  sincos_position_embedding, unpatchify)
+from .dit import DiT, patchify, sincos_position_embedding, unpatchify
+from .layers import Attention, FinalLayer, LayerNorm, adaln_norm, embed_context, feed_forward, modulate
 from .mlp import FourierTimeEmbedding
-from .layers import LayerNorm
 
 ATTENTIONS = ("full", "factorised")
 
@@ -64,11 +63,11 @@ class VideoBlock(nn.Module):
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         self.attention, self.width = attention, width
         branches = 3 if attention == "factorised" else 2  # (spatial, temporal,) MLP
-        self.norm1, self.norm2 = _norm(width), _norm(width)
-        self.attn, self.mlp = _Attention(width, heads), _mlp(width, mlp_ratio)
+        self.norm1, self.norm2 = adaln_norm(width), adaln_norm(width)
+        self.attn, self.mlp = Attention(width, heads), feed_forward(width, mlp_ratio)
         if attention == "factorised":
-            self.norm_time, self.attn_time = _norm(width), _Attention(width, heads)
-        self.norm_cross, self.cross = LayerNorm(width, eps=1e-6), _Attention(width, heads)
+            self.norm_time, self.attn_time = adaln_norm(width), Attention(width, heads)
+        self.norm_cross, self.cross = LayerNorm(width, eps=1e-6), Attention(width, heads)
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * branches * width))
         for layer in (self.modulation[1], self.cross.out):  # the identity at initialisation
             nn.init.zeros_(layer.weight)
@@ -98,7 +97,7 @@ class VideoBlock(nn.Module):
         flat = lambda t: t.reshape(b, frames * n, width)  # noqa: E731
         # Phase 1: self-attention, over the whole clip (full) or within each frame (factorised).
         shift, scale, gate = mods[:3]
-        h = _modulate(flat(self.norm1(x)), shift, scale)
+        h = modulate(flat(self.norm1(x)), shift, scale)
         if self.attention == "full":
             out = self.attn(h).view(b, frames, n, width)
         else:
@@ -107,7 +106,7 @@ class VideoBlock(nn.Module):
         # Phase 2 (factorised): attention over time, one sequence of T tokens per patch position.
         if self.attention == "factorised":
             shift, scale, gate = mods[3:6]
-            h = _modulate(flat(self.norm_time(x)), shift, scale).view(b, frames, n, width)
+            h = modulate(flat(self.norm_time(x)), shift, scale).view(b, frames, n, width)
             h = h + sincos_frame_embedding(width, frames).to(h)[None, :, None]  # when: only time attention needs it
             h = h.transpose(1, 2).reshape(b * n, frames, width)
             out = self.attn_time(h).view(b, n, frames, width).transpose(1, 2)
@@ -116,7 +115,7 @@ class VideoBlock(nn.Module):
         x = x + self.cross(flat(self.norm_cross(x)), context, key_mask=context_mask).view(b, frames, n, width)
         # Phase 4: the MLP on every token.
         shift, scale, gate = mods[-3:]
-        mlp_out = self.mlp(_modulate(flat(self.norm2(x)), shift, scale)).view(b, frames, n, width)
+        mlp_out = self.mlp(modulate(flat(self.norm2(x)), shift, scale)).view(b, frames, n, width)
         return x + gate[:, None, None] * mlp_out
 
 
@@ -166,7 +165,7 @@ class VideoDiT(nn.Module):
         self.context_embed = nn.Linear(self.context_dim, width)
         self.null_context = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(VideoBlock(width, heads, mlp_ratio, attention) for _ in range(depth))
-        self.final = _FinalLayer(width, patch_numbers)
+        self.final = FinalLayer(width, patch_numbers)
 
     @property
     def tokens_per_frame(self) -> int:
@@ -193,7 +192,7 @@ class VideoDiT(nn.Module):
                     or context_mask.shape != context.shape[:2]:
                 raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got "
                                  f"{context_mask!r:.80}")
-            ctx, mask = _embed_context(self.context_embed(context), context_mask, self.null_context)
+            ctx, mask = embed_context(self.context_embed(context), context_mask, self.null_context)
 
         # Phase 1: space-time tokens, the condition vector c (time + pooled caption).
         frames = x.reshape(b * self.frames, self.in_channels, self.input_size, self.input_size)
