@@ -35,12 +35,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ._validate import (check_device, check_generator, check_instance, check_int, check_real, check_tensor,
+from ._validate import (check_generator, check_instance, check_int, check_real, check_tensor,
                         host_readable)
-from .engine import (Loop, RunRecord, Trainable, batch_source, cache_inputs, lr_factor, model_signature,
-                     run)
+from .engine import Loop, RunRecord, batch_source, lr_factor, model_signature, prepare, train_steps
 from .gan import hinge_discriminator_loss, hinge_generator_loss
-from .runtime import caching_runs, device_of, get_device
+from .runtime import device_of
 
 __all__ = ["gaussian_kl", "adaptive_weight", "AutoencoderSettings", "AutoencoderHistory", "train_autoencoder",
            "encode", "latent_scale", "gaussian_fit_kl"]
@@ -230,9 +229,8 @@ def train_autoencoder(
                                  disc_weight=disc_weight, disc_start=disc_start, disc_lr=disc_lr,
                                  train_encoder=train_encoder, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache,
-                shipped=shipped)
-    device = check_device("device", device) or get_device()
+                resume=resume, progress=progress, desc=desc, cache=cache, shipped=shipped)
+    device, generator = prepare(device, config.seed)
 
     vae.to(device)
     draw = batch_source(images, device)
@@ -243,8 +241,6 @@ def train_autoencoder(
         discriminator.to(device)
         critic_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.disc_lr, betas=(0.5, 0.9))
         modules["critic"], optimizers["critic"] = discriminator, critic_optimizer
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)
     history = AutoencoderHistory()
     pixels = images[0].numel()
     lr_at = lambda i: config.lr * lr_factor(config.lr_schedule, i, loop.steps, 0)  # noqa: E731
@@ -277,10 +273,6 @@ def train_autoencoder(
             critic_optimizer.step()
         return torch.stack([rec.detach() / pixels, kl.detach(), g_loss.detach(), d_loss.detach(), weight])
 
-    def record(steps_done, rows):
-        for name, column in zip(AutoencoderHistory.COLUMNS, zip(*rows)):
-            getattr(history, name).extend(column)
-
     def describe(s, row):
         values = ", ".join(f"{k} {v:.4g}" for k, v in zip(AutoencoderHistory.COLUMNS, row))
         return (f"a loss became NaN or infinite at step {s - 1} ({values}). Things to try: a smaller lr or "
@@ -289,21 +281,10 @@ def train_autoencoder(
     settings = {**asdict(config), "steps": loop.steps, "vae": model_signature(vae),
                 "critic": model_signature(discriminator) if discriminator is not None else None,
                 "images": list(images.shape)}
-    state = Trainable(modules, optimizers, {"generator": generator})
-    for m in modules.values():
-        m.train()
-    try:
-        inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, images=images)
-                  if loop.cache or loop.shipped else None)
-        stats = run(step, state, loop, kind="autoencoder", settings=settings, record=record, describe=describe,
-                    inputs=inputs,
-                    history_state=(history.columns, history.load_columns),
-                    postfix=lambda rows: {"mse": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
-        history.took(stats)
-    finally:
-        for m in modules.values():
-            m.eval()
-    return history
+    return train_steps(step, loop=loop, kind="autoencoder", settings=settings, history=history, modules=modules,
+                       optimizers=optimizers, generators={"generator": generator}, device=device, describe=describe,
+                       fingerprinted={"images": images},
+                       postfix=lambda rows: {"mse": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
 
 
 @torch.no_grad()

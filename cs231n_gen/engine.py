@@ -38,6 +38,7 @@ from . import _io, cache, threads
 from ._validate import check_device, check_int, check_module
 from .fingerprint import NotFingerprintable, code_digest, code_version, fingerprint
 from . import pretrained
+from .runtime import caching_runs, get_device
 
 
 class TrainingDivergedError(RuntimeError):
@@ -61,7 +62,8 @@ class Loop:
         progress: show a progress bar.
         desc: the progress bar's label.
         cache: reuse a finished run with the same inputs from the cache (and store this
-            one there); ignored when ``checkpoint`` is given.
+            one there); ignored when ``checkpoint`` is given. None: on in a lecture (after
+            :func:`~cs231n_gen.start_lecture`), off otherwise.
         shipped: the name of the course's trained model this run makes
             (:mod:`cs231n_gen.pretrained`): depending on the mode it trains, loads the
             shipped model after a few exercise steps, or builds it.
@@ -74,10 +76,12 @@ class Loop:
     resume: bool = True
     progress: bool = True
     desc: str = "training"
-    cache: bool = False
+    cache: bool | None = False
     shipped: str | None = None
 
     def __post_init__(self):
+        if self.cache is None:
+            object.__setattr__(self, "cache", caching_runs())
         object.__setattr__(self, "steps", check_int("steps", self.steps, minimum=1))
         object.__setattr__(self, "log_every", check_int("log_every", self.log_every, minimum=1))
         if self.checkpoint is not None:
@@ -141,6 +145,11 @@ class RunRecord:
         """Put back columns saved by :meth:`columns`."""
         for name in self.COLUMNS:
             setattr(self, name, list(saved[name]))
+
+    def append_rows(self, steps_done, rows) -> None:
+        """The engine's flushed rows, one value per column in ``COLUMNS``' order (the default ``record``)."""
+        for name, column in zip(self.COLUMNS, zip(*rows)):
+            getattr(self, name).extend(column)
 
 
 @dataclass
@@ -365,6 +374,46 @@ def _cache_problem(saved, kind: str, settings: dict, state: Trainable) -> str | 
 
 
 # ------------------------------------------------------------------------------ the loop
+def prepare(device, seed: int) -> tuple[torch.device, torch.Generator]:
+    """A trainer's device (``device``, else :func:`~cs231n_gen.runtime.get_device`) and its
+    random stream there, seeded by ``seed`` (batches, noise and times all draw from it)."""
+    device = check_device("device", device) or get_device()
+    seed = check_int("seed", seed, minimum=0)
+    if seed >= 2 ** 63:
+        raise ValueError(f"seed must be < 2**63, got {seed}")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return device, generator
+
+
+def train_steps(step, *, loop: Loop, kind: str, settings: dict, history: RunRecord, modules: dict, optimizers: dict,
+          generators: dict, device, describe, fingerprinted: dict, record=None, history_state=None, on_start=None,
+          postfix=None) -> RunRecord:
+    """A trainer's frame around its step function: the modules in training mode, the run's
+    fingerprints (for the cache and the shipped models), :func:`run`, the call's account in
+    ``history``, and the modules back in evaluation mode whatever happens.
+
+    ``modules``, ``optimizers``, ``generators``: what the checkpoint holds (by name).
+    ``fingerprinted``: the run's other inputs by name (data, loss function) for
+    :func:`cache_inputs`. ``record`` defaults to ``history.append_rows`` and
+    ``history_state`` to its columns; the rest is as for :func:`run`.
+    """
+    state = Trainable(modules, optimizers, generators)
+    for module in modules.values():
+        module.train()
+    try:
+        inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, **fingerprinted)
+                  if loop.cache or loop.shipped else None)
+        stats = run(step, state, loop, kind=kind, settings=settings, record=record or history.append_rows,
+                    describe=describe, inputs=inputs, on_start=on_start, postfix=postfix,
+                    history_state=history_state or (history.columns, history.load_columns))
+        history.took(stats)
+    finally:
+        for module in modules.values():
+            module.eval()
+    return history
+
+
 def run(step, state: Trainable, loop: Loop, *, kind: str, settings: dict, record, describe,
         history_state=None, on_start=None, postfix=None, inputs: dict | None = None) -> RunStats:
     """Drive ``step`` from the first unfinished step to ``loop.steps``.

@@ -43,16 +43,15 @@ from ._validate import check_density, check_device, check_generator, check_int, 
 from .engine import (
     Loop,
     RunRecord,
-    Trainable,
     TrainingDivergedError,
     batch_source,
-    cache_inputs,
     data_signature,
     lr_factor,
     model_signature,
-    run,
+    prepare,
+    train_steps,
 )
-from .runtime import caching_runs, device_of, get_device
+from .runtime import device_of
 
 GENERATOR_LOSSES = ("nonsaturating", "minimax")
 LOG4 = math.log(4.0)
@@ -365,8 +364,7 @@ def train_gan(
                          d_steps=d_steps, d_warmup=d_warmup, train_generator=train_generator, g_loss=g_loss,
                          r1_gamma=r1_gamma, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache,
-                shipped=shipped)
+                resume=resume, progress=progress, desc=desc, cache=cache, shipped=shipped)
     if snapshot_every is not None:
         snapshot_every = check_int("snapshot_every", snapshot_every, minimum=1)
     snapshot_n = check_int("snapshot_n", snapshot_n, minimum=1)
@@ -375,14 +373,12 @@ def train_gan(
             raise ValueError(f"snapshot_grid must be (lim, res), got {snapshot_grid!r}")
         snapshot_grid = (check_real("snapshot_grid[0] (lim)", snapshot_grid[0], minimum=0.0, strict_min=True),
                          check_int("snapshot_grid[1] (res)", snapshot_grid[1], minimum=2))
-    device = check_device("device", device) or get_device()
+    device, rng = prepare(device, config.seed)
 
     G, D = generator_net.to(device), discriminator_net.to(device)
     draw = batch_source(data, device)
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
-    rng = torch.Generator(device=device)
-    rng.manual_seed(config.seed)
     snap_rng = torch.Generator(device=device)
     snap_rng.manual_seed(config.seed + 1)
     z_fixed = torch.randn(snapshot_n, z_dim, generator=snap_rng, device=device)
@@ -492,19 +488,12 @@ def train_gan(
     settings = {**asdict(config), "steps": loop.steps, "generator_net": model_signature(G),
                 "discriminator_net": model_signature(D), "data": data_signature(data),
                 "snapshots": [snapshot_every, snapshot_n, snapshot_grid]}
-    state = Trainable({"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}, {"rng": rng})
-    G.train()
-    D.train()
     try:
-        inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, data=data)
-                  if loop.cache or loop.shipped else None)
-        stats = run(step, state, loop, kind="gan", settings=settings, record=record, describe=describe, inputs=inputs,
-                    history_state=(get_history, set_history), on_start=on_start,
-                    postfix=lambda rows: {"V": f"{-rows[-1][0]:.3f}", "D_real": f"{rows[-1][2]:.2f}",
-                                          "D_fake": f"{rows[-1][3]:.2f}"})
-        history.took(stats)
+        return train_steps(step, loop=loop, kind="gan", settings=settings, history=history, modules={"G": G, "D": D},
+                           optimizers={"opt_g": opt_g, "opt_d": opt_d}, generators={"rng": rng}, device=device,
+                           describe=describe, record=record, fingerprinted={"data": data},
+                           history_state=(get_history, set_history), on_start=on_start,
+                           postfix=lambda rows: {"V": f"{-rows[-1][0]:.3f}", "D_real": f"{rows[-1][2]:.2f}",
+                                                 "D_fake": f"{rows[-1][3]:.2f}"})
     finally:
-        D.requires_grad_(True)
-        G.eval()
-        D.eval()
-    return history
+        D.requires_grad_(True)  # the generator's phase froze it

@@ -17,21 +17,19 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ._validate import check_device, check_int, check_real
+from ._validate import check_int, check_real
 from .engine import (
     Loop,
     RunRecord,
-    Trainable,
     TrainingDivergedError,
     batch_source,
-    cache_inputs,
     callable_signature,
     data_signature,
     lr_factor,
     model_signature,
-    run,
+    prepare,
+    train_steps,
 )
-from .runtime import caching_runs, get_device
 
 __all__ = ["fit", "FitSettings", "History", "TrainingDivergedError"]
 
@@ -168,9 +166,8 @@ def fit(
     config = FitSettings(batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, warmup=warmup,
                          weight_decay=weight_decay, grad_clip=grad_clip, seed=seed)
     loop = Loop(steps=steps, log_every=log_every, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                resume=resume, progress=progress, desc=desc, cache=caching_runs() if cache is None else cache,
-                shipped=shipped)
-    device = check_device("device", device) or get_device()
+                resume=resume, progress=progress, desc=desc, cache=cache, shipped=shipped)
+    device, generator = prepare(device, config.seed)
 
     model.to(device)
     draw = batch_source(data, device)
@@ -178,8 +175,6 @@ def fit(
     if not params:
         raise ValueError("model has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)
     history = History()
     lr_at = lambda i: config.lr * lr_factor(config.lr_schedule, i, loop.steps, config.warmup)  # noqa: E731
 
@@ -212,15 +207,7 @@ def fit(
 
     settings = {**asdict(config), "steps": loop.steps, "model": model_signature(model),
                 "loss_fn": callable_signature(loss_fn), "data": data_signature(data)}
-    state = Trainable({"model": model}, {"optimizer": optimizer}, {"generator": generator})
-    model.train()
-    try:
-        inputs = (cache_inputs(state, device, summaries=loop.shipped is not None, data=data, loss_fn=loss_fn)
-                  if loop.cache or loop.shipped else None)
-        stats = run(step, state, loop, kind="fit", settings=settings, record=record, describe=describe, inputs=inputs,
-                    history_state=(history.columns, history.load_columns),
-                    postfix=lambda rows: {"loss": f"{sum(r[0] for r in rows) / len(rows):.4f}"})
-        history.took(stats)
-    finally:
-        model.eval()
-    return history
+    return train_steps(step, loop=loop, kind="fit", settings=settings, history=history, modules={"model": model},
+                       optimizers={"optimizer": optimizer}, generators={"generator": generator}, device=device,
+                       describe=describe, record=record, fingerprinted={"data": data, "loss_fn": loss_fn},
+                       postfix=lambda rows: {"loss": f"{sum(r[0] for r in rows) / len(rows):.4f}"})

@@ -83,11 +83,13 @@ EXEMPT = {
                                                                   "data.toy2d.check_labelled_mixture")},
     "cs231n_gen.engine.CheckpointError": "an exception class",
     "cs231n_gen.engine.run": "the trainers' engine; fuzzed through fit and train_gan, which validate for it",
+    "cs231n_gen.engine.train_steps": "the trainers' frame around run; fuzzed through fit, train_gan and "
+                                     "train_autoencoder, which validate for it",
     "cs231n_gen.engine.Trainable": "a plain record of what a checkpoint holds, built by the trainers",
     "cs231n_gen.engine.RunStats": "a result record",
     **{f"cs231n_gen.engine.RunRecord{m}": "the trainers' history base, filled by the trainers from run's RunStats "
                                           "and its own saved columns"
-       for m in ("", ".took", ".columns", ".load_columns")},
+       for m in ("", ".took", ".columns", ".load_columns", ".append_rows")},
     "cs231n_gen.gan.Snapshot": "a result record",
     "cs231n_gen.gan.GANHistory": "a result record",
     "cs231n_gen.train.History": "a result record (its smoothed() is fuzzed)",
@@ -412,6 +414,7 @@ def specs(judge):
         # training
         "engine.Loop": (engine.Loop, dict(steps=3, log_every=1, checkpoint=None, resume=True, progress=False,
                                           desc="x")),
+        "engine.prepare": (engine.prepare, dict(device="cpu", seed=3)),
         "engine.lr_factor": (engine.lr_factor, dict(schedule="cosine", step=3, steps=10, warmup=2)),
         "engine.batch_source": (engine.batch_source, dict(data=X, device="cpu")),
         "engine.model_signature": (engine.model_signature, dict(module=unc)),

@@ -123,3 +123,55 @@ def test_fit_rejects_bad_data_and_model():
         fit(_model(), rectified_flow_loss, "moons", steps=2, **KW)
     with pytest.raises(ValueError, match="model"):
         fit(lambda x: x, rectified_flow_loss, eight_gaussians(), steps=2, **KW)
+
+
+def test_a_new_trainer_is_its_step_function():
+    """engine.prepare and engine.train_steps carry the plumbing: a trainer of a few lines gets the
+    loop's history, training mode during the run and evaluation mode after it."""
+    from dataclasses import dataclass, field
+
+    from cs231n_gen import engine
+
+    @dataclass
+    class MeanHistory(engine.RunRecord):
+        loss: list = field(default_factory=list)
+        COLUMNS = ("loss",)
+
+    def fit_mean(data, steps, **loop_options):
+        loop = engine.Loop(steps=steps, progress=False, log_every=2, **loop_options)
+        device, generator = engine.prepare("cpu", seed=0)
+        model = torch.nn.Linear(1, 1, bias=False)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        modes = []
+
+        def step(i):
+            modes.append(model.training)
+            batch = data[torch.randint(0, len(data), (8,), generator=generator)]
+            loss = (model(torch.ones(8, 1)) - batch).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.detach().reshape(1)
+
+        history = engine.train_steps(step, loop=loop, kind="mean", settings={"steps": steps}, history=MeanHistory(),
+                                     modules={"model": model}, optimizers={"optimizer": optimizer},
+                                     generators={"generator": generator}, device=device,
+                                     describe=lambda s, row: f"loss {row[0]} at step {s}", fingerprinted={})
+        return model, history, modes
+
+    data = torch.full((64, 1), 3.0)
+    model, history, modes = fit_mean(data, 40)
+    assert len(history.loss) == 40 and history.steps_run == 40 and history.loss[-1] < 1e-3 * history.loss[0]
+    assert all(modes) and not model.training
+    assert abs(model.weight.item() - 3.0) < 1e-2
+    with pytest.raises(ValueError, match="seed"):
+        engine.prepare("cpu", seed=-1)
+
+
+def test_loop_cache_none_follows_the_lecture_setting(monkeypatch):
+    from cs231n_gen import engine
+
+    monkeypatch.setattr(engine, "caching_runs", lambda: True)
+    assert engine.Loop(steps=1, cache=None).cache is True
+    monkeypatch.setattr(engine, "caching_runs", lambda: False)
+    assert engine.Loop(steps=1, cache=None).cache is False
