@@ -591,7 +591,7 @@ N_VIDEO_EVAL = 128
 video_test = moving_shapes(N_VIDEO_EVAL, T, generator=torch.Generator().manual_seed(11), lane=1)
 video_results = {}
 for w in (0.0, 3.0):
-    read = clip_attributes(text_to_video(video_test.captions, w))
+    read = clip_attributes(text_to_video(video_test.captions, w, steps=20))
     majority = {a: read[a].mode(1).values[:, None] for a in ("shape", "color")}
     video_results[w] = {
         "direction": float((read["direction"] == video_test.labels["direction"]).float().mean()),
