@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._validate import (check_axes, check_bool, check_callable, check_int, check_labels, check_points, check_real,
-                        check_strings, check_tensor)
+from ._validate import (as_float_tensor, check_axes, check_bool, check_callable, check_int, check_labels, check_points,
+                        check_real, check_strings, check_tensor)
 from .data.toy2d import check_mixture
 from .runtime import device_of
 
@@ -116,6 +116,66 @@ def step_axis(ax, counts, label: str = "steps") -> None:
     ax.set_xticks(counts, [str(c) for c in counts])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel(label)
+
+
+def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None = None, logy: bool = False,
+           reference: tuple | None = None, styles: dict | None = None, ms: float = 4.0):
+    """A measured quantity against a knob: one line per entry of ``series`` (label -> the y
+    value at each x), markers on the measured points, a legend.
+
+    Args:
+        ax: the axes to draw on.
+        x: the knob's values (numbers, one per point of every line).
+        series: label -> y values (as many as ``x``, finite; > 0 with ``logy``).
+        xlabel, ylabel, title: the axis labels and the panel's title.
+        logy: a log y axis, ticked in plain numbers (20, 30, not 2 x 10^1).
+        reference: (value, label) for a dotted horizontal line (real data's value, the
+            exact model's, ...).
+        styles: label -> (format, colour), e.g. ``{"exact fields": ("s--", ORACLE)}``;
+            lines without one take "o-" in matplotlib's colour cycle.
+        ms: marker size.
+
+    Returns ``ax``.
+    """
+    check_axes("ax", ax)
+    x = as_float_tensor("x", x, ndim=1)
+    if not isinstance(series, dict) or not series or not all(isinstance(k, str) for k in series):
+        raise ValueError(f"series must be a non-empty dict of label -> y values, got {series!r:.80}")
+    for name, text in (("xlabel", xlabel), ("ylabel", ylabel), ("title", title)):
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{name} must be a string, got {text!r}")
+    logy = check_bool("logy", logy)
+    styles = {} if styles is None else styles
+    if not isinstance(styles, dict) or not all(isinstance(v, (tuple, list)) and len(v) == 2
+                                               and all(isinstance(p, str) for p in v) for v in styles.values()):
+        raise ValueError(f"styles must be a dict of label -> (format, colour), got {styles!r:.80}")
+    ms = _size("ms", ms)
+    low, high = float("inf"), 0.0
+    for label, y in series.items():
+        y = as_float_tensor(f"series[{label!r}]", y, ndim=1)
+        if y.shape != x.shape:
+            raise ValueError(f"series[{label!r}] must hold {x.shape[0]} values (one per x), got {y.shape[0]}")
+        if logy and bool((y <= 0).any()):
+            raise ValueError(f"series[{label!r}] must be > 0 on a log axis (logy=True), got {float(y.min()):.4g}")
+        low, high = min(low, float(y.min())), max(high, float(y.max()))
+        fmt, color = styles.get(label, ("o-", None))
+        ax.plot(_np(x), _np(y), fmt, color=color, ms=ms, label=label)
+    if reference is not None:
+        if not (isinstance(reference, (tuple, list)) and len(reference) == 2 and isinstance(reference[1], str)):
+            raise ValueError(f"reference must be (value, label), got {reference!r}")
+        ax.axhline(check_real("reference[0]", reference[0]), color="k", ls=":", lw=0.8, label=reference[1])
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        # Within about a decade the minor ticks carry the labels; over more, only the powers of ten.
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g") if high <= 50 * low
+                                     else matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
 
 
 def plot_samples(panels: dict, lim: float = 3.5, size: float = 3.0, colors=None):

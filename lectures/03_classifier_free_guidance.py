@@ -62,7 +62,6 @@ device, QUICK = cs231n_gen.start_lecture(seed=0)
 
 # %%
 import matplotlib.pyplot as plt
-import matplotlib.ticker as mticker
 import torch
 
 from cs231n_gen import seed_everything
@@ -370,21 +369,14 @@ print(f" real |   {100 * real_scores['accuracy']:5.1f}% (fresh class samples) | 
       f"                  |    {real_scores['spread']:.2f}")
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-for name, table, style, color in (("learned", scores, "o-", viz.MODEL),
-                                  ("exact fields", exact_scores, "s--", viz.ORACLE)):
-    axes[0].plot(WS, [100 * table[w]["accuracy"] for w in WS], style, color=color, label=name)
-    axes[1].plot(WS, [table[w]["w2_ratio"] for w in WS], style, color=color, label=name)
-    axes[2].plot(WS, [table[w]["spread"] for w in WS], style, color=color, label=name)
-axes[0].axhline(100 * real_scores["accuracy"], color="k", ls=":", lw=0.8, label="real class samples")
-axes[1].axhline(real_scores["w2_ratio"], color="k", ls=":", lw=0.8, label="real class samples")
-axes[2].axhline(real_scores["spread"], color="k", ls=":", lw=0.8, label="real class samples")
-axes[0].set_ylabel("class accuracy (exact classifier), %")
-axes[1].set_ylabel("W2 to p(x | y) / W2 of real data")
-axes[1].set_yscale("log")
-axes[2].set_ylabel("spread: variance / class variance")
-for ax in axes:
-    ax.set_xlabel("guidance weight w")
-    ax.legend(fontsize=8)
+styles = {"learned": ("o-", viz.MODEL), "exact fields": ("s--", viz.ORACLE)}
+for ax, key, scale, ylabel in ((axes[0], "accuracy", 100, "class accuracy (exact classifier), %"),
+                               (axes[1], "w2_ratio", 1, "W2 to p(x | y) / W2 of real data"),
+                               (axes[2], "spread", 1, "spread: variance / class variance")):
+    viz.curves(ax, WS, {"learned": [scale * scores[w][key] for w in WS],
+                        "exact fields": [scale * exact_scores[w][key] for w in WS]},
+               xlabel="guidance weight w", ylabel=ylabel, logy=key == "w2_ratio", styles=styles,
+               reference=(scale * real_scores[key], "real class samples"))
 fig.suptitle("Guidance buys class fidelity with diversity and distance to p(x | y)", fontsize=11)
 plt.tight_layout()
 plt.show()
@@ -559,23 +551,16 @@ for p, (errs, sc, _) in sweep.items():
 
 P_VALUES = list(sweep)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
-for branch, marker in (("conditional", "o-"), ("unconditional", "s--")):
-    axes[0].plot(P_VALUES, [sweep[p][0][branch] for p in P_VALUES], marker, label=f"{branch} branch")
-axes[0].set_yscale("log")
-axes[0].set_xlabel("label dropout rate p")
-axes[0].set_ylabel("excess error over the exact field")
-axes[0].set_title("what each branch learned (equal training)", fontsize=10)
-axes[1].plot(P_VALUES, [sweep[p][1]["w2_ratio"] for p in P_VALUES], "o-", color="k", label="trained model")
-axes[1].axhline(exact_scores[W_CHECK]["w2_ratio"], color=viz.ORACLE, ls="--", label="exact guided field")
-axes[1].set_yscale("log")
-axes[1].yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))  # 10, 20, 30: not 3 x 10^1
-axes[1].yaxis.set_minor_formatter(mticker.FormatStrFormatter("%g"))
-axes[1].set_xlabel("label dropout rate p")
-axes[1].set_ylabel(f"W2 ratio to p(x | y), guided w = {W_CHECK:g}")
-axes[1].set_title("what guidance makes of them", fontsize=10)
+viz.curves(axes[0], P_VALUES, {f"{branch} branch": [sweep[p][0][branch] for p in P_VALUES]
+                               for branch in ("conditional", "unconditional")},
+           xlabel="label dropout rate p", ylabel="excess error over the exact field", logy=True,
+           title="what each branch learned (equal training)", styles={"unconditional branch": ("s--", viz.MODEL)})
+viz.curves(axes[1], P_VALUES, {"trained model": [sweep[p][1]["w2_ratio"] for p in P_VALUES]},
+           xlabel="label dropout rate p", ylabel=f"W2 ratio to p(x | y), guided w = {W_CHECK:g}", logy=True,
+           title="what guidance makes of them", styles={"trained model": ("o-", "k")},
+           reference=(exact_scores[W_CHECK]["w2_ratio"], "exact guided field"))
 for ax in axes:
     ax.set_xticks(P_VALUES)
-    ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 

@@ -228,13 +228,9 @@ for steps, seed in runs:
 # %%
 SHORT = BUDGETS[0]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.3, 1, 1]})
-for name in SAMPLERS:
-    axes[0].plot(T_PROBE, results[name, SHORT, 0]["per_t"], "o-", ms=4, label=name)
-axes[0].set_yscale("log")
-axes[0].set_xlabel("noise level t")
-axes[0].set_ylabel("excess loss over the oracle")
-axes[0].set_title(f"where each model's remaining error lives ({SHORT} steps)", fontsize=10)
-axes[0].legend(fontsize=8)
+viz.curves(axes[0], T_PROBE, {name: results[name, SHORT, 0]["per_t"] for name in SAMPLERS}, logy=True,
+           xlabel="noise level t", ylabel="excess loss over the oracle",
+           title=f"where each model's remaining error lives ({SHORT} steps)")
 names = list(SAMPLERS)
 for ax, key, real, label in ((axes[1], "on_mode", 100 * real_on_mode, "% of samples on a mode"),
                              (axes[2], "w2", real_w2, "W2 ratio (1 = fresh data's, in expectation)")):
@@ -394,16 +390,12 @@ for k in (1, 2, 4):
     errors_shifted[k] = oracle.denoising_error(mix, schedules.shift_time(T_RES, float(k)), n=N_RES, generator=gen)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-for k in (1, 2, 4):
-    axes[0].plot(T_RES, errors_same[k], "o-", ms=3, label=f"{8 * k} x {8 * k}")
-    axes[1].plot(T_RES, errors_shifted[k], "o-", ms=3, label=f"{8 * k} x {8 * k} at t' = shift(t, {k})")
-axes[0].set_xlabel("noise level t")
-axes[1].set_xlabel("t (each resolution evaluated at shift(t, k))")
-for ax in axes:
-    ax.set_ylabel("optimal denoiser error per pixel")
-    ax.legend(fontsize=8)
-axes[0].set_title("same t: high resolution is much easier", fontsize=10)
-axes[1].set_title("shifted t: one difficulty curve", fontsize=10)
+viz.curves(axes[0], T_RES, {f"{8 * k} x {8 * k}": errors_same[k] for k in (1, 2, 4)}, ms=3,
+           xlabel="noise level t", ylabel="optimal denoiser error per pixel",
+           title="same t: high resolution is much easier")
+viz.curves(axes[1], T_RES, {f"{8 * k} x {8 * k} at t' = shift(t, {k})": errors_shifted[k] for k in (1, 2, 4)}, ms=3,
+           xlabel="t (each resolution evaluated at shift(t, k))", ylabel="optimal denoiser error per pixel",
+           title="shifted t: one difficulty curve")
 plt.tight_layout()
 plt.show()
 

@@ -453,6 +453,9 @@ def specs(judge):
         # figures
         "viz.scatter": (viz.scatter, dict(ax=_axes(), points=X, color="r", lim=3.0, title="t", s=2.0, alpha=0.5)),
         "viz.class_scatter": (viz.class_scatter, dict(ax=_axes(), points=X, labels=Y, lim=3.0, title="t")),
+        "viz.curves": (viz.curves, dict(ax=_axes(), x=[0.0, 1.0, 2.0], series={"a": [1.0, 2.0, 3.0]}, xlabel="w",
+                                        ylabel="y", title="t", logy=True, reference=(1.0, "real"),
+                                        styles={"a": ("o-", "k")}, ms=3.0)),
         "viz.plot_density": (viz.plot_density, dict(ax=_axes(), mixture=MIX, lim=3.0, resolution=10)),
         "viz.plot_samples": (viz.plot_samples, dict(panels={"a": X, "b": Z}, lim=3.0, size=1.0)),
         "viz.plot_field": (viz.plot_field, dict(ax=_axes(), field=unc, t=0.5, lim=3.0, n=4, background=X)),

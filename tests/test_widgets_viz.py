@@ -293,3 +293,22 @@ def test_gan_snapshot_key_and_class_legend():
     fig, ax = plt.subplots()
     viz.class_scatter(ax, torch.randn(30, 2), torch.arange(30) % 3, legend=True)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["y = 0", "y = 1", "y = 2"]
+
+
+def test_curves_draw_one_line_per_series_with_a_reference_and_plain_log_ticks():
+    fig, ax = plt.subplots()
+    viz.curves(ax, [0, 1, 2, 4], {"learned": [2.0, 4.0, 9.0, 20.0], "exact": [1.0, 3.0, 8.0, 19.0]},
+               xlabel="w", ylabel="W2 ratio", title="sweep", logy=True, reference=(1.5, "real data"),
+               styles={"exact": ("s--", viz.ORACLE)})
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"learned", "exact", "real data"}
+    assert list(lines["exact"].get_ydata()) == [1.0, 3.0, 8.0, 19.0] and lines["exact"].get_linestyle() == "--"
+    assert ax.get_yscale() == "log" and ax.get_title() == "sweep" and ax.get_xlabel() == "w"
+    assert isinstance(ax.yaxis.get_major_formatter(), matplotlib.ticker.FormatStrFormatter)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["learned", "exact", "real data"]
+    with pytest.raises(ValueError, match=r"series\['a'\] must hold 4 values"):
+        viz.curves(ax, [0, 1, 2, 4], {"a": [1.0, 2.0]}, xlabel="w", ylabel="y")
+    with pytest.raises(ValueError, match="logy"):
+        viz.curves(ax, [0, 1], {"a": [0.0, 2.0]}, xlabel="w", ylabel="y", logy=True)
+    with pytest.raises(ValueError, match="styles"):
+        viz.curves(ax, [0, 1], {"a": [1.0, 2.0]}, xlabel="w", ylabel="y", styles={"a": "o-"})
