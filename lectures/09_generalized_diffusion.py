@@ -557,17 +557,10 @@ for target, net in models.items():
     w2_table[target] = metrics.wasserstein2_ratio(outs, data_sets, fresh_sets)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-for target in models:
-    axes[0].plot(T_ERR, x_err[target], "o-", label=f"{target}-prediction")
-    axes[1].plot(T_ERR, z_err[target], "o-", label=f"{target}-prediction")
-axes[0].set_title("error of the clean-data estimate x_hat", fontsize=10)
-axes[1].set_title("error of the noise estimate z_hat (= b^2 x score error)", fontsize=10)
-axes[0].set_ylabel("E |x_hat - oracle's x_hat|^2 (log)")
-axes[1].set_ylabel("E |z_hat - oracle's z_hat|^2 (log)")
-for ax in axes:
-    ax.set_yscale("log")
-    ax.set_xlabel("noise level t")
-    ax.legend(fontsize=8)
+for ax, errors, estimate, title in ((axes[0], x_err, "x_hat", "error of the clean-data estimate x_hat"),
+                                    (axes[1], z_err, "z_hat", "error of the noise estimate z_hat (= b^2 x score error)")):
+    viz.curves(ax, T_ERR, {f"{target}-prediction": errors[target] for target in models}, logy=True,
+               xlabel="noise level t", ylabel=f"E |{estimate} - oracle's {estimate}|^2 (log)", title=title)
 fig.suptitle(f"Three targets, same network and budget ({TRAIN_STEPS} steps), compared with the oracle", fontsize=10)
 plt.tight_layout()
 plt.show()
