@@ -557,10 +557,11 @@ for target, net in models.items():
     w2_table[target] = metrics.wasserstein2_ratio(outs, data_sets, fresh_sets)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
-for ax, errors, estimate, title in ((axes[0], x_err, "x_hat", "error of the clean-data estimate x_hat"),
-                                    (axes[1], z_err, "z_hat", "error of the noise estimate z_hat (= b^2 x score error)")):
+TITLES = {"x_hat": "error of the clean-data estimate x_hat",
+          "z_hat": "error of the noise estimate z_hat (= b^2 x score error)"}
+for ax, errors, estimate in ((axes[0], x_err, "x_hat"), (axes[1], z_err, "z_hat")):
     viz.curves(ax, T_ERR, {f"{target}-prediction": errors[target] for target in models}, logy=True,
-               xlabel="noise level t", ylabel=f"E |{estimate} - oracle's {estimate}|^2 (log)", title=title)
+               xlabel="noise level t", ylabel=f"E |{estimate} - oracle's {estimate}|^2 (log)", title=TITLES[estimate])
 fig.suptitle(f"Three targets, same network and budget ({TRAIN_STEPS} steps), compared with the oracle", fontsize=10)
 plt.tight_layout()
 plt.show()
