@@ -128,7 +128,8 @@ def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None =
         x: the knob's values (numbers, one per point of every line).
         series: label -> y values (as many as ``x``, finite; > 0 with ``logy``).
         xlabel, ylabel, title: the axis labels and the panel's title.
-        logy: a log y axis, ticked in plain numbers (20, 30, not 2 x 10^1).
+        logy: a log y axis, ticked in plain numbers (20, 30, not 2 x 10^1) when the values lie
+            between 0.001 and 100000, in powers of ten otherwise.
         reference: (value, label) for a dotted horizontal line (real data's value, the
             exact model's, ...).
         styles: label -> (format, colour), e.g. ``{"exact fields": ("s--", ORACLE)}``;
@@ -166,10 +167,11 @@ def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None =
         ax.axhline(check_real("reference[0]", reference[0]), color="k", ls=":", lw=0.8, label=reference[1])
     if logy:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        # Within about a decade the minor ticks carry the labels; over more, only the powers of ten.
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g") if high <= 50 * low
-                                     else matplotlib.ticker.NullFormatter())
+        if 1e-3 <= low and high < 1e5:  # plain numbers (0.01, 20) where they read well; else 10^k
+            plain = matplotlib.ticker.FormatStrFormatter("%g")
+            ax.yaxis.set_major_formatter(plain)
+            # Within a decade the minor ticks carry the labels; over more, only the powers of ten (uncrowded).
+            ax.yaxis.set_minor_formatter(plain if high <= 10 * low else matplotlib.ticker.NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title is not None:
