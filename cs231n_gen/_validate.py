@@ -229,6 +229,14 @@ def check_row_weights(name: str, value, like: torch.Tensor, maximum: float | Non
     return value
 
 
+def check_seed(name: str, value) -> int:
+    """A random seed: an integer in 0..2**64 - 1 (torch's generators hold 64 bits)."""
+    value = check_int(name, value, minimum=0)
+    if value >= 2**64:
+        raise ValueError(f"{name} must be below 2**64 (torch's generators hold 64 bits), got {value}")
+    return value
+
+
 def check_bool(name: str, value) -> bool:
     """``value`` if it is True or False (not 0, 1 or a string)."""
     if not isinstance(value, bool):

@@ -35,8 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ._validate import (check_generator, check_instance, check_int, check_real, check_tensor,
-                        host_readable)
+from ._validate import check_generator, check_instance, check_int, check_real, check_tensor, host_readable
 from .engine import Loop, RunRecord, batch_source, lr_factor, model_signature, prepare, train_steps
 from .gan import hinge_discriminator_loss, hinge_generator_loss
 from .runtime import device_of

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from . import _io, cache, threads
-from ._validate import check_device, check_int, check_module
+from ._validate import check_device, check_int, check_module, check_seed
 from .fingerprint import NotFingerprintable, code_digest, code_version, fingerprint
 from . import pretrained
 from .runtime import caching_runs, get_device
@@ -378,17 +378,15 @@ def prepare(device, seed: int) -> tuple[torch.device, torch.Generator]:
     """A trainer's device (``device``, else :func:`~cs231n_gen.runtime.get_device`) and its
     random stream there, seeded by ``seed`` (batches, noise and times all draw from it)."""
     device = check_device("device", device) or get_device()
-    seed = check_int("seed", seed, minimum=0)
-    if seed >= 2 ** 63:
-        raise ValueError(f"seed must be < 2**63, got {seed}")
+    seed = check_seed("seed", seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return device, generator
 
 
 def train_steps(step, *, loop: Loop, kind: str, settings: dict, history: RunRecord, modules: dict, optimizers: dict,
-          generators: dict, device, describe, fingerprinted: dict, record=None, history_state=None, on_start=None,
-          postfix=None) -> RunRecord:
+                generators: dict, device, describe, fingerprinted: dict, record=None, history_state=None,
+                on_start=None, postfix=None) -> RunRecord:
     """A trainer's frame around its step function: the modules in training mode, the run's
     fingerprints (for the cache and the shipped models), :func:`run`, the call's account in
     ``history``, and the modules back in evaluation mode whatever happens.

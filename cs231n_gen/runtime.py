@@ -9,7 +9,7 @@ import time
 import numpy as np
 import torch
 
-from ._validate import check_callable, check_device, check_int, check_module
+from ._validate import check_callable, check_device, check_int, check_module, check_seed
 
 QUICK_ENV = "CS231N_GEN_QUICK"
 
@@ -46,9 +46,7 @@ def seed_everything(seed: int = 0) -> int:
     Returns the seed. On the CPU the same seed gives the same numbers; GPU kernels
     may still differ in the last bits.
     """
-    seed = check_int("seed", seed, minimum=0)
-    if seed >= 2**64:
-        raise ValueError(f"seed must be below 2**64 (torch's generators hold 64 bits), got {seed}")
+    seed = check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -76,12 +76,17 @@ class VideoBlock(nn.Module):
     def forward(self, x, c, context, context_mask):
         """x (B, T, N, width) tokens, c (B, width) the condition, context (B, L, width) with its
         (B, L) bool mask (True = a token to attend to; every row needs one)."""
-        x = check_model_input("x", x, (None, None, None, self.width))
+        self._checked(x, c, context, context_mask)
+        return self._forward(x, c, context, context_mask)
+
+    def _checked(self, x, c, context, context_mask) -> None:
+        """Check a direct call's inputs (the VideoDiT checks its own and calls :meth:`_forward`)."""
+        check_model_input("x", x, (None, None, None, self.width))
         b = x.shape[0]
-        c = check_model_input("c", c, (None, self.width))
+        check_model_input("c", c, (None, self.width))
         if c.shape[0] != b:
             raise ValueError(f"c must have one row per example of x ({b} rows), got {c.shape[0]}")
-        context = check_model_input("context", context, (None, None, self.width))
+        check_model_input("context", context, (None, None, self.width))
         if context.shape[0] != b:
             raise ValueError(f"context must have one row per example of x ({b} rows), got {context.shape[0]}")
         if not isinstance(context_mask, torch.Tensor) or context_mask.dtype != torch.bool \
@@ -89,7 +94,6 @@ class VideoBlock(nn.Module):
             raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got "
                              f"{context_mask!r:.80}")
         check_keeps_a_token("context_mask", context_mask)
-        return self._forward(x, c, context, context_mask)
 
     def _forward(self, x, c, context, context_mask):
         b, frames, n, width = x.shape
