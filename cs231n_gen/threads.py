@@ -280,9 +280,11 @@ class LoadFollower:
     4-50x slower (the threads wait for each other while the scheduler runs someone else).
 
     The loop reports each step's wall time (:meth:`step_done`). Over windows of at least
-    ``WINDOW_S`` seconds and ``WINDOW_STEPS`` steps the follower takes the median step
-    time (the first window after a start or a switch lets the machine settle), and it
-    remembers the fastest window at each count: the speed with the machine to itself.
+    ``WINDOW_S`` seconds and ``WINDOW_STEPS`` steps (or two steps, once a window has lasted
+    ``WINDOW_MAX_S``: a step that a load slowed 20x does not hold a window for half a minute)
+    the follower takes the median step time (the first window after a start or a switch lets
+    the machine settle), and it remembers the fastest window at each count: the speed with the
+    machine to itself.
 
     - A loop begins at the count the last loop left (:meth:`begin`). After its first two
       settled windows at the top count, it *tries* the next smaller count
@@ -294,7 +296,11 @@ class LoadFollower:
     - Below the largest count it tries the next larger one every ``RECHECK_S`` seconds
       (the load may have left; one thread speeds up too little when it leaves to tell).
     - A try lasts two windows and is kept when they are ``BETTER`` times faster than the
-      two before it; otherwise the loop goes back, and the next try in that direction
+      two before it, and, for a try of more threads, no more than ``CHANGE`` times slower
+      than the fastest window at that count (the load is gone only if the speed it took away
+      is back: under a load, more threads are now and then as fast as fewer, and then 20x
+      slower). A single step ``GIVE_UP`` times slower than the two windows before the try
+      ends it at once. Otherwise the loop goes back, and the next try in that direction
       waits twice as long (slower: from ``MIN_GAP_S`` up to ``MAX_GAP_S``; recheck: up to
       ``RECHECK_MAX_S``). The loop keeps training through a try; a loop that ends first
       judges it on the steps it ran (:meth:`finish`). The first look's and the
@@ -316,8 +322,10 @@ class LoadFollower:
 
     WINDOW_S = 0.3
     WINDOW_STEPS = 5
+    WINDOW_MAX_S = 2.0
     CHANGE = 1.6
     BETTER = 1.1
+    GIVE_UP = 5.0
     MIN_EVIDENCE = 3
     MIN_GAP_S = 3.0
     MAX_GAP_S = 60.0
@@ -417,7 +425,11 @@ class LoadFollower:
         self.window.append(seconds)
         if self.trying is not None:
             self.since_switch.append(seconds)
-        if len(self.window) < self.WINDOW_STEPS or now - self.window_start < self.WINDOW_S:
+            if self.threads != self.trying[0] and seconds > self.GIVE_UP * self.trying[1]:
+                self._judge_try(self.threads, seconds, now)  # (far slower: no need to wait for two windows)
+                return
+        lasted = now - self.window_start
+        if lasted < self.WINDOW_S or len(self.window) < (self.WINDOW_STEPS if lasted < self.WINDOW_MAX_S else 2):
             return
         typical = statistics.median(self.window)
         self.window, self.window_start = [], None
@@ -452,7 +464,8 @@ class LoadFollower:
         came_from, before, looking = self.trying
         self.trying, plan = None, self.schedule
         went_down = n < came_from
-        if pair * self.BETTER < before:  # faster: stay
+        back = went_down or n not in self.fastest or pair <= self.CHANGE * self.fastest[n]
+        if pair * self.BETTER < before and back:  # faster (and, going up, about as fast as it was idle): stay
             self.note = f"{n} (was {came_from}: {'load' if went_down else 'load gone'})"
             _NOTES.append(self.note)
             self.gap_s, plan.look_gap_s, plan.recheck_s = self.MIN_GAP_S, self.MIN_GAP_S, self.RECHECK_S

@@ -125,6 +125,51 @@ def test_the_follower_moves_down_when_the_load_comes_and_up_when_it_goes(followe
     assert torch.get_num_threads() == 2 and f.note == "2 (was 1: load gone)"
 
 
+def test_under_load_more_threads_that_are_fast_now_and_then_do_not_count_as_the_load_gone(follower_at_2):
+    """Measured next to two busy processes (a DiT step): 1 thread 95 ms; 2 threads now 97 ms,
+    now 2.3 s. A recheck whose windows happen to be a little faster than 1 thread's is not the
+    load gone (2 threads ran 36 ms idle); a recheck that meets a 2.3 s step ends at that step."""
+    f, clock = follower_at_2
+    drive(f, clock, 400, 0.036, {2: 0.036, 1: 0.058})  # idle: the first look finds 1 thread slower
+    while torch.get_num_threads() == 2:  # the load: two slow windows, then 1 thread, kept
+        drive(f, clock, 1, 2.3, {2: 2.3})
+    drive(f, clock, 60, 0.095, {1: 0.095})
+    assert torch.get_num_threads() == 1 and f.note == "1 (was 2: load)" and f.schedule.recheck_s == f.RECHECK_S
+    clock.now += f.schedule.recheck_s
+    drive(f, clock, 200, 0.095, {2: 0.08, 1: 0.095})  # 2 threads 1.19x faster, but 2.2x their idle time
+    assert torch.get_num_threads() == 1 and f.note == "1 (was 2: load)"
+    assert f.schedule.recheck_s == 2 * f.RECHECK_S
+    clock.now += f.schedule.recheck_s
+    slow_steps = []
+
+    def two_threads_stall(n):
+        slow_steps.append(n == 2)
+        return 2.3 if n == 2 else 0.095
+    for _ in range(200):
+        clock.now += 0.095
+        f.step_done(two_threads_stall(torch.get_num_threads()))
+        if f.proposal is not None:
+            f.switch()
+    assert torch.get_num_threads() == 1 and sum(slow_steps) == 1, "the try waited for two windows of 2.3 s steps"
+    # The load leaves: 2 threads are back at their idle speed, and kept.
+    clock.now += f.schedule.recheck_s
+    drive(f, clock, 300, 0.04, {2: 0.038, 1: 0.058})
+    assert torch.get_num_threads() == 2 and f.note == "2 (was 1: load gone)"
+
+
+def test_a_window_of_very_slow_steps_closes_after_two_of_them(follower_at_2):
+    f, clock = follower_at_2
+    drive(f, clock, 400, 0.036, {2: 0.036, 1: 0.058})
+    went_down_after = None
+    for k in range(1, 20):
+        clock.now += 2.3
+        f.step_done(2.3)
+        if f.proposal is not None:
+            went_down_after = k
+            break
+    assert went_down_after <= 5, "two windows of five 2.3 s steps each (about 23 s)"
+
+
 def test_a_try_that_is_no_faster_goes_back_and_backs_off(follower_at_2):
     f, clock = follower_at_2
     drive(f, clock, 2000, 0.003, {2: 0.003, 1: 0.004})  # (its first look: 1 thread no faster)
