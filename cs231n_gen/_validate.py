@@ -39,6 +39,17 @@ def check_int(name: str, value, *, minimum: int | None = None) -> int:
     return value
 
 
+def check_width_and_heads(width, heads, *, multiple_of: int = 1, why: str = "") -> tuple[int, int]:
+    """A transformer's token width and head count as ints: width splits evenly into the heads
+    (each head gets width / heads features) and, where ``multiple_of`` > 1, into that many parts
+    too (``why`` says what needs it, e.g. sin-cos position embeddings)."""
+    width, heads = check_int("width", width, minimum=1), check_int("heads", heads, minimum=1)
+    if width % heads or width % multiple_of:
+        also = f" and by {multiple_of}{f' ({why})' if why else ''}" if multiple_of > 1 else ""
+        raise ValueError(f"width must be divisible by heads={heads}{also}, got {width}")
+    return width, heads
+
+
 def check_real(
     name: str,
     value,

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from . import _io, cache, threads
-from ._validate import check_device, check_int, check_module, check_seed
+from ._validate import check_bool, check_device, check_int, check_module, check_seed, check_text
 from .fingerprint import NotFingerprintable, code_digest, code_version, fingerprint
 from . import pretrained
 from .runtime import caching_runs, get_device
@@ -96,10 +96,8 @@ class Loop:
             if self.checkpoint is None:
                 raise ValueError("checkpoint_every was given but checkpoint (a file path) was not")
         for name in ("resume", "progress", "cache"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if not isinstance(self.desc, str):
-            raise ValueError(f"desc must be a string, got {self.desc!r}")
+            check_bool(name, getattr(self, name))
+        check_text("desc", self.desc)
         if self.shipped is not None:
             pretrained._check_name(self.shipped, "shipped")
 

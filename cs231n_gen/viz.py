@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ._validate import (as_float_tensor, check_axes, check_bool, check_callable, check_int, check_labels, check_points,
-                        check_real, check_strings, check_tensor)
+                        check_real, check_strings, check_tensor, check_text)
 from .data.toy2d import check_mixture
 from .runtime import device_of
 
@@ -143,8 +143,8 @@ def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None =
     if not isinstance(series, dict) or not series or not all(isinstance(k, str) for k in series):
         raise ValueError(f"series must be a non-empty dict of label -> y values, got {series!r:.80}")
     for name, text in (("xlabel", xlabel), ("ylabel", ylabel), ("title", title)):
-        if text is not None and not isinstance(text, str):
-            raise ValueError(f"{name} must be a string, got {text!r}")
+        if text is not None:
+            check_text(name, text)
     logy = check_bool("logy", logy)
     styles = {} if styles is None else styles
     if not isinstance(styles, dict) or not all(isinstance(v, (tuple, list)) and len(v) == 2

@@ -155,3 +155,31 @@ def test_value_checks_read_cpu_tensors_only():
     assert as_time("t", torch.empty(1, device=meta), 1, torch.empty(1, 2, device=meta)).device == meta
     with pytest.raises(ValueError, match=r"shaped \(B, T\)"):  # shapes are still checked there
         check_tokens("tokens", torch.empty(3, dtype=torch.long, device=meta), 10)
+
+
+def test_every_transformer_splits_its_width_by_the_same_rule():
+    """One check (_validate.check_width_and_heads) for every transformer and block; each adds only
+    its own extra divisor and says what needs it."""
+    from cs231n_gen.nn import GPT, DiT, TextEncoder, VideoDiT
+    from cs231n_gen.nn.dit import DiTBlock
+    from cs231n_gen.nn.layers import Attention
+    from cs231n_gen.nn.video_dit import VideoBlock
+
+    builds = {
+        "attention": lambda w, h: Attention(w, h),
+        "DiT block": lambda w, h: DiTBlock(w, h),
+        "GPT": lambda w, h: GPT(vocab_size=8, block_size=4, width=w, depth=1, heads=h),
+        "text encoder": lambda w, h: TextEncoder(vocab_size=8, width=w, depth=1, heads=h),
+    }
+    for name, build in builds.items():
+        assert build(12, 3) is not None, name
+        with pytest.raises(ValueError, match=r"width must be divisible by heads=4, got 10$"):
+            build(10, 4)
+        with pytest.raises(ValueError, match="heads must be >= 1, got 0"):
+            build(8, 0)
+    with pytest.raises(ValueError, match=r"heads=3 and by 4 \(sin-cos position embeddings\), got 6$"):
+        DiT(input_size=4, in_channels=1, patch_size=2, width=6, depth=1, heads=3)
+    with pytest.raises(ValueError, match=r"heads=3 and by 4 \(sin-cos position embeddings\), got 6$"):
+        VideoDiT(frames=2, input_size=4, in_channels=1, patch_size=2, width=6, depth=1, heads=3, context_dim=4)
+    with pytest.raises(ValueError, match=r"heads=3 and by 2 \(sin-cos frame embeddings\), got 9$"):
+        VideoBlock(9, 3)

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .._validate import check_ids, check_int, check_keeps_a_token, check_model_input
+from .._validate import check_ids, check_int, check_keeps_a_token, check_model_input, check_width_and_heads
 from .layers import Attention, Conv2d, LayerNorm, feed_forward
 
 
@@ -64,10 +64,8 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.vocab_size = check_int("vocab_size", vocab_size, minimum=2)
         self.max_length = check_int("max_length", max_length, minimum=1)
-        self.width = check_int("width", width, minimum=1)
-        depth, heads = check_int("depth", depth, minimum=1), check_int("heads", heads, minimum=1)
-        if width % heads:
-            raise ValueError(f"width must be divisible by heads={heads}, got {width}")
+        self.width, heads = check_width_and_heads(width, heads)
+        depth = check_int("depth", depth, minimum=1)
         embed_dim = check_int("embed_dim", embed_dim, minimum=1)
         self.token_embed = nn.Embedding(vocab_size, width, padding_idx=0)
         self.position_embed = nn.Parameter(0.02 * torch.randn(max_length, width))

@@ -51,7 +51,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validate import as_time, check_bool, check_int, check_model_input, check_model_labels, check_real
+from .._validate import (as_time, check_bool, check_int, check_model_input, check_model_labels, check_real,
+                         check_width_and_heads)
 from .mlp import FourierTimeEmbedding
 from .layers import (Attention, FinalLayer, LayerNorm, adaln_norm, attend, embed_context, feed_forward,
                      modulate)
@@ -120,10 +121,7 @@ class DiTBlock(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, kind: str = "adaln"):
         super().__init__()
-        width = check_int("width", width, minimum=1)
-        heads = check_int("heads", heads, minimum=1)
-        if width % heads:
-            raise ValueError(f"width must be divisible by heads={heads}, got {width}")
+        width, heads = check_width_and_heads(width, heads)
         mlp_ratio = check_real("mlp_ratio", mlp_ratio, minimum=0.0, strict_min=True)
         if kind not in ("adaln", "cross", "joint"):
             raise ValueError(f"kind must be 'adaln', 'cross' or 'joint', got {kind!r}")
@@ -244,11 +242,8 @@ class DiT(nn.Module):
         self.patch_size = check_int("patch_size", patch_size, minimum=1)
         if self.input_size % self.patch_size:
             raise ValueError(f"input_size must be divisible by patch_size={self.patch_size}, got {self.input_size}")
-        width = check_int("width", width, minimum=4)
+        width, heads = check_width_and_heads(width, heads, multiple_of=4, why="sin-cos position embeddings")
         depth = check_int("depth", depth, minimum=1)
-        heads = check_int("heads", heads, minimum=1)
-        if width % heads or width % 4:
-            raise ValueError(f"width must be divisible by heads={heads} and by 4, got {width}")
         mlp_ratio = check_real("mlp_ratio", mlp_ratio, minimum=0.0, strict_min=True)
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_int, check_labels, check_real, check_tokens
+from .._validate import check_int, check_labels, check_real, check_tokens, check_width_and_heads
 from .layers import LayerNorm
 
 
@@ -77,11 +77,8 @@ class GPT(nn.Module):
         super().__init__()
         self.vocab_size = check_int("vocab_size", vocab_size, minimum=2)
         self.block_size = check_int("block_size", block_size, minimum=1)
-        width = check_int("width", width, minimum=1)
+        width, heads = check_width_and_heads(width, heads)
         depth = check_int("depth", depth, minimum=1)
-        heads = check_int("heads", heads, minimum=1)
-        if width % heads:
-            raise ValueError(f"width must be divisible by heads={heads}, got {width}")
         mlp_ratio = check_real("mlp_ratio", mlp_ratio, minimum=0.0, strict_min=True)
         dropout = check_real("dropout", dropout, minimum=0.0, maximum=0.9)
         self.num_classes = None if num_classes is None else check_int("num_classes", num_classes, minimum=1)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_bool, check_int, check_real
+from .._validate import check_bool, check_int, check_real, check_width_and_heads
 
 
 def _check_size(name: str, value, minimum: int):
@@ -257,13 +257,6 @@ def attention_weights(q, k, heads: int, key_mask: torch.Tensor | None) -> torch.
     return scores.softmax(-1).mean(1)
 
 
-def _width_and_heads(width, heads) -> tuple[int, int]:
-    width, heads = check_int("width", width, minimum=1), check_int("heads", heads, minimum=1)
-    if width % heads:
-        raise ValueError(f"width must be divisible by heads={heads}, got {width}")
-    return width, heads
-
-
 class Attention(nn.Module):
     """Self-attention (``context`` None) or cross-attention to ``context``; key_mask masks keys.
 
@@ -273,7 +266,7 @@ class Attention(nn.Module):
 
     def __init__(self, width: int, heads: int):
         super().__init__()
-        width, self.heads = _width_and_heads(width, heads)
+        width, self.heads = check_width_and_heads(width, heads)
         self.record = None
         self.q, self.kv, self.out = nn.Linear(width, width), nn.Linear(width, 2 * width), nn.Linear(width, width)
 

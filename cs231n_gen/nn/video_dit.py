@@ -29,7 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validate import as_time, check_bool, check_int, check_keeps_a_token, check_model_input, check_real
+from .._validate import (as_time, check_bool, check_int, check_keeps_a_token, check_model_input, check_real,
+                         check_width_and_heads)
 from .dit import DiT, patchify, sincos_position_embedding, unpatchify
 from .layers import Attention, FinalLayer, LayerNorm, adaln_norm, embed_context, feed_forward, modulate
 from .mlp import FourierTimeEmbedding
@@ -54,10 +55,7 @@ class VideoBlock(nn.Module):
 
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, attention: str = "factorised"):
         super().__init__()
-        width, heads = check_int("width", width, minimum=1), check_int("heads", heads, minimum=1)
-        if width % heads or width % 2:
-            raise ValueError(f"width must be even (sin-cos frame embeddings) and divisible by heads={heads}, "
-                             f"got {width}")
+        width, heads = check_width_and_heads(width, heads, multiple_of=2, why="sin-cos frame embeddings")
         mlp_ratio = check_real("mlp_ratio", mlp_ratio, minimum=0.0, strict_min=True)
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
@@ -147,10 +145,8 @@ class VideoDiT(nn.Module):
         self.patch_size = check_int("patch_size", patch_size, minimum=1)
         if self.input_size % self.patch_size:
             raise ValueError(f"input_size must be divisible by patch_size={self.patch_size}, got {self.input_size}")
-        width, depth, heads = (check_int(k, v, minimum=1) for k, v in (("width", width), ("depth", depth),
-                                                                         ("heads", heads)))
-        if width % heads or width % 4:
-            raise ValueError(f"width must be divisible by heads={heads} and by 4, got {width}")
+        width, heads = check_width_and_heads(width, heads, multiple_of=4, why="sin-cos position embeddings")
+        depth = check_int("depth", depth, minimum=1)
         mlp_ratio = check_real("mlp_ratio", mlp_ratio, minimum=0.0, strict_min=True)
         self.context_dim = check_int("context_dim", context_dim, minimum=1)
         if attention not in ATTENTIONS:

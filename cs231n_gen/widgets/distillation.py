@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from .. import viz
-from .._validate import check_bool, check_callable, check_int, check_points, check_real, check_tensor
+from .._validate import check_bool, check_callable, check_int, check_points, check_real, check_tensor, check_text
 from .player import FramePlayer, static_strip
 
 
@@ -20,8 +20,7 @@ class SwitchPlayer:
         if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
             raise ValueError(f"names must be a non-empty list of strings (one per source), got {names!r}")
         check_callable("draw", draw, "a function draw(ax, name, i)")
-        if not isinstance(description, str):
-            raise ValueError(f"description must be a string (the buttons' label), got {description!r}")
+        check_text("description", description)
         self.names = list(names)
         self.buttons = W.ToggleButtons(options=self.names, value=self.names[0], description=description)
         self.player = FramePlayer(n_frames, lambda ax, i: draw(ax, self.buttons.value, i), label, size=size)

@@ -16,7 +16,7 @@ import io
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from .._validate import check_callable, check_int, check_real
+from .._validate import check_callable, check_int, check_real, check_text
 
 FRAME_DPI = 110
 
@@ -130,8 +130,7 @@ def static_strip(panels: int, draw, title: str, panel_size=(2.8, 2.9), rows: int
     panels = check_int("panels", panels, minimum=1)
     rows = check_int("rows", rows, minimum=1)
     check_callable("draw", draw, "a function draw(ax, k)")
-    if not isinstance(title, str):
-        raise ValueError(f"title must be a string, got {title!r}")
+    check_text("title", title)
     w, h = _size_pair("panel_size", panel_size)
     fig, axes = plt.subplots(rows, panels, figsize=(w * panels, h * rows), squeeze=False)
     for k, ax in enumerate(axes.reshape(-1)):
