@@ -74,6 +74,14 @@ def busy_processes(n: int) -> list:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
+def stop(hogs: list) -> None:
+    """Kill the busy processes and wait until they are gone (the next run starts on an idle machine)."""
+    for hog in hogs:
+        hog.kill()
+    for hog in hogs:
+        hog.wait()
+
+
 def run_lecture(path: Path, quick: bool, timeout: int, load_after_first_cell: int = 0) -> dict:
     """One run; ``load_after_first_cell``: busy processes to start once the first code cell ran."""
     nb = nbformat.read(path, as_version=4)
@@ -91,8 +99,7 @@ def run_lecture(path: Path, quick: bool, timeout: int, load_after_first_cell: in
                        resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
         wall = time.perf_counter() - start
     finally:
-        for hog in hogs:
-            hog.kill()
+        stop(hogs)
     sections, heading = {}, "(before the first section)"
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -389,8 +396,7 @@ def main() -> None:
     try:
         results = [median_run(p, args.quick, args.timeout, args.repeats, later) for p in paths]
     finally:
-        for hog in hogs:
-            hog.kill()
+        stop(hogs)
     printed = {r["lecture"]: r.pop("printed") for r in results}
     if args.printed is not None and args.quick:
         write_json(args.printed, printed)
