@@ -58,7 +58,6 @@ device, QUICK = cs231n_gen.start_lecture(seed=0)
 
 # %%
 import matplotlib.pyplot as plt
-import matplotlib.ticker as mticker
 import torch
 
 from cs231n_gen import budget, seed_everything
@@ -457,21 +456,15 @@ plt.tight_layout()
 plt.show()
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-axes[0].plot(STEP_COUNTS, ratios["learned"], "o-", color=viz.MODEL, label="learned")
-axes[0].plot(STEP_COUNTS, ratios["oracle"], "s--", color=viz.ORACLE, label="oracle v*")
-axes[0].axhline(1.0, color="k", lw=0.8, ls=":", label="fresh real data")
-axes[0].set_yscale("log")
-axes[0].set_ylabel("W2 ratio (1 = perfect)")
-axes[1].plot(STEP_COUNTS, [100 * v for v in on_mode["learned"]], "o-", color=viz.MODEL, label="learned")
-axes[1].plot(STEP_COUNTS, [100 * v for v in on_mode["oracle"]], "s--", color=viz.ORACLE, label="oracle v*")
-axes[1].axhline(100 * real, color="k", lw=0.8, ls=":", label="fresh real data")
-axes[1].set_ylabel("% of samples within 3 std of a mode")
-ratio_ticks = [1, 1.5, 2, 3, 4, 6, 8]
-axes[0].set_yticks(ratio_ticks, [f"{v:g}" for v in ratio_ticks])  # plain numbers, not 6x10^0
-axes[0].yaxis.set_minor_locator(mticker.NullLocator())
+LINES = {"learned": "learned", "oracle": "oracle v*"}
+styles = {"learned": ("o-", viz.MODEL), "oracle v*": ("s--", viz.ORACLE)}
+viz.curves(axes[0], STEP_COUNTS, {label: ratios[name] for name, label in LINES.items()}, logy=True, styles=styles,
+           xlabel="Euler steps", ylabel="W2 ratio (1 = perfect)", reference=(1.0, "fresh real data"))
+viz.curves(axes[1], STEP_COUNTS, {label: [100 * v for v in on_mode[name]] for name, label in LINES.items()},
+           styles=styles, xlabel="Euler steps", ylabel="% of samples within 3 std of a mode",
+           reference=(100 * real, "fresh real data"))
 for ax in axes:
     viz.step_axis(ax, STEP_COUNTS, "Euler steps")
-    ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 

@@ -652,17 +652,14 @@ plt.show()
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
 digit_acc = [100 * digit_scores[w]["accuracy"] for w in DIGIT_WS]
-axes[0].plot(DIGIT_WS, digit_acc, "o-", color=viz.MODEL, label="samples")
-axes[0].axhline(100 * judge.test_accuracy, color="k", ls=":", lw=0.8, label="real held-out digits")
+samples_style = {"samples": ("o-", viz.MODEL)}
+viz.curves(axes[0], DIGIT_WS, {"samples": digit_acc}, styles=samples_style, xlabel="guidance weight w",
+           ylabel="judge accuracy, %", reference=(100 * judge.test_accuracy, "real held-out digits"))
 axes[0].set_ylim(min(80.0, min(digit_acc) - 2), 100.5)  # a fixed floor, so small gaps do not look big
-axes[0].set_ylabel("judge accuracy, %")
 axes[0].legend(fontsize=8, loc="lower right")
-axes[1].plot(DIGIT_WS, [digit_scores[w]["frechet"] for w in DIGIT_WS], "o-", color=viz.MODEL, label="samples")
-axes[1].axhline(digit_scores[0.0]["frechet_real"], color="k", ls=":", lw=0.8, label="real held-out digits")
-axes[1].set_ylabel("Frechet distance to real digits")
-axes[1].legend(fontsize=8)
-for ax in axes:
-    ax.set_xlabel("guidance weight w")
+viz.curves(axes[1], DIGIT_WS, {"samples": [digit_scores[w]["frechet"] for w in DIGIT_WS]}, styles=samples_style,
+           xlabel="guidance weight w", ylabel="Frechet distance to real digits",
+           reference=(digit_scores[0.0]["frechet_real"], "real held-out digits"))
 plt.tight_layout()
 plt.show()
 

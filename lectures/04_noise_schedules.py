@@ -447,14 +447,12 @@ for steps in STEP_BUDGETS:
         outs = [euler(ring_oracle, z, times=schedules.shifted_time_grid(steps, k)) for z in noise_sets]
         on_mode[steps, k] = metrics.mode_coverage(torch.cat(outs), ring.means, std=0.1)["high_quality"]
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
-for k, marker in zip(GRID_SHIFTS, ["o-", "s-", "^-"]):
-    ax.plot(STEP_BUDGETS, [100 * on_mode[steps, k] for steps in STEP_BUDGETS], marker,
-            label=f"shift {k:.2g}" + (" (uniform)" if k == 1.0 else ""))
-ax.axhline(100 * real_on_mode, color="k", lw=0.8, ls=":", label="fresh real data")
+shift_label = {k: f"shift {k:.2g}" + (" (uniform)" if k == 1.0 else "") for k in GRID_SHIFTS}
+viz.curves(ax, STEP_BUDGETS, {shift_label[k]: [100 * on_mode[steps, k] for steps in STEP_BUDGETS] for k in GRID_SHIFTS},
+           styles={shift_label[k]: (f"{m}-", f"C{i}") for i, (k, m) in enumerate(zip(GRID_SHIFTS, "os^"))},
+           xlabel="Euler steps (exact velocity)", ylabel="% of samples on a mode",
+           title="Eight Gaussians: where to put a few steps", reference=(100 * real_on_mode, "fresh real data"))
 viz.step_axis(ax, STEP_BUDGETS, "Euler steps (exact velocity)")
-ax.set_ylabel("% of samples on a mode")
-ax.set_title("Eight Gaussians: where to put a few steps", fontsize=10)
-ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 assert on_mode[3, 1 / 3] > on_mode[3, 1.0] + 0.1 > on_mode[3, 3.0] + 0.2
@@ -487,18 +485,18 @@ for steps in DIGIT_BUDGETS:
 fig = plt.figure(figsize=(12, 4.2))
 grid_spec = fig.add_gridspec(1, 3, width_ratios=[1.1, 1, 1])
 ax = fig.add_subplot(grid_spec[0])
-for k, marker in ((1.0, "o-"), (k_match, "s-")):
-    ax.plot(DIGIT_BUDGETS, [digit_scores[steps, k]["frechet"] for steps in DIGIT_BUDGETS], marker,
-            label="uniform grid" if k == 1.0 else f"shift {k:g} grid")
+grid_label = {1.0: "uniform grid", k_match: f"shift {k_match:g} grid"}
+viz.curves(ax, DIGIT_BUDGETS, {grid_label[k]: [digit_scores[steps, k]["frechet"] for steps in DIGIT_BUDGETS]
+                               for k in grid_label},
+           styles={grid_label[k]: (m, f"C{i}") for i, (k, m) in enumerate(zip(grid_label, ("o-", "s-")))},
+           logy=True, xlabel="Euler steps (exact velocity, 32 x 32 digits)", ylabel="Frechet distance to real digits",
+           reference=(digit_scores[2, 1.0]["frechet_real"], "real held-out digits"))
+ax.set_title("numbers next to the points: classes covered", fontsize=9)
+for k in grid_label:
     for steps in DIGIT_BUDGETS:
         ax.annotate(f"{digit_scores[steps, k]['classes_covered']}", (steps, digit_scores[steps, k]["frechet"]),
                     textcoords="offset points", xytext=(4, 4), fontsize=7)
-ax.axhline(digit_scores[2, 1.0]["frechet_real"], color="k", lw=0.8, ls=":", label="real held-out digits")
-ax.set_yscale("log")
 viz.step_axis(ax, DIGIT_BUDGETS, "Euler steps (exact velocity, 32 x 32 digits)")
-ax.set_ylabel("Frechet distance to real digits")
-ax.set_title("numbers next to the points: classes covered", fontsize=9)
-ax.legend(fontsize=8)
 for col, k in enumerate((1.0, k_match), start=1):
     viz.image_grid(fig.add_subplot(grid_spec[col]), digit_samples[4, k][:12], per_row=4,
                    title=f"4 steps, {'uniform grid' if k == 1.0 else f'shift {k:g} grid'}: "

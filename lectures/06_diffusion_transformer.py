@@ -282,9 +282,8 @@ pretrained.record("dit_shapes", shape_accuracy_w0=dit_accuracy[0.0], shape_accur
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 2.8))
-ax.plot(dit_history.smoothed(50), color=viz.MODEL, lw=1)
-ax.set_xlabel("step")
-ax.set_ylabel("RF loss (running mean)")
+viz.plot_loss(dit_history, ax=ax, window=50)
+ax.set_ylabel("RF loss")
 ax.set_title(f"DiT training: {count(dit) / 1e6:.2f} M parameters, {dit_history.seconds:.0f} s", fontsize=10)
 plt.tight_layout()
 plt.show()

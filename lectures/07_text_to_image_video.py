@@ -169,9 +169,8 @@ strict = sum(retrieval_accuracy(image_emb[k:k + 64], text_emb[k:k + 64]) for k i
 sims = similarity(image_emb[:12], text_emb[:12]).cpu()
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.25, 1]})
-axes[0].plot(clip_history.smoothed(20), color=viz.MODEL)
-axes[0].set_xlabel("step")
-axes[0].set_ylabel("contrastive loss (running mean)")
+viz.plot_loss(clip_history, ax=axes[0], window=20)
+axes[0].set_ylabel("contrastive loss")
 axes[0].axhline(torch.log(torch.tensor(128.0)), color=viz.NOISE, ls="--", lw=1)
 axes[0].text(5, float(torch.log(torch.tensor(128.0))) - 0.3, "log 128: chance", fontsize=8, color=viz.NOISE)
 axes[0].set_title("CLIP training (batch 128)", fontsize=10)

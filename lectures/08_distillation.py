@@ -433,17 +433,16 @@ for name, model in (("CFG teacher", "digits_cfg_teacher"), ("distilled student",
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.25]})
-for name, color in (("CFG teacher", viz.MODEL), ("distilled student", viz.CLASS_COLORS[3])):
-    row = scores[name]
-    axes[0].plot(WS, [100 * row[w]["accuracy"] for w in WS], "o-", color=color, label=f"{name} ({nfe[name]:.0f} NFE)")
-    axes[1].plot(WS, [row[w]["frechet"] for w in WS], "o-", color=color, label=name)
-axes[0].set_ylabel("judge accuracy, %")
+colors = {"CFG teacher": viz.MODEL, "distilled student": viz.CLASS_COLORS[3]}
+with_nfe = {name: f"{name} ({nfe[name]:.0f} NFE)" for name in colors}
+viz.curves(axes[0], WS, {with_nfe[name]: [100 * scores[name][w]["accuracy"] for w in WS] for name in colors},
+           styles={with_nfe[name]: ("o-", color) for name, color in colors.items()}, xlabel="guidance weight w",
+           ylabel="judge accuracy, %")
 axes[0].set_ylim(min(100 * r[w]["accuracy"] for r in scores.values() for w in WS) - 3, 100.5)
-axes[1].set_ylabel("Frechet distance to real digits")
-axes[1].axhline(scores["CFG teacher"][0.0]["frechet_real"], color="k", ls=":", lw=0.8, label="real held-out digits")
-for ax in axes[:2]:
-    ax.set_xlabel("guidance weight w")
-    ax.legend(fontsize=8)
+viz.curves(axes[1], WS, {name: [scores[name][w]["frechet"] for w in WS] for name in colors},
+           styles={name: ("o-", color) for name, color in colors.items()}, xlabel="guidance weight w",
+           ylabel="Frechet distance to real digits",
+           reference=(scores["CFG teacher"][0.0]["frechet_real"], "real held-out digits"))
 picks = torch.cat([torch.arange(c * n_each, c * n_each + 4) for c in range(10)])
 cfg_w2, student_w2 = digit_samples[2.0]
 pair = torch.cat([torch.cat([cfg_w2[picks[4 * c:4 * c + 4]], student_w2[picks[4 * c:4 * c + 4]]]) for c in range(10)])

@@ -478,18 +478,16 @@ axes[0].set_yticks([0, 1], ["uniform in t", "uniform\nin log SNR"])
 axes[0].set_ylim(-0.6, 1.6)
 axes[0].set_xlabel("t (10 steps each)")
 axes[0].set_title("where the steps go", fontsize=10)
-for name, color, marker in (("uniform in t", viz.MODEL, "o-"), ("uniform in log SNR", viz.ORACLE, "s-")):
-    ratio, width = zip(*grid_scores[name])
-    axes[1].plot(GRID_STEPS, ratio, marker, color=color, label=name)
-    axes[2].plot(GRID_STEPS, width, marker, color=color, label=name)
-axes[1].axhline(real_ratio, color="k", lw=0.8, ls=":", label="fresh real data")
-axes[1].set_ylabel("W2 ratio (1 = as good as real)")
+grid_styles = {"uniform in t": ("o-", viz.MODEL), "uniform in log SNR": ("s-", viz.ORACLE)}
+viz.curves(axes[1], GRID_STEPS, {name: [r for r, _ in grid_scores[name]] for name in grid_styles}, styles=grid_styles,
+           xlabel="DDIM steps (model calls)", ylabel="W2 ratio (1 = as good as real)",
+           reference=(real_ratio, "fresh real data"))
 axes[2].axhspan(0.9, 1.1, color="k", alpha=0.08, label="within 10% of real")
 axes[2].axhline(1.0, color="k", lw=0.8, ls=":")
-axes[2].set_ylabel("mode width / real mode width")
+viz.curves(axes[2], GRID_STEPS, {name: [w for _, w in grid_scores[name]] for name in grid_styles}, styles=grid_styles,
+           xlabel="DDIM steps (model calls)", ylabel="mode width / real mode width")
 for ax in axes[1:]:
     viz.step_axis(ax, GRID_STEPS, "DDIM steps (model calls)")
-    ax.legend(fontsize=8)
 fig.suptitle("DDIM with the exact model on the VP linear path: two grids, same number of steps", fontsize=10)
 fig.tight_layout()
 plt.show()
