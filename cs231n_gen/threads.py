@@ -464,8 +464,8 @@ class LoadFollower:
         came_from, before, looking = self.trying
         self.trying, plan = None, self.schedule
         went_down = n < came_from
-        back = went_down or n not in self.fastest or pair <= self.CHANGE * self.fastest[n]
-        if pair * self.BETTER < before and back:  # faster (and, going up, about as fast as it was idle): stay
+        recovered = went_down or n not in self.fastest or pair <= self.CHANGE * self.fastest[n]
+        if pair * self.BETTER < before and recovered:  # faster (and, going up, about as fast as it was idle): stay
             self.note = f"{n} (was {came_from}: {'load' if went_down else 'load gone'})"
             _NOTES.append(self.note)
             self.gap_s, plan.look_gap_s, plan.recheck_s = self.MIN_GAP_S, self.MIN_GAP_S, self.RECHECK_S
