@@ -125,8 +125,10 @@ def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None =
 
     Args:
         ax: the axes to draw on.
-        x: the knob's values (numbers, one per point of every line).
-        series: label -> y values (as many as ``x``, finite; > 0 with ``logy``).
+        x: the knob's values (numbers, one per point of every line), or label -> the values
+            of that line (lines measured at different settings, e.g. each method at its own
+            step counts).
+        series: label -> y values (as many as the line's x, finite; > 0 with ``logy``).
         xlabel, ylabel, title: the axis labels and the panel's title.
         logy: a log y axis, ticked in plain numbers (20, 30, not 2 x 10^1) when the values lie
             between 0.001 and 100000, in powers of ten otherwise.
@@ -139,9 +141,14 @@ def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None =
     Returns ``ax``.
     """
     check_axes("ax", ax)
-    x = as_float_tensor("x", x, ndim=1)
     if not isinstance(series, dict) or not series or not all(isinstance(k, str) for k in series):
         raise ValueError(f"series must be a non-empty dict of label -> y values, got {series!r:.80}")
+    if isinstance(x, dict):
+        if set(x) != set(series):
+            raise ValueError(f"x, given per line, must have the labels of series {sorted(series)}, got {sorted(x)}")
+        xs = {label: as_float_tensor(f"x[{label!r}]", v, ndim=1) for label, v in x.items()}
+    else:
+        xs = dict.fromkeys(series, as_float_tensor("x", x, ndim=1))
     for name, text in (("xlabel", xlabel), ("ylabel", ylabel), ("title", title)):
         if text is not None:
             check_text(name, text)
@@ -154,6 +161,7 @@ def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None =
     low, high = float("inf"), 0.0
     for label, y in series.items():
         y = as_float_tensor(f"series[{label!r}]", y, ndim=1)
+        x = xs[label]
         if y.shape != x.shape:
             raise ValueError(f"series[{label!r}] must hold {x.shape[0]} values (one per x), got {y.shape[0]}")
         if logy and bool((y <= 0).any()):

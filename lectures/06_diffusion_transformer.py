@@ -512,17 +512,14 @@ if timing_claims_apply(device):
 
 fig, ax = plt.subplots(figsize=(5.2, 3.4))
 ns = [costs[p][0] for p in costs]
-ax.loglog(ns, [1e3 * costs[p][1] for p in costs], "o-", color=viz.MODEL, label="whole training step")
-ax.loglog(ns, [1e3 * costs[p][2] for p in costs], "s--", color=viz.DATA, label="attention core")
+viz.curves(ax, ns, {"whole training step": [1e3 * costs[p][1] for p in costs],
+                    "attention core": [1e3 * costs[p][2] for p in costs]},
+           styles={"whole training step": ("o-", viz.MODEL), "attention core": ("s--", viz.DATA)}, logy=True, ms=6,
+           xlabel="tokens per image N", ylabel="ms (batch 128)", title="Cost against sequence length")
 for p in costs:
     ax.annotate(f"p = {p}", (costs[p][0], 1e3 * costs[p][1]), textcoords="offset points", xytext=(4, 6), fontsize=8)
-ax.set_xticks(ns, [str(n) for n in ns])
-ax.minorticks_off()
+viz.step_axis(ax, ns, "tokens per image N")
 ax.set_xlim(min(ns) / 1.5, max(ns) * 1.8)
-ax.set_xlabel("tokens per image N")
-ax.set_ylabel("ms (batch 128)")
-ax.legend(fontsize=8)
-ax.set_title("Cost against sequence length", fontsize=10)
 plt.tight_layout()
 plt.show()
 

@@ -497,15 +497,14 @@ for f in FRAME_COUNTS:
     print(f"{f:8d} {n:10d} {1e3 * full_s:10.1f} {1e3 * fact_s:16.1f} {full_s / fact_s:17.2f}x")
 
 fig, ax = plt.subplots(figsize=(5.4, 3.5))
-for a, color, marker in (("full", viz.MODEL, "o-"), ("factorised", viz.DATA, "s-")):
-    ax.loglog([cost[f, a][0] for f in FRAME_COUNTS], [1e3 * cost[f, a][1] for f in FRAME_COUNTS], marker,
-              color=color, label=f"{a} attention")
-ax.set_xticks([cost[f, "full"][0] for f in FRAME_COUNTS], [f"T={f}\n{16 * f}" for f in FRAME_COUNTS], fontsize=8)
-ax.minorticks_off()
-ax.set_xlabel("frames and tokens per clip")
-ax.set_ylabel("ms per training step (batch 4)")
-ax.legend(fontsize=8)
-ax.set_title("Video DiT step cost against clip length", fontsize=10)
+clip_tokens = [cost[f, "full"][0] for f in FRAME_COUNTS]
+viz.curves(ax, clip_tokens,
+           {f"{a} attention": [1e3 * cost[f, a][1] for f in FRAME_COUNTS] for a in ("full", "factorised")},
+           styles={"full attention": ("o-", viz.MODEL), "factorised attention": ("s-", viz.DATA)}, logy=True, ms=6,
+           xlabel="frames and tokens per clip", ylabel="ms per training step (batch 4)",
+           title="Video DiT step cost against clip length")
+viz.step_axis(ax, clip_tokens, "frames and tokens per clip")
+ax.set_xticks(clip_tokens, [f"T={f}\n{16 * f}" for f in FRAME_COUNTS], fontsize=8)
 plt.tight_layout()
 plt.show()
 longest, shortest = FRAME_COUNTS[-1], FRAME_COUNTS[0]

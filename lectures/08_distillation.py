@@ -331,23 +331,19 @@ pretrained.record("rf_consistency", w2_ratio_1_step=quality["consistency"][1],
 
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 4.2))
-styles = {"oracle": (viz.ORACLE, "o-"), "1-RF": (viz.MODEL, "o-"), "2-RF": (viz.CLASS_COLORS[3], "s-"),
-          "progressive": (viz.CLASS_COLORS[1], "D--"), "consistency": (viz.CLASS_COLORS[4], "^-")}
-for name, row in quality.items():
-    color, style = styles[name]
-    ns = sorted(row)
-    label = {"progressive": "progressive students (each at its own step count)",
-             "consistency": "consistency model (multistep sampling)"}.get(name, name)
-    ax.plot(ns, [row[n] for n in ns], style, color=color, label=label)
-ax.axhline(real, color="k", ls=":", lw=0.8, label="fresh real data")
-ax.set_yscale("log")
+label_of = {name: {"progressive": "progressive students (each at its own step count)",
+                   "consistency": "consistency model (multistep sampling)"}.get(name, name) for name in quality}
+styles = {"oracle": ("o-", viz.ORACLE), "1-RF": ("o-", viz.MODEL), "2-RF": ("s-", viz.CLASS_COLORS[3]),
+          "progressive": ("D--", viz.CLASS_COLORS[1]), "consistency": ("^-", viz.CLASS_COLORS[4])}
+viz.curves(ax, {label_of[name]: sorted(row) for name, row in quality.items()},
+           {label_of[name]: [row[n] for n in sorted(row)] for name, row in quality.items()},
+           styles={label_of[name]: styles[name] for name in quality}, logy=True, ms=6,
+           reference=(real, "fresh real data"), xlabel="network evaluations per sample (NFE)",
+           ylabel="W2 ratio to the data (log)",
+           title="Few-step sampling: reflow, progressive and consistency distillation against the teacher")
 ax.set_yticks([1, 1.5, 2, 3, 5], ["1", "1.5", "2", "3", "5"])
 ax.yaxis.set_minor_formatter(plt.NullFormatter())
 viz.step_axis(ax, NFES, label="network evaluations per sample (NFE)")
-ax.set_ylabel("W2 ratio to the data (log)")
-ax.set_title("Few-step sampling: reflow, progressive and consistency distillation against the teacher",
-             fontsize=10)
-ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 

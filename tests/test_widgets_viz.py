@@ -312,3 +312,14 @@ def test_curves_draw_one_line_per_series_with_a_reference_and_plain_log_ticks():
         viz.curves(ax, [0, 1], {"a": [0.0, 2.0]}, xlabel="w", ylabel="y", logy=True)
     with pytest.raises(ValueError, match="styles"):
         viz.curves(ax, [0, 1], {"a": [1.0, 2.0]}, xlabel="w", ylabel="y", styles={"a": "o-"})
+    # Lines measured at different settings: x per line.
+    fig, ax = plt.subplots()
+    viz.curves(ax, {"teacher": [1, 2, 4, 8], "student": [2, 4]},
+               {"teacher": [5.0, 3.0, 2.0, 1.2], "student": [2.5, 1.5]}, xlabel="steps", ylabel="W2 ratio")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["student"].get_xdata()) == [2, 4] and list(lines["teacher"].get_xdata()) == [1, 2, 4, 8]
+    with pytest.raises(ValueError, match=r"x, given per line, must have the labels of series \['a'\], got \['b'\]"):
+        viz.curves(ax, {"b": [0, 1]}, {"a": [1.0, 2.0]}, xlabel="w", ylabel="y")
+    with pytest.raises(ValueError, match=r"series\['a'\] must hold 3 values"):
+        viz.curves(ax, {"a": [0, 1, 2]}, {"a": [1.0, 2.0]}, xlabel="w", ylabel="y")
+    plt.close("all")
