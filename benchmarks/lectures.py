@@ -41,13 +41,14 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from _load import busy_processes, stop  # (benchmarks/ is on the path when a script here runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """import json as _json, resource as _resource, torch as _torch
@@ -67,19 +68,6 @@ def _seconds(cell) -> float:
     except (KeyError, ValueError):
         return 0.0
     return (end - start).total_seconds()
-
-
-def busy_processes(n: int) -> list:
-    """``n`` processes that keep a core busy each."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-
-
-def stop(hogs: list) -> None:
-    """Kill the busy processes and wait until they are gone (the next run starts on an idle machine)."""
-    for hog in hogs:
-        hog.kill()
-    for hog in hogs:
-        hog.wait()
 
 
 def run_lecture(path: Path, quick: bool, timeout: int, load_after_first_cell: int = 0) -> dict:

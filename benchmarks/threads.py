@@ -16,8 +16,6 @@ import argparse
 import json
 import statistics
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -28,6 +26,8 @@ from cs231n_gen.nn.mlp import TimeMLP
 from cs231n_gen.paths import rectified_flow_loss
 from cs231n_gen.threads import THREADS_ENV, choose_threads, usable_cpus
 from cs231n_gen.train import fit
+
+from _load import busy_processes, stop  # (benchmarks/ is on the path when a script here runs)
 
 
 def steps_per_s(threads: int, steps: int, fixed: bool = False) -> float:
@@ -62,25 +62,16 @@ def measure(label: str, default: int, steps: int, repeats: int) -> dict:
             "policy_steps_per_s": round(statistics.median(speeds["policy"]), 1)}
 
 
-def hogs(n: int = 2) -> list:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-
-
-def stop(processes) -> None:
-    for p in processes:
-        p.kill()
-        p.wait()
-
-
 def changing_load(kind: str, follow: bool, steps: int, after: float) -> dict:
     """Steps/s of one run whose load starts (``kind="start"``) or stops (``"stop"``) ``after``
     seconds in; the thread count is chosen under the load at the run's start."""
-    running = hogs() if kind == "stop" else []
+    running = busy_processes(2) if kind == "stop" else []
     try:
         if running:
             time.sleep(1.0)
         threads = choose_threads().threads
-        change = threading.Timer(after, lambda: stop(running) if kind == "stop" else running.extend(hogs()))
+        change = threading.Timer(after, lambda: stop(running) if kind == "stop"
+                                 else running.extend(busy_processes(2)))
         change.start()
         try:
             speed = steps_per_s(threads, steps, fixed=not follow)
@@ -100,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     default = torch.get_num_threads()
     idle = measure("idle", default, args.steps, args.repeats)
-    running = hogs()
+    running = busy_processes(2)
     try:
         time.sleep(1.0)
         busy = measure("two busy processes", default, args.steps, args.repeats)
