@@ -1,6 +1,7 @@
 """Device choice, seeding and the quick/full budget switch every lecture uses."""
 from __future__ import annotations
 
+import math
 import os
 import random
 import statistics
@@ -9,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from ._validate import check_callable, check_device, check_int, check_module, check_seed
+from ._validate import check_callable, check_device, check_int, check_module, check_real, check_seed
 
 QUICK_ENV = "CS231N_GEN_QUICK"
 
@@ -136,34 +137,48 @@ def _threads_line(choice) -> str:
     return f"{choice.threads} of {choice.usable} usable CPU thread(s) ({how})"
 
 
-def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None) -> float:
+def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None, at_least_s: float = 0.0) -> float:
     """The median wall time of ``fn()`` over ``repeats`` runs, after ``warmup`` untimed runs.
 
     Runs under ``torch.no_grad()``. On CUDA (``device``, default: the current
     :func:`get_device`) each run is closed by a synchronisation, so queued kernels count.
     Medians, because a shared machine makes single timings noisy. The loops inside ``fn``
     do not follow the load (:func:`cs231n_gen.threads.held`): every run at the same count.
+
+    ``at_least_s`` > 0 times short calls in bundles: each timed run makes ``k`` calls back
+    to back, ``k`` = the fewest that last ``at_least_s`` at the pace of the fastest warmup
+    run, and the time returned is per call. A 15 ms call timed alone is at the mercy of
+    one hiccup of the machine (a browser drawing a figure, a page fault): a 50 ms pause
+    in it reads as 4x the cost; in a bundle of 200 ms it reads as 1.25x, and the median
+    of the bundles drops it. Needs ``warmup`` >= 1 (the warmup runs size the bundle).
     """
     check_callable("fn", fn, "a function of no arguments")
     repeats = check_int("repeats", repeats, minimum=1)
     warmup = check_int("warmup", warmup, minimum=0)
     device = check_device("device", device) or get_device()
+    at_least_s = check_real("at_least_s", at_least_s, minimum=0.0, maximum=60.0)
+    if at_least_s > 0 and warmup == 0:
+        raise ValueError(f"warmup must be >= 1 when at_least_s > 0 (the warmup runs size the bundles), "
+                         f"got warmup=0 with at_least_s={at_least_s}")
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    def timed(calls: int) -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        return time.perf_counter() - start
+
     from .threads import held
 
-    times = []
     with torch.no_grad(), held():  # (no load follower inside what is timed: the same count throughout)
-        for i in range(warmup + repeats):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
+        fastest_warmup = min((timed(1) for _ in range(warmup)), default=0.0)
+        calls = max(1, math.ceil(at_least_s / fastest_warmup)) if at_least_s > 0 and fastest_warmup > 0 else 1
+        times = [timed(calls) / calls for _ in range(repeats)]
     return statistics.median(times)
 
 

@@ -75,7 +75,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from IPython.display import Markdown, display
 
 from cs231n_gen import autoregressive as ar
-from cs231n_gen import budget, pretrained, viz, widgets
+from cs231n_gen import pretrained, viz, widgets
 from cs231n_gen.data import digits
 from cs231n_gen.guidance import drop_labels
 from cs231n_gen.digit_judge import DigitJudge
@@ -154,7 +154,8 @@ plt.show()
 # chain rule ties each pixel to the ones before it and makes strokes. Now the cost.
 # Sampling runs the chain rule forwards: one network evaluation per pixel, each one
 # waiting for the last. We time it for images of 4x4, 8x8 and 16x16 pixels (16, 64, 256
-# tokens) with a network of the same size:
+# tokens) with a network of the same size (calls shorter than a quarter second are timed
+# in bundles that last that long, so one pause of the machine does not decide a number):
 
 # %%
 SIDES = [4, 8, 16]
@@ -163,7 +164,7 @@ nets, seconds_per_side = {}, {}
 for side in SIDES:
     nets[side] = GPT(vocab_size=17, block_size=side * side + 1, width=64, depth=2, heads=4).to(device)
     seconds_per_side[side] = median_seconds(lambda: ar.sample(nets[side], TIMING_BATCH, side * side, generator=gen),
-                                            repeats=1 if side > 8 else budget(full=3, quick=1))
+                                            repeats=1 if side > 8 else 3, at_least_s=0.25)
 for side in SIDES:
     print(f"{side:>2}x{side:<2} = {side * side:>3} pixels: {seconds_per_side[side]:6.3f} s for {TIMING_BATCH} images "
           f"({side * side} sequential network evaluations)")
@@ -447,7 +448,7 @@ for side in SIDES:
     full_grid = torch.randint(0, 17, (TIMING_BATCH, n_tokens), device=device)
     cost[n_tokens] = {"autoregressive": seconds_per_side[side],  # measured in section 1
                       "diffusion": median_seconds(lambda: [net(full_grid) for _ in range(DIFFUSION_STEPS)],
-                                                  repeats=1 if side > 8 else budget(full=3, quick=1))}
+                                                  repeats=3, at_least_s=0.25)}
 fig, ax = plt.subplots(figsize=(5.2, 3.6))
 for kind, marker in (("autoregressive", "o"), ("diffusion", "s")):
     ax.plot(list(cost), [cost[n][kind] for n in cost], marker=marker,

@@ -68,3 +68,30 @@ def test_median_seconds_is_the_median_of_the_timed_runs():
     assert len(calls) == 6 and 0.015 < t < 0.1
     with pytest.raises(ValueError, match="repeats"):
         median_seconds(fn, repeats=0)
+
+
+def test_median_seconds_in_bundles_is_not_fooled_by_a_hiccup():
+    """Two 80 ms pauses in three timed runs of a 10 ms call: alone they are the median, in
+    bundles of >= 0.2 s they add a few ms per call."""
+    import time
+
+    from cs231n_gen.runtime import median_seconds
+
+    def with_hiccups(at_calls):
+        calls = []
+
+        def fn():
+            calls.append(1)
+            time.sleep(0.01 + (0.08 if len(calls) in at_calls else 0.0))
+        return fn, calls
+
+    fn, calls = with_hiccups({2, 3})  # the first two timed runs
+    assert median_seconds(fn, repeats=3, warmup=1, device="cpu") > 0.08
+    fn, calls = with_hiccups({2, 30})  # one in each of the first two bundles
+    t = median_seconds(fn, repeats=3, warmup=1, device="cpu", at_least_s=0.2)
+    assert 0.009 < t < 0.02, t
+    assert 1 + 3 * 15 <= len(calls) <= 1 + 3 * 20  # bundles of ceil(0.2 / ~0.0101) calls
+    with pytest.raises(ValueError, match="warmup"):
+        median_seconds(fn, warmup=0, at_least_s=0.1)
+    with pytest.raises(ValueError, match="at_least_s"):
+        median_seconds(fn, at_least_s=-1.0)
