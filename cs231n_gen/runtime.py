@@ -182,9 +182,10 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None, at_least_
     return statistics.median(times)
 
 
-def training_step_seconds(model, loss, repeats: int = 5, device=None) -> float:
+def training_step_seconds(model, loss, repeats: int = 5, device=None, at_least_s: float = 0.0) -> float:
     """The median wall time of one training step's work: gradients zeroed, ``loss(model)``
-    (a scalar) computed and back-propagated (no optimizer step), timed by :func:`median_seconds`."""
+    (a scalar) computed and back-propagated (no optimizer step), timed by :func:`median_seconds`
+    (``at_least_s``: short steps timed in bundles, as there)."""
     check_module("model", model)
     check_callable("loss", loss, "a function of the model returning a scalar loss")
 
@@ -193,7 +194,7 @@ def training_step_seconds(model, loss, repeats: int = 5, device=None) -> float:
         with torch.enable_grad():
             loss(model).backward()
 
-    return median_seconds(step, repeats=repeats, device=device)
+    return median_seconds(step, repeats=repeats, device=device, at_least_s=at_least_s)
 
 
 def timing_claims_apply(device=None) -> bool:

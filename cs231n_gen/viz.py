@@ -149,9 +149,8 @@ def curves(ax, x, series: dict, *, xlabel: str, ylabel: str, title: str | None =
         xs = {label: as_float_tensor(f"x[{label!r}]", v, ndim=1) for label, v in x.items()}
     else:
         xs = dict.fromkeys(series, as_float_tensor("x", x, ndim=1))
-    for name, text in (("xlabel", xlabel), ("ylabel", ylabel), ("title", title)):
-        if text is not None:
-            check_text(name, text)
+    xlabel, ylabel = check_text("xlabel", xlabel), check_text("ylabel", ylabel)
+    title = None if title is None else check_text("title", title)
     logy = check_bool("logy", logy)
     styles = {} if styles is None else styles
     if not isinstance(styles, dict) or not all(isinstance(v, (tuple, list)) and len(v) == 2

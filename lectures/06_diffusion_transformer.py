@@ -491,14 +491,14 @@ def train_step_seconds(patch, repeats=5):
     x, y = latents[:128], shape_labels[:128]
     whole = training_step_seconds(net, lambda m: conditional_rf_loss(m, x, y, 0.1,
                                                                      torch.Generator(device=device).manual_seed(0)),
-                                  repeats=repeats, device=device)
+                                  repeats=repeats, device=device, at_least_s=0.1)
     q = torch.randn(128, HEADS, net.sequence_length, WIDTH // HEADS, device=device, requires_grad=True)
 
     def attention_core():
         with torch.enable_grad():
             F.scaled_dot_product_attention(q, q, q).sum().backward()
 
-    core = DEPTH * median_seconds(attention_core, repeats=repeats, device=device)
+    core = DEPTH * median_seconds(attention_core, repeats=repeats, device=device, at_least_s=0.1)
     return net.sequence_length, whole, core
 
 

@@ -484,7 +484,7 @@ def video_step_seconds(frames, attention, repeats):
     ctx, m = context[:4], pair_mask[:4]
     seconds = training_step_seconds(net, lambda n: caption_rf_loss(n, x, ctx, m, 0.1,
                                                                    torch.Generator(device=device).manual_seed(0)),
-                                    repeats=repeats, device=device)
+                                    repeats=repeats, device=device, at_least_s=0.1)
     return net.sequence_length, seconds
 
 

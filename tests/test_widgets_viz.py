@@ -312,6 +312,8 @@ def test_curves_draw_one_line_per_series_with_a_reference_and_plain_log_ticks():
         viz.curves(ax, [0, 1], {"a": [0.0, 2.0]}, xlabel="w", ylabel="y", logy=True)
     with pytest.raises(ValueError, match="styles"):
         viz.curves(ax, [0, 1], {"a": [1.0, 2.0]}, xlabel="w", ylabel="y", styles={"a": "o-"})
+    with pytest.raises(ValueError, match="ylabel must be a str, got None"):
+        viz.curves(ax, [0, 1], {"a": [1.0, 2.0]}, xlabel="w", ylabel=None)
     # Lines measured at different settings: x per line.
     fig, ax = plt.subplots()
     viz.curves(ax, {"teacher": [1, 2, 4, 8], "student": [2, 4]},
