@@ -138,19 +138,31 @@ def _threads_line(choice) -> str:
 
 
 def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None, at_least_s: float = 0.0) -> float:
-    """The median wall time of ``fn()`` over ``repeats`` runs, after ``warmup`` untimed runs.
+    """The median wall time of ``fn()`` over at least ``repeats`` runs, after ``warmup``
+    untimed runs, at the CPU thread count that runs it fastest on this machine now.
 
     Runs under ``torch.no_grad()``. On CUDA (``device``, default: the current
     :func:`get_device`) each run is closed by a synchronisation, so queued kernels count.
     Medians, because a shared machine makes single timings noisy. The loops inside ``fn``
-    do not follow the load (:func:`cs231n_gen.threads.held`): every run at the same count.
+    do not follow the load (:func:`cs231n_gen.threads.held`).
 
-    ``at_least_s`` > 0 times short calls in bundles: each timed run makes ``k`` calls back
-    to back, ``k`` = the fewest that last ``at_least_s`` at the pace of the fastest warmup
-    run, and the time returned is per call. A 15 ms call timed alone is at the mercy of
-    one hiccup of the machine (a browser drawing a figure, a page fault): a 50 ms pause
-    in it reads as 4x the cost; in a bundle of 200 ms it reads as 1.25x, and the median
-    of the bundles drops it. Needs ``warmup`` >= 1 (the warmup runs size the bundle).
+    **Thread count.** A load that started after the lecture chose its count (a browser, a
+    second notebook) can make every call at that count 10-100x slower (measured: a 6 ms DiT
+    step took 0.7 s with two threads next to two busy processes on a 2-core machine), and a
+    cost claim would compare the load's pauses instead of the work. So on a CPU with more
+    than one usable thread, the warmup is followed by one timed run at each count of
+    :func:`cs231n_gen.threads.timing_counts` (the count there is now and fewer), fewest
+    first. If more threads won, they run once more and must win again, else the fewest
+    count times: under a load, more threads are now and then as fast as fewer and then
+    many times slower, and fewer threads are never far slower (1.2-1.6x idle, on these
+    lectures). The winner's runs count among the repeats; the count is put back afterwards.
+
+    **Bundles.** ``at_least_s`` > 0 times short calls in bundles: each timed run makes
+    ``k`` calls back to back, ``k`` = the fewest that last ``at_least_s`` at the pace of
+    the fastest warmup run, and the time is per call. A 15 ms call timed alone is at the
+    mercy of one pause of the machine (a browser drawing a figure, a page fault): a 50 ms
+    pause in it reads as 4x the cost; in a bundle of 200 ms it reads as 1.25x, and the
+    median of the bundles drops it. Needs ``warmup`` >= 1 (the warmup runs size the bundle).
     """
     check_callable("fn", fn, "a function of no arguments")
     repeats = check_int("repeats", repeats, minimum=1)
@@ -171,14 +183,32 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None, at_least_
         for _ in range(calls):
             fn()
         sync()
-        return time.perf_counter() - start
+        return (time.perf_counter() - start) / calls
 
-    from .threads import held
+    from .threads import held, timing_counts
 
+    before = torch.get_num_threads()
     with torch.no_grad(), held():  # (no load follower inside what is timed: the same count throughout)
-        fastest_warmup = min((timed(1) for _ in range(warmup)), default=0.0)
-        calls = max(1, math.ceil(at_least_s / fastest_warmup)) if at_least_s > 0 and fastest_warmup > 0 else 1
-        times = [timed(calls) / calls for _ in range(repeats)]
+        try:
+            fastest_warmup = min((timed(1) for _ in range(warmup)), default=0.0)
+            calls = max(1, math.ceil(at_least_s / fastest_warmup)) if at_least_s > 0 and fastest_warmup > 0 else 1
+            counts = timing_counts(device)
+            runs = {n: [] for n in counts}
+            best = counts[0]
+            if len(counts) > 1:
+                for n in counts:  # one run at each count, fewest first
+                    torch.set_num_threads(n)
+                    runs[n].append(timed(calls))
+                best = min(counts, key=lambda n: (runs[n][0], n))
+                if best != counts[0]:  # more threads won: once more, to tell a lull in a load from no load
+                    torch.set_num_threads(best)
+                    runs[best].append(timed(calls))
+                    if max(runs[best]) >= min(runs[n][0] for n in counts if n != best):
+                        best = counts[0]
+            torch.set_num_threads(best)
+            times = runs[best] + [timed(calls) for _ in range(repeats - len(runs[best]))]
+        finally:
+            torch.set_num_threads(before)
     return statistics.median(times)
 
 

@@ -222,6 +222,23 @@ def choose_threads(max_threads: int | None = None) -> ThreadChoice:
     return ThreadChoice(threads, usable, f"measured ms per step ({timing})")
 
 
+def timing_counts(device=None) -> list[int]:
+    """The thread counts a timing compares before it times (:func:`cs231n_gen.runtime.median_seconds`):
+    the count there is now and the policy's smaller candidates (:func:`_candidates`), fewest
+    first. Never more threads than now: a loop left fewer because of a load, and under a
+    load one run with more threads can take 20x as long (a loop's follower abandons such a
+    try after one slow step; a timed call cannot be cut short). Only the count there is now
+    on CUDA, with one usable CPU, or where ``CS231N_GEN_THREADS`` forces one."""
+    device = check_device("device", device)
+    now = torch.get_num_threads()
+    if device is not None and device.type != "cpu":
+        return [now]
+    usable, forced = _limits()
+    if forced is not None or usable < 2:
+        return [now]
+    return sorted({n for n in _candidates(usable) if n < now} | {now})
+
+
 def _quiet_numpy_blas() -> None:
     """One thread for numpy's own BLAS (OpenBLAS, apart from torch's). The library's numpy
     work is small (optimal-transport costs, scikit-learn's datasets), and OpenBLAS's idle

@@ -116,8 +116,8 @@ def conv_trunk(channels, width=64):
 on_pixels, on_latents = conv_trunk(3), conv_trunk(C)
 x_pixels = torch.randn(64, 3, SIDE, SIDE, device=device)
 x_latents = torch.randn(64, C, SIDE // D, SIDE // D, device=device)
-pixel_step = median_seconds(partial(on_pixels, x_pixels), repeats=9, device=device)
-latent_step = median_seconds(partial(on_latents, x_latents), repeats=9, device=device)
+pixel_step = median_seconds(partial(on_pixels, x_pixels), repeats=9, device=device, at_least_s=0.1)
+latent_step = median_seconds(partial(on_latents, x_latents), repeats=9, device=device, at_least_s=0.1)
 print(f"convolutional trunk: {1e3 * pixel_step:6.1f} ms per step on pixels, {1e3 * latent_step:5.1f} ms on latents: "
       f"{pixel_step / latent_step:.0f}x cheaper ({D * D}x fewer positions)")
 if timing_claims_apply(device):
@@ -135,8 +135,10 @@ latent_dit = DiT(input_size=SIDE // D, in_channels=C, patch_size=2, width=64, de
                  num_classes=len(SHAPES)).to(device)
 t_probe = torch.rand(64, device=device)
 y_probe = torch.randint(0, len(SHAPES), (64,), device=device)
-pixel_dit_step = median_seconds(partial(pixel_dit, x_pixels, t_probe, y_probe), repeats=5, device=device)
-latent_dit_step = median_seconds(partial(latent_dit, x_latents, t_probe, y_probe), repeats=9, device=device)
+pixel_dit_step = median_seconds(partial(pixel_dit, x_pixels, t_probe, y_probe), repeats=5, device=device,
+                                at_least_s=0.1)
+latent_dit_step = median_seconds(partial(latent_dit, x_latents, t_probe, y_probe), repeats=9, device=device,
+                                 at_least_s=0.1)
 print(f"DiT: {1e3 * pixel_dit_step:.1f} ms per step on pixels ({pixel_dit.sequence_length} tokens), "
       f"{1e3 * latent_dit_step:.1f} ms on latents ({latent_dit.sequence_length} tokens): "
       f"{pixel_dit_step / latent_dit_step:.0f}x cheaper")
