@@ -188,7 +188,7 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1, device=None, at_least_
     from .threads import held, timing_counts
 
     before = torch.get_num_threads()
-    with torch.no_grad(), held():  # (no load follower inside what is timed: the same count throughout)
+    with torch.no_grad(), held():  # (no load follower inside what is timed: the count is chosen here)
         try:
             fastest_warmup = min((timed(1) for _ in range(warmup)), default=0.0)
             calls = max(1, math.ceil(at_least_s / fastest_warmup)) if at_least_s > 0 and fastest_warmup > 0 else 1

@@ -534,8 +534,8 @@ _held = 0  # inside threads.held(): no loop follows the load
 @contextlib.contextmanager
 def held():
     """Inside this block no loop follows the load: code being timed
-    (:func:`cs231n_gen.runtime.median_seconds`) runs at the count there is now, with no
-    trial runs and no switches, so two timings taken next to each other compare like with like."""
+    (:func:`cs231n_gen.runtime.median_seconds`, which chooses the count itself before it
+    times) runs with no trial runs and no switches inside a timed run."""
     global _held
     _held += 1
     try:
